@@ -1,0 +1,135 @@
+"""Settings read once from the environment: the only place that knows variable names.
+
+Example::
+
+    from xnat_upload.config import Settings
+
+    settings = Settings.from_env()
+    settings.results_key("2026/ab12")  # -> "results/2026/ab12.json"
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .exceptions import ConfigurationError
+
+UploadMode = Literal["auto", "zip", "per_file"]
+
+MIB = 1024 * 1024
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from exc
+    if value < minimum:
+        raise ConfigurationError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def _prefix(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, default)
+    if value and not value.endswith("/"):
+        value += "/"
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service can be told; defaults are safe for production."""
+
+    xnat_url: str
+    data_bucket: str
+    xnat_secret_arn: str | None = None
+    xnat_user: str | None = field(default=None, repr=False)
+    xnat_password: str | None = field(default=None, repr=False)
+    images_prefix: str = ""
+    manifests_prefix: str = "manifests/"
+    results_prefix: str = "results/"
+    scan_xsi_type: str = "xnat:mrScanData"
+    ca_bundle: str | None = None
+    connect_timeout: float = 10.0
+    read_timeout: float = 120.0
+    max_retries: int = 4
+    retry_base_delay: float = 0.5
+    upload_mode: UploadMode = "auto"
+    upload_concurrency: int = 4
+    zip_batch_max_bytes: int = 512 * MIB
+    zip_batch_max_files: int = 1000
+    max_manifest_bytes: int = 2 * MIB
+    max_manifest_files: int = 10_000
+    time_budget_margin_seconds: float = 20.0
+    idempotency_table: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from environment variables (see the README's configuration table)."""
+        env = os.environ if env is None else env
+        xnat_url = env.get("XNAT_URL", "").strip().rstrip("/")
+        if not xnat_url.startswith(("https://", "http://")):
+            raise ConfigurationError("XNAT_URL must be set to the base URL of XNAT (https://...)")
+        bucket = env.get("DATA_BUCKET", "").strip()
+        if not bucket:
+            raise ConfigurationError("DATA_BUCKET must be set")
+        mode = env.get("UPLOAD_MODE", "auto").strip() or "auto"
+        if mode not in ("auto", "zip", "per_file"):
+            raise ConfigurationError(f"UPLOAD_MODE must be auto, zip or per_file, got {mode!r}")
+        return cls(
+            xnat_url=xnat_url,
+            data_bucket=bucket,
+            xnat_secret_arn=env.get("XNAT_SECRET_ARN", "").strip() or None,
+            xnat_user=env.get("XNAT_SERVICE_USER") or None,
+            xnat_password=env.get("XNAT_SERVICE_PASSWORD") or None,
+            images_prefix=_prefix(env, "IMAGES_PREFIX", ""),
+            manifests_prefix=_prefix(env, "MANIFESTS_PREFIX", "manifests/"),
+            results_prefix=_prefix(env, "RESULTS_PREFIX", "results/"),
+            scan_xsi_type=env.get("XNAT_SCAN_XSI_TYPE", "").strip() or "xnat:mrScanData",
+            ca_bundle=env.get("XNAT_CA_BUNDLE", "").strip() or None,
+            connect_timeout=_float(env, "XNAT_CONNECT_TIMEOUT", 10.0),
+            read_timeout=_float(env, "XNAT_READ_TIMEOUT", 120.0),
+            max_retries=_int(env, "XNAT_MAX_RETRIES", 4),
+            retry_base_delay=_float(env, "XNAT_RETRY_BASE_DELAY", 0.5),
+            upload_mode=mode,  # type: ignore[arg-type]
+            upload_concurrency=_int(env, "UPLOAD_CONCURRENCY", 4, minimum=1),
+            zip_batch_max_bytes=_int(env, "ZIP_BATCH_MAX_BYTES", 512 * MIB, minimum=1),
+            zip_batch_max_files=_int(env, "ZIP_BATCH_MAX_FILES", 1000, minimum=1),
+            max_manifest_bytes=_int(env, "MAX_MANIFEST_BYTES", 2 * MIB, minimum=1),
+            max_manifest_files=_int(env, "MAX_MANIFEST_FILES", 10_000, minimum=1),
+            time_budget_margin_seconds=_float(env, "TIME_BUDGET_MARGIN_SECONDS", 20.0),
+            idempotency_table=env.get("IDEMPOTENCY_TABLE", "").strip() or None,
+        )
+
+    def job_id_for(self, manifest_key: str) -> str | None:
+        """`manifests/2026/ab12.json` -> `2026/ab12`; None for keys that are not manifests."""
+        if not manifest_key.startswith(self.manifests_prefix) or not manifest_key.endswith(".json"):
+            return None
+        job_id = manifest_key[len(self.manifests_prefix) : -len(".json")]
+        return job_id or None
+
+    def manifest_key(self, job_id: str) -> str:
+        return f"{self.manifests_prefix}{job_id}.json"
+
+    def results_key(self, job_id: str) -> str:
+        return f"{self.results_prefix}{job_id}.json"
+
+    def upload_prefix(self, net_id: str) -> str:
+        """Where a net's images must live: the S3 counterpart of the seed's `<net_id>/upload/`."""
+        return f"{self.images_prefix}{net_id}/upload/"

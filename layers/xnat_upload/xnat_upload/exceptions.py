@@ -1,0 +1,124 @@
+"""Error types, each mapped once to a result status and an HTTP status.
+
+A handler never inspects messages: it reads `error_code` and `http_status` from the type.
+"""
+
+from __future__ import annotations
+
+
+class XnatUploadError(Exception):
+    """Base of every error this service reports on purpose."""
+
+    error_code: str = "error"
+    http_status: int = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigurationError(XnatUploadError):
+    """The deployment is misconfigured (an environment variable is missing or wrong)."""
+
+    error_code = "configuration_error"
+    http_status = 500
+
+
+class ManifestError(XnatUploadError):
+    """The job manifest is not valid JSON or does not match the schema."""
+
+    error_code = "invalid_manifest"
+    http_status = 400
+
+
+class KeyOutsidePrefixError(ManifestError):
+    """A requested file would resolve outside `<IMAGES_PREFIX><net_id>/upload/`."""
+
+    error_code = "key_outside_prefix"
+
+
+class PathCollisionError(ManifestError):
+    """Two requested paths would be stored as the same XNAT file."""
+
+    error_code = "path_collision"
+
+
+class ObjectNotFoundError(XnatUploadError):
+    """A listed S3 object does not exist (the seed's FileNotFoundError)."""
+
+    error_code = "object_not_found"
+    http_status = 404
+
+
+class ProjectNotFoundError(XnatUploadError):
+    """No XNAT project has the central hub project ID as its secondary ID."""
+
+    error_code = "project_not_found"
+    http_status = 404
+
+
+class ExperimentNotFoundError(XnatUploadError):
+    """No experiment with the accession ID as its label exists in the project."""
+
+    error_code = "experiment_not_found"
+    http_status = 404
+
+
+class AlreadyExistsError(XnatUploadError):
+    """A file is already in XNAT and `exist_ok` is false (the seed's AlreadyExistsError)."""
+
+    error_code = "already_exists"
+    http_status = 409
+
+
+class XnatError(XnatUploadError):
+    """XNAT refused or failed a request; `status` is its HTTP status when it answered."""
+
+    error_code = "xnat_error"
+    http_status = 502
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def retryable(self) -> bool:
+        """Connection failures, timeouts, 429 and 5xx may pass; other answers will not."""
+        return self.status is None or self.status == 429 or self.status >= 500
+
+
+class XnatAuthError(XnatError):
+    """XNAT rejected the service credentials or the session."""
+
+    error_code = "xnat_auth_failed"
+
+
+class XnatDuplicateError(XnatError):
+    """XNAT kept an existing file and answered 200 with a `duplicates` body."""
+
+    error_code = "xnat_kept_existing_file"
+
+    def __init__(self, message: str, status: int | None = None, duplicates: list[str] | None = None) -> None:
+        super().__init__(message, status)
+        self.duplicates = duplicates or []
+
+
+class IntegrityError(XnatUploadError):
+    """The file XNAT lists differs from what was sent (size or MD5), or is missing."""
+
+    error_code = "integrity_mismatch"
+    http_status = 502
+
+
+class SourceChangedError(XnatUploadError):
+    """The S3 object vanished or changed between validation and upload."""
+
+    error_code = "source_changed"
+    http_status = 409
+
+
+class TimeBudgetExceededError(XnatUploadError):
+    """The job ran out of time before every file was started; a re-run finishes it."""
+
+    error_code = "time_budget_exceeded"
+    http_status = 504

@@ -1,0 +1,168 @@
+"""One upload job, from a validated manifest to a complete `JobResult`.
+
+Example::
+
+    result = run_job(manifest_data, job_id="ab12", settings=Settings.from_env(), s3=boto3.client("s3"))
+    result.to_dict()["urls"]
+
+Order matters: every path is checked and every object found *before* XNAT is touched, so a bad
+manifest uploads nothing. Expected failures become the result's `error`; nothing is raised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from ..config import Settings
+from ..exceptions import (
+    AlreadyExistsError,
+    KeyOutsidePrefixError,
+    ManifestError,
+    ObjectNotFoundError,
+    PathCollisionError,
+    TimeBudgetExceededError,
+    XnatUploadError,
+)
+from ..manifest import JobManifest, confined_key, find_collisions, requested_paths
+from ..observability import logger
+from ..session import open_xnat
+from ..transfer.engine import TimeBudget, TransferEngine, WorkItem
+from ..transfer.sources import SourceObject, head_objects
+from ..xnat import XnatClient
+from ..result import FileResult, FileStatus, JobResult
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def run_job(
+    manifest: JobManifest | Mapping[str, Any],
+    *,
+    job_id: str | None,
+    settings: Settings,
+    s3: S3Client,
+    remaining_seconds: Callable[[], float] | None = None,
+    known_md5: Mapping[str, str] | None = None,
+    connect: Callable[[Settings, Callable[[], float] | None], XnatClient] = open_xnat,
+) -> JobResult:
+    """Run a job to the end and say what happened to every file.
+
+    `known_md5` (path -> MD5 from an earlier run's result) lets a re-run recognise files it
+    already put in XNAT even when the S3 ETag is not an MD5.
+    """
+    result = JobResult(job_id, started_at=_now())
+    try:
+        if not isinstance(manifest, JobManifest):
+            data = manifest
+            result.files = [FileResult(p) for p in requested_paths(data)]
+            manifest = JobManifest.from_data(data, max_files=settings.max_manifest_files)
+        result.files = [FileResult(p) for p in manifest.files_relative_paths_to_upload]
+        sources = _validate_sources(manifest, result, settings, s3)
+        _upload(manifest, result, sources, settings, s3, remaining_seconds, known_md5 or {}, connect)
+    except XnatUploadError as exc:
+        result.fail_job(exc)
+    result.finished_at = _now()
+    logger.info(
+        "job finished",
+        extra={"job_id": job_id, "status": result.status.value, "counts": result.counts(), "error": result.error},
+    )
+    return result
+
+
+def _validate_sources(
+    manifest: JobManifest, result: JobResult, settings: Settings, s3: S3Client
+) -> dict[str, SourceObject]:
+    """Confine every path, refuse collisions, then HEAD every object; any failure stops the job."""
+    prefix = settings.upload_prefix(manifest.net_id)
+    collisions = find_collisions(manifest.files_relative_paths_to_upload)
+    keys: dict[str, str] = {}
+    for file in result.files:
+        try:
+            keys[file.path] = confined_key(prefix, file.path)
+            if file.path in collisions:
+                raise PathCollisionError(f"{file.path!r} would be stored as the same file as {collisions[file.path]!r}")
+        except ManifestError as exc:
+            file.fail(FileStatus.REJECTED, exc)
+    rejected = [f for f in result.files if f.status is FileStatus.REJECTED]
+    if rejected:
+        error_type = PathCollisionError if all(f.error_code == "path_collision" for f in rejected) else KeyOutsidePrefixError
+        raise error_type(f"{len(rejected)} of {len(result.files)} paths refused; nothing was uploaded")
+
+    found = head_objects(s3, settings.data_bucket, keys)
+    for file in result.files:
+        source = found[file.path]
+        if source is None:
+            file.fail(FileStatus.MISSING, ObjectNotFoundError(f"s3://{settings.data_bucket}/{keys[file.path]} does not exist"))
+        else:
+            file.bytes = source.size
+    missing = [f for f in result.files if f.status is FileStatus.MISSING]
+    if missing:
+        raise ObjectNotFoundError(f"{len(missing)} of {len(result.files)} objects not found; nothing was uploaded")
+    result.source = {"bucket": settings.data_bucket, "prefix": prefix}
+    return {path: source for path, source in found.items() if source is not None}
+
+
+def _upload(
+    manifest: JobManifest,
+    result: JobResult,
+    sources: dict[str, SourceObject],
+    settings: Settings,
+    s3: S3Client,
+    remaining_seconds: Callable[[], float] | None,
+    known_md5: Mapping[str, str],
+    connect: Callable[[Settings, Callable[[], float] | None], XnatClient],
+) -> None:
+    """Log in once, find the session, ensure scan and resource, decide per file, transfer, log out."""
+    client = connect(settings, remaining_seconds)
+    try:
+        with client as xnat:
+            project_id = xnat.find_project_by_secondary_id(manifest.central_hub_project_id)
+            experiment = xnat.get_experiment(project_id, manifest.accession_id)
+            result.xnat = {
+                "project": project_id,
+                "subject": experiment.subject_id,
+                "experiment": experiment.experiment_id,
+                "scan": manifest.scan_id,
+                "resource": manifest.resource_id,
+            }
+            xnat.create_xnat_scan(experiment, manifest.scan_id, manifest.scan_xsi_type or settings.scan_xsi_type)
+            xnat.create_xnat_resource(
+                experiment, manifest.scan_id, manifest.resource_id, manifest.resource_format, manifest.resource_content
+            )
+            listing = xnat.list_resource_files(experiment, manifest.scan_id, manifest.resource_id)
+
+            work: list[WorkItem] = []
+            for file in result.files:
+                source = sources[file.path]
+                remote = listing.get(file.path)
+                file.url = xnat.file_url(experiment, manifest.scan_id, manifest.resource_id, file.path)
+                if remote is not None:
+                    expected = known_md5.get(file.path) or source.md5
+                    identical = expected is not None and remote.digest == expected and remote.size in (None, source.size)
+                    if identical or not manifest.exist_ok:
+                        file.status, file.identical, file.md5 = FileStatus.ALREADY_EXISTS, identical, remote.digest
+                        if not identical:
+                            error = AlreadyExistsError(f"{file.path!r} is already in XNAT and exist_ok is false")
+                            file.error, file.error_code = error.message, error.error_code
+                        continue
+                file.status = FileStatus.PENDING
+                work.append(WorkItem(file, source, overwrite=remote is not None))
+
+            budget = TimeBudget(remaining_seconds, settings.time_budget_margin_seconds)
+            result.upload_mode = TransferEngine(
+                xnat, s3, settings.data_bucket, experiment, manifest.scan_id, manifest.resource_id, settings, budget
+            ).run(work)
+            pending = [f for f in result.files if f.status is FileStatus.PENDING]
+            if pending:
+                for file in pending:
+                    file.error = "not started before the time budget ran out; re-put the manifest to finish"
+                    file.url = None
+                raise TimeBudgetExceededError(f"{len(pending)} files not started before the time budget ran out")
+    finally:
+        result.xnat_requests = client.requests_made

@@ -1,0 +1,102 @@
+"""The job manifest: the seed's request fields, validated with the Powertools parser."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Any
+
+from aws_lambda_powertools.utilities.parser import BaseModel, ValidationError, parse
+from pydantic import ConfigDict, Field, StrictBool, StringConstraints, field_validator
+
+from ..exceptions import ManifestError
+from .paths import IDENTIFIER_PATTERN
+
+MAX_FILES = 10_000
+
+Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN, min_length=1, max_length=255)]
+# Project IDs go into XNAT's secondary_ID filter, where `*` and `%` switch to a LIKE match.
+ProjectRef = Annotated[str, StringConstraints(pattern=r"^[^*%\x00-\x1f\x7f]+$", min_length=1, max_length=255)]
+RelativePath = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+_SCAN_TYPE = re.compile(r"^xnat:[A-Za-z0-9]+ScanData$")
+
+
+class JobManifest(BaseModel):
+    """What to upload where. Unknown fields are refused, not ignored.
+
+    Example::
+
+        manifest = JobManifest.from_json(body)
+        manifest.files_relative_paths_to_upload
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    central_hub_project_id: ProjectRef
+    accession_id: Identifier
+    net_id: Identifier
+    scan_id: Identifier
+    resource_id: Identifier
+    files_relative_paths_to_upload: list[RelativePath] = Field(min_length=1, max_length=MAX_FILES)
+    exist_ok: StrictBool = False
+    scan_xsi_type: str | None = None
+    resource_format: Identifier | None = None
+    resource_content: Identifier | None = None
+
+    @field_validator("accession_id", "net_id", "scan_id", "resource_id")
+    @classmethod
+    def _not_dot_segment(cls, value: str) -> str:
+        if value in (".", ".."):
+            raise ValueError("must not be '.' or '..'")
+        return value
+
+    @field_validator("scan_xsi_type")
+    @classmethod
+    def _scan_type(cls, value: str | None) -> str | None:
+        if value is not None and (not _SCAN_TYPE.match(value) or value == "xnat:imageScanData"):
+            raise ValueError("must be a concrete XNAT scan type such as xnat:mrScanData or xnat:ctScanData")
+        return value
+
+    @classmethod
+    def from_data(cls, data: Any, max_files: int = MAX_FILES) -> JobManifest:
+        """Validate decoded JSON; every problem becomes one ManifestError that lists them all."""
+        try:
+            manifest = parse(event=data, model=cls)
+        except ValidationError as exc:
+            raise ManifestError(f"manifest does not match the schema: {_summarise(exc)}") from None
+        if len(manifest.files_relative_paths_to_upload) > max_files:
+            raise ManifestError(f"manifest lists more than {max_files} files")
+        return manifest
+
+    @classmethod
+    def from_json(cls, body: bytes | str, max_bytes: int, max_files: int = MAX_FILES) -> JobManifest:
+        """Refuse oversized or malformed JSON before validating it."""
+        if len(body) > max_bytes:
+            raise ManifestError(f"manifest is larger than {max_bytes} bytes")
+        return cls.from_data(decode_json(body), max_files=max_files)
+
+
+def decode_json(body: bytes | str) -> Any:
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ManifestError(f"manifest is not valid JSON: {exc}") from None
+
+
+def _summarise(exc: ValidationError, limit: int = 10) -> str:
+    parts = []
+    for error in exc.errors()[:limit]:
+        location = ".".join(str(p) for p in error["loc"]) or "manifest"
+        parts.append(f"{location}: {error['msg']}")
+    if len(exc.errors()) > limit:
+        parts.append(f"... and {len(exc.errors()) - limit} more")
+    return "; ".join(parts)
+
+
+def requested_paths(data: Any) -> list[str]:
+    """Best-effort list of requested paths from an invalid manifest, so each gets a result entry."""
+    if isinstance(data, dict):
+        paths = data.get("files_relative_paths_to_upload")
+        if isinstance(paths, list):
+            return [p for p in paths[:MAX_FILES] if isinstance(p, str)]
+    return []

@@ -1,0 +1,85 @@
+"""Confinement of requested files to a net's own upload prefix.
+
+A relative path is checked as written: it is never percent-decoded, normalised or
+rewritten, so what is validated is exactly what is fetched and stored.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+
+from ..exceptions import KeyOutsidePrefixError
+
+# RFC 3986 unreserved characters: the seed's rule for IDs that become URL segments.
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9._~-]+$"
+_IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
+
+# Characters a file path segment may hold. XNAT percent-decodes a file path only when it
+# contains %20 or %2B, so any other escaped character would be stored literally: the set is
+# kept to what survives that rule unchanged (space -> %20 and + -> %2B force the decode).
+_SEGMENT_CHARS = re.compile(r"^[A-Za-z0-9._~+@=,() -]+$")
+MAX_PATH_LENGTH = 512
+MAX_SEGMENT_LENGTH = 255
+
+
+def check_identifier(value: str, field: str) -> str:
+    """An ID that becomes one URL path segment: unreserved characters, never `.` or `..`."""
+    if not _IDENTIFIER.match(value) or value in (".", ".."):
+        raise KeyOutsidePrefixError(
+            f"{field} {value!r} must be one path segment of [A-Za-z0-9._~-], not '.' or '..'"
+        )
+    return value
+
+
+def check_relative_path(path: str) -> str:
+    """Refuse anything that could escape `<net_id>/upload/` or be stored under another name."""
+    if not isinstance(path, str) or not path:
+        raise KeyOutsidePrefixError("empty path")
+    if len(path) > MAX_PATH_LENGTH:
+        raise KeyOutsidePrefixError(f"path longer than {MAX_PATH_LENGTH} characters")
+    for char in path:
+        if char == "\x00" or unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp"):
+            raise KeyOutsidePrefixError(f"path {path!r} contains a control character")
+    if "\\" in path:
+        raise KeyOutsidePrefixError(f"path {path!r} contains a backslash")
+    if path.startswith("/"):
+        raise KeyOutsidePrefixError(f"path {path!r} is absolute")
+    for segment in path.split("/"):
+        if segment in ("", ".", ".."):
+            raise KeyOutsidePrefixError(f"path {path!r} has an empty, '.' or '..' segment")
+        if len(segment) > MAX_SEGMENT_LENGTH:
+            raise KeyOutsidePrefixError(f"path {path!r} has a segment longer than {MAX_SEGMENT_LENGTH}")
+        if segment != segment.strip():
+            raise KeyOutsidePrefixError(f"path {path!r} has a segment with leading or trailing spaces")
+        bad = sorted({c for c in segment if not _SEGMENT_CHARS.match(c)})
+        if bad:
+            raise KeyOutsidePrefixError(f"path {path!r} contains characters not allowed in XNAT file names: {bad}")
+    return path
+
+
+def confined_key(upload_prefix: str, relative_path: str) -> str:
+    """The S3 key of a requested file, proven to stay under `upload_prefix`."""
+    check_relative_path(relative_path)
+    key = upload_prefix + relative_path
+    if not key.startswith(upload_prefix) or len(key.encode()) > 1024:
+        raise KeyOutsidePrefixError(f"path {relative_path!r} does not fit under {upload_prefix!r}")
+    return key
+
+
+def find_collisions(paths: Iterable[str]) -> dict[str, str]:
+    """Paths that would land on the same XNAT file as an earlier one: later path -> first path.
+
+    XNAT stores by relative path; two entries equal once case is folded would clash on
+    case-insensitive storage, so they are refused too.
+    """
+    first_seen: dict[str, str] = {}
+    collisions: dict[str, str] = {}
+    for path in paths:
+        folded = path.casefold()
+        if folded in first_seen:
+            collisions[path] = first_seen[folded]
+        else:
+            first_seen[folded] = path
+    return collisions

@@ -1,0 +1,116 @@
+"""The result manifest: every requested file's fate, written for every identifiable job."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Any
+
+from .exceptions import XnatUploadError
+
+
+class FileStatus(str, Enum):
+    UPLOADED = "uploaded"  # in XNAT now, size and MD5 verified against its listing
+    ALREADY_EXISTS = "already_exists"  # XNAT had it; see `identical` and `error`
+    FAILED = "failed"  # tried and not in XNAT as sent; `error` says why
+    REJECTED = "rejected"  # refused before any work (hostile or colliding path)
+    MISSING = "missing"  # the S3 object does not exist
+    SKIPPED = "skipped"  # not tried because the job stopped (job-level `error` says why)
+    PENDING = "pending"  # not started before the time budget ran out; a re-run does it
+
+
+class JobStatus(str, Enum):
+    SUCCEEDED = "succeeded"
+    PARTIAL = "partial"
+    FAILED = "failed"
+
+
+@dataclass
+class FileResult:
+    path: str
+    status: FileStatus = FileStatus.SKIPPED
+    url: str | None = None
+    bytes: int | None = None
+    md5: str | None = None
+    error: str | None = None
+    error_code: str | None = None
+    identical: bool | None = None  # for already_exists: XNAT's copy has the same MD5
+    attempts: int = 0
+
+    @property
+    def in_place(self) -> bool:
+        """The file is in XNAT with the requested content."""
+        return self.status is FileStatus.UPLOADED or (self.status is FileStatus.ALREADY_EXISTS and bool(self.identical))
+
+    def mark_uploaded(self, md5: str | None, size: int) -> None:
+        self.status, self.md5, self.bytes = FileStatus.UPLOADED, md5, size
+        self.error = self.error_code = None
+
+    def fail(self, status: FileStatus, error: XnatUploadError) -> None:
+        self.status, self.error, self.error_code = status, error.message, error.error_code
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["status"] = self.status.value
+        return {k: v for k, v in data.items() if v is not None}
+
+
+@dataclass
+class JobResult:
+    """What `results/<job_id>.json` holds. `urls` is the seed's return value."""
+
+    job_id: str | None
+    files: list[FileResult] = field(default_factory=list)
+    error: dict[str, str] | None = None
+    upload_mode: str | None = None
+    xnat: dict[str, str] = field(default_factory=dict)
+    source: dict[str, str] = field(default_factory=dict)
+    started_at: str | None = None
+    finished_at: str | None = None
+    xnat_requests: int | None = None
+
+    @property
+    def status(self) -> JobStatus:
+        if self.error is None and self.files and all(f.in_place for f in self.files):
+            return JobStatus.SUCCEEDED
+        if any(f.in_place for f in self.files) or any(f.status is FileStatus.PENDING for f in self.files):
+            return JobStatus.PARTIAL
+        return JobStatus.FAILED
+
+    @property
+    def urls(self) -> list[str]:
+        return [f.url for f in self.files if f.in_place and f.url]
+
+    def fail_job(self, error: XnatUploadError, untouched: FileStatus = FileStatus.SKIPPED) -> None:
+        """Record a job-level failure; files not yet decided get `untouched` status."""
+        self.error = {"code": error.error_code, "message": error.message}
+        for file in self.files:
+            if file.status in (FileStatus.SKIPPED, FileStatus.PENDING) and file.error is None:
+                file.status = untouched
+                file.error = f"not attempted: {error.message}"
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for file in self.files:
+            counts[file.status.value] = counts.get(file.status.value, 0) + 1
+        return counts
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "job_id": self.job_id,
+            "status": self.status.value,
+            "urls": self.urls,
+            "counts": self.counts(),
+            "files": [f.to_dict() for f in self.files],
+        }
+        optional = {
+            "error": self.error,
+            "upload_mode": self.upload_mode,
+            "xnat": self.xnat or None,
+            "source": self.source or None,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "xnat_requests": self.xnat_requests,
+        }
+        data.update({k: v for k, v in optional.items() if v is not None})
+        return data

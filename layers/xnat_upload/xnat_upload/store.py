@@ -1,0 +1,100 @@
+"""Manifests and result manifests in the data bucket: the only module that names their keys.
+
+Example::
+
+    store = JobStore(boto3.client("s3"), Settings.from_env())
+    store.write_result(result)
+    store.read_result("ab12")
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from .config import Settings
+from .exceptions import ManifestError
+from .result import JobResult
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+_NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
+
+
+class JobStore:
+    def __init__(self, s3: S3Client, settings: Settings) -> None:
+        self._s3 = s3
+        self._settings = settings
+        self._bucket = settings.data_bucket
+
+    def load_manifest(self, key: str, version_id: str | None = None) -> bytes:
+        """The manifest's bytes, refusing an oversized one before reading it."""
+        extra = {"VersionId": version_id} if version_id else {}
+        try:
+            response = self._s3.get_object(Bucket=self._bucket, Key=key, **extra)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            raise ManifestError(f"manifest s3://{self._bucket}/{key} could not be read ({code})") from exc
+        limit = self._settings.max_manifest_bytes
+        body = response["Body"]
+        try:
+            if response.get("ContentLength", 0) > limit:
+                raise ManifestError(f"manifest is larger than {limit} bytes")
+            data = body.read(limit + 1)
+        finally:
+            body.close()
+        if len(data) > limit:
+            raise ManifestError(f"manifest is larger than {limit} bytes")
+        return data
+
+    def put_manifest(self, job_id: str, manifest: dict[str, Any]) -> str:
+        key = self._settings.manifest_key(job_id)
+        self._s3.put_object(
+            Bucket=self._bucket, Key=key, Body=json.dumps(manifest).encode(), ContentType="application/json"
+        )
+        return key
+
+    def manifest_exists(self, job_id: str) -> bool:
+        return self._exists(self._settings.manifest_key(job_id))
+
+    def write_result(self, result: JobResult) -> str:
+        key = self._settings.results_key(result.job_id or "unknown")
+        body = json.dumps(result.to_dict(), indent=2).encode()
+        self._s3.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType="application/json")
+        return key
+
+    def read_result(self, job_id: str) -> dict[str, Any] | None:
+        try:
+            response = self._s3.get_object(Bucket=self._bucket, Key=self._settings.results_key(job_id))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in _NOT_FOUND:
+                return None
+            raise
+        try:
+            document = json.loads(response["Body"].read())
+        except ValueError:
+            return None
+        return document if isinstance(document, dict) else None
+
+    def known_md5(self, job_id: str) -> dict[str, str]:
+        """path -> MD5 of files an earlier run of this job put or found in XNAT."""
+        previous = self.read_result(job_id) or {}
+        known: dict[str, str] = {}
+        for entry in previous.get("files", []):
+            if not isinstance(entry, dict) or not entry.get("md5"):
+                continue
+            if entry.get("status") == "uploaded" or (entry.get("status") == "already_exists" and entry.get("identical")):
+                known[str(entry.get("path"))] = str(entry["md5"])
+        return known
+
+    def _exists(self, key: str) -> bool:
+        try:
+            self._s3.head_object(Bucket=self._bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in _NOT_FOUND:
+                return False
+            raise
+        return True

@@ -1,0 +1,263 @@
+"""Moves validated S3 objects into one XNAT resource, then proves they arrived intact.
+
+Two paths, chosen per job (`UPLOAD_MODE`, default `auto`):
+
+* **zip**: many small files go as stored zip batches, `PUT .../files/<batch>.zip?extract=true`,
+  one catalog write per batch instead of one per file (XNAT rewrites the resource catalog on
+  every PUT and fails overlapping writers with a 500, so parallel PUTs buy conflicts).
+* **per_file**: large files stream straight from S3 into one PUT each, MD5 computed on the way.
+
+Afterwards one listing is compared with what was sent (size and MD5); a mismatch or a file
+missing from the catalog is re-sent once with `overwrite=true`, then reported failed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..exceptions import IntegrityError, SourceChangedError, XnatDuplicateError, XnatError, XnatUploadError
+from ..result import FileResult, FileStatus
+from ..xnat import Experiment, XnatClient
+from .hashing import HashingBody
+from .sources import SourceObject, SourceStream
+from .zipstream import StoredZipBody, ZipEntry
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+    from ..config import Settings
+
+ZIP_ENTRY_MAX_BYTES = 16 * 1024 * 1024  # entries are held whole while their CRC is computed
+ZIP_MIN_FILES = 4  # below this, one PUT per file costs no more than a batch
+ASSUMED_RATE = 20 * 1024 * 1024  # bytes/s until a transfer has been measured
+
+
+@dataclass
+class WorkItem:
+    """One file to send: where it comes from, where its result goes, whether it replaces a file."""
+
+    file: FileResult
+    source: SourceObject
+    overwrite: bool
+
+
+class TimeBudget:
+    """Tells whether there is time to start a transfer of `size` bytes, from measured throughput."""
+
+    def __init__(self, remaining_seconds: Callable[[], float] | None, margin_seconds: float) -> None:
+        self._remaining = remaining_seconds
+        self._margin = margin_seconds
+        self._bytes = 0
+        self._seconds = 0.0
+
+    def allows(self, size: int) -> bool:
+        if self._remaining is None:
+            return True
+        rate = self._bytes / self._seconds if self._seconds > 0.05 and self._bytes else ASSUMED_RATE
+        return self._remaining() > self._margin + size / rate
+
+    def record(self, size: int, seconds: float) -> None:
+        self._bytes += size
+        self._seconds += seconds
+
+
+class TransferEngine:
+    """Uploads work items into one resource; results are written into each item's FileResult."""
+
+    def __init__(
+        self,
+        xnat: XnatClient,
+        s3: S3Client,
+        bucket: str,
+        experiment: Experiment,
+        scan_id: str,
+        resource_id: str,
+        settings: Settings,
+        budget: TimeBudget,
+    ) -> None:
+        self._xnat = xnat
+        self._s3 = s3
+        self._bucket = bucket
+        self._experiment = experiment
+        self._scan = scan_id
+        self._resource = resource_id
+        self._settings = settings
+        self._budget = budget
+        self._batches = 0
+
+    # -- planning ----------------------------------------------------------------------------
+
+    def plan(self, work: Sequence[WorkItem]) -> tuple[list[WorkItem], list[WorkItem], str]:
+        """Split work into (zip batch items, per-file items) and name the mode for the result."""
+        mode = self._settings.upload_mode
+        small = [w for w in work if w.source.size <= ZIP_ENTRY_MAX_BYTES]
+        if mode == "per_file":
+            return [], list(work), "per_file"
+        if mode == "auto" and len(small) < ZIP_MIN_FILES:
+            # Zero-byte files cannot be sent raw (XNAT answers 500): they always travel zipped.
+            empty = [w for w in work if w.source.size == 0]
+            rest = [w for w in work if w.source.size > 0]
+            return empty, rest, "per_file" if not empty else "mixed"
+        zipped_ids = {id(w) for w in small}
+        large = [w for w in work if id(w) not in zipped_ids]
+        return small, large, "zip" if not large else "mixed"
+
+    def batches(self, items: Sequence[WorkItem]) -> list[list[WorkItem]]:
+        """Batches bounded in bytes and entries, so a failed batch costs little to retry."""
+        batches: list[list[WorkItem]] = []
+        current: list[WorkItem] = []
+        size = 0
+        for item in items:
+            if current and (
+                len(current) >= self._settings.zip_batch_max_files
+                or size + item.source.size > self._settings.zip_batch_max_bytes
+            ):
+                batches.append(current)
+                current, size = [], 0
+            current.append(item)
+            size += item.source.size
+        if current:
+            batches.append(current)
+        return batches
+
+    # -- running -----------------------------------------------------------------------------
+
+    def run(self, work: Sequence[WorkItem]) -> str:
+        """Send everything there is time for; files not started stay `pending`. Returns the mode."""
+        zipped, single, mode = self.plan(work)
+        for batch in self.batches(zipped):
+            if not self._budget.allows(sum(w.source.size for w in batch)):
+                return mode
+            self._send_batch(batch)
+        for item in single:
+            if not self._budget.allows(item.source.size):
+                return mode
+            self._send_single(item)
+        self.verify([w for w in work if w.file.status is FileStatus.UPLOADED])
+        return mode
+
+    def _send_single(self, item: WorkItem) -> None:
+        if item.source.size == 0:
+            self._send_batch([item])
+            return
+        bodies: list[HashingBody] = []
+
+        def open_body() -> HashingBody:
+            body = HashingBody(SourceStream(self._s3, self._bucket, item.source), item.source.size)
+            bodies.append(body)
+            return body
+
+        started = time.monotonic()
+        file = item.file
+        try:
+            file.url = self._xnat.upload_file_to_xnat(
+                self._experiment, self._scan, self._resource, item.file.path, open_body,
+                overwrite=item.overwrite, overwrite_on_retry=True,
+            )  # fmt: skip
+        except XnatDuplicateError as exc:
+            self._kept_existing(file, exc)
+        except XnatUploadError as exc:
+            file.fail(FileStatus.FAILED, _cause(exc))
+        else:
+            file.mark_uploaded(bodies[-1].md5 if bodies and bodies[-1].complete else item.source.md5, item.source.size)
+            self._budget.record(item.source.size, time.monotonic() - started)
+        finally:
+            file.attempts += len(bodies)
+
+    def _send_batch(self, batch: Sequence[WorkItem]) -> None:
+        self._batches += 1
+        name = f"xnat-upload-batch-{int(time.time())}-{self._batches}.zip"
+        entries = [ZipEntry(w.file.path, w.source.size) for w in batch]
+        sources = {w.file.path: w.source for w in batch}
+        bodies: list[StoredZipBody] = []
+
+        def fetch(entry: ZipEntry) -> bytes:
+            stream = SourceStream(self._s3, self._bucket, sources[entry.name])
+            try:
+                return stream.read(-1) if entry.size else b""
+            finally:
+                stream.close()
+
+        def open_body() -> StoredZipBody:
+            body = StoredZipBody(entries, fetch, workers=self._settings.upload_concurrency)
+            bodies.append(body)
+            return body
+
+        started = time.monotonic()
+        kept: set[str] = set()
+        try:
+            self._xnat.upload_file_to_xnat(
+                self._experiment, self._scan, self._resource, name, open_body,
+                overwrite=any(w.overwrite for w in batch), overwrite_on_retry=True,
+                extract=True, content_type="application/zip",
+            )  # fmt: skip
+        except XnatDuplicateError as exc:
+            kept = set(exc.duplicates)
+        except XnatUploadError as exc:
+            for item in batch:
+                item.file.fail(FileStatus.FAILED, _cause(exc))
+                item.file.attempts += len(bodies)
+            return
+        digests = {d.name: d.md5 for d in bodies[-1].digests} if bodies else {}
+        for item in batch:
+            file = item.file
+            file.attempts += len(bodies)
+            if file.path in kept:
+                self._kept_existing(file, XnatDuplicateError("XNAT kept its existing copy", 200, [file.path]))
+                continue
+            file.url = self._xnat.file_url(self._experiment, self._scan, self._resource, file.path)
+            file.mark_uploaded(digests.get(file.path, item.source.md5), item.source.size)
+        self._budget.record(sum(w.source.size for w in batch), time.monotonic() - started)
+
+    @staticmethod
+    def _kept_existing(file: FileResult, exc: XnatDuplicateError) -> None:
+        """XNAT answered `duplicates`: someone else's file is there; ours was not stored."""
+        file.status = FileStatus.ALREADY_EXISTS
+        file.identical = False
+        file.error = f"a file appeared in XNAT during the job and was kept: {exc.message}"
+        file.error_code = exc.error_code
+
+    # -- verification ------------------------------------------------------------------------
+
+    def verify(self, uploaded: Sequence[WorkItem], resend: bool = True) -> None:
+        """Compare every uploaded file with XNAT's listing; re-send a mismatch once, then fail it."""
+        if not uploaded:
+            return
+        try:
+            listing = self._xnat.list_resource_files(self._experiment, self._scan, self._resource)
+        except XnatError as exc:
+            for item in uploaded:
+                item.file.fail(FileStatus.FAILED, XnatError(f"could not verify the upload: {exc.message}"))
+            return
+        wrong: list[WorkItem] = []
+        for item in uploaded:
+            remote = listing.get(item.file.path)
+            problem = None
+            if remote is None:
+                problem = "missing from XNAT's catalog after upload"
+            elif remote.size is not None and remote.size != item.source.size:
+                problem = f"XNAT lists {remote.size} bytes, {item.source.size} were sent"
+            elif remote.digest and item.file.md5 and remote.digest != item.file.md5:
+                problem = f"XNAT lists MD5 {remote.digest}, {item.file.md5} was sent"
+            if problem is not None:
+                item.file.status = FileStatus.FAILED
+                item.file.error, item.file.error_code = problem, IntegrityError.error_code
+                wrong.append(item)
+        if wrong and resend:
+            for item in wrong:
+                item.overwrite = True
+                self._send_single(item) if item.source.size else self._send_batch([item])
+            self.verify([w for w in wrong if w.file.status is FileStatus.UPLOADED], resend=False)
+
+
+def _cause(exc: XnatUploadError) -> XnatUploadError:
+    """Report the S3 side when a read failed underneath the HTTP client."""
+    cause = exc.__cause__
+    while cause is not None:
+        if isinstance(cause, SourceChangedError):
+            return cause
+        cause = cause.__cause__
+    return exc

@@ -1,0 +1,53 @@
+"""A streaming request body that counts and hashes what it hands to the HTTP client."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Protocol
+
+from ..exceptions import SourceChangedError
+
+
+class Readable(Protocol):
+    def read(self, size: int = -1) -> bytes: ...
+
+
+class HashingBody:
+    """Exact `len` (so requests sends Content-Length, never chunked) and MD5 of the bytes read.
+
+    The HTTP client pulls fixed-size blocks; memory stays at one block whatever the size.
+    A source that ends early or runs long raises instead of sending a wrong file.
+    """
+
+    block_size = 1024 * 1024
+
+    def __init__(self, source: Readable, size: int) -> None:
+        self._source = source
+        self._size = size
+        self._md5 = hashlib.md5(usedforsecurity=False)
+        self.bytes_read = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def read(self, size: int = -1) -> bytes:
+        remaining = self._size - self.bytes_read
+        if remaining <= 0:
+            if self._source.read(1):
+                raise SourceChangedError("source is longer than its recorded size")
+            return b""
+        want = remaining if size is None or size < 0 else min(size, remaining)
+        chunk = self._source.read(min(want, self.block_size))
+        if not chunk:
+            raise SourceChangedError(f"source ended after {self.bytes_read} of {self._size} bytes")
+        self.bytes_read += len(chunk)
+        self._md5.update(chunk)
+        return chunk
+
+    @property
+    def md5(self) -> str:
+        return self._md5.hexdigest()
+
+    @property
+    def complete(self) -> bool:
+        return self.bytes_read == self._size

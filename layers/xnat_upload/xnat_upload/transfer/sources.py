@@ -1,0 +1,83 @@
+"""S3 side of a transfer: existence checks up front, then one streamed GET per attempt."""
+
+from __future__ import annotations
+
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools.utilities.streaming import S3Object
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ..exceptions import SourceChangedError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+_PLAIN_MD5_ETAG = re.compile(r'^"?([0-9a-f]{32})"?$')
+_NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
+
+
+@dataclass(frozen=True)
+class SourceObject:
+    """A requested file as it was when the job validated it."""
+
+    path: str
+    key: str
+    size: int
+    etag: str
+    md5: str | None  # known without reading when the ETag is a plain MD5 (single-part, SSE-S3)
+
+
+def head_objects(
+    s3: S3Client, bucket: str, keys: dict[str, str], max_workers: int = 16
+) -> dict[str, SourceObject | None]:
+    """HEAD every requested key in parallel: path -> object, or None when it does not exist."""
+
+    def head(item: tuple[str, str]) -> tuple[str, SourceObject | None]:
+        path, key = item
+        try:
+            meta = s3.head_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in _NOT_FOUND:
+                return path, None
+            raise
+        return path, _source(path, key, meta)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(keys)))) as pool:
+        return dict(pool.map(head, keys.items()))
+
+
+def _source(path: str, key: str, meta: dict[str, Any]) -> SourceObject:
+    etag = meta.get("ETag", "")
+    match = _PLAIN_MD5_ETAG.match(etag)
+    # With SSE-KMS or multipart uploads the ETag is not the content's MD5.
+    plain = match is not None and meta.get("ServerSideEncryption") in (None, "AES256")
+    return SourceObject(path, key, int(meta.get("ContentLength", 0)), etag, match.group(1) if plain else None)
+
+
+class SourceStream:
+    """The object's bytes, fetched lazily by one ranged GET pinned to the validated ETag.
+
+    Built on Powertools' streaming `S3Object`; a changed or deleted object fails the read with
+    `SourceChangedError` instead of sending other bytes than those validated.
+    """
+
+    def __init__(self, s3: S3Client, bucket: str, source: SourceObject) -> None:
+        self._source = source
+        self._object = S3Object(bucket=bucket, key=source.key, boto3_client=s3, IfMatch=source.etag)
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self._object.read(size)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            raise SourceChangedError(
+                f"S3 object for {self._source.path!r} changed or vanished during the job ({code})"
+            ) from exc
+        except BotoCoreError as exc:
+            raise SourceChangedError(f"reading S3 object for {self._source.path!r} failed: {type(exc).__name__}") from exc
+
+    def close(self) -> None:
+        self._object.close()

@@ -1,0 +1,357 @@
+"""XNAT REST client: one logged-in `requests.Session` per job, the seed's helper names.
+
+Example::
+
+    with XnatClient("https://xnat.example.org", "svc", password) as xnat:
+        project = xnat.find_project_by_secondary_id("CHP-001")
+        experiment = xnat.get_experiment(project, "ACC0001")
+        xnat.create_xnat_scan(experiment, "1", "xnat:mrScanData")
+        xnat.create_xnat_resource(experiment, "1", "NIFTI")
+        url = xnat.upload_file_to_xnat(experiment, "1", "NIFTI", "seg/a.nii.gz", open_body)
+
+Every call checks its status; transient failures (connection errors, timeouts, 429, 5xx) are
+retried with backoff, and a 401 re-logs-in once. Nothing here logs a header or a cookie.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from ..exceptions import (
+    ExperimentNotFoundError,
+    ProjectNotFoundError,
+    XnatAuthError,
+    XnatDuplicateError,
+    XnatError,
+)
+from . import urls
+from .models import Experiment, RemoteFile
+from .retry import RetryPolicy
+
+USER_AGENT = "xnat-upload-lambda/1.0 (python-requests)"  # not browser-like: XNAT answers 401, not 302
+
+
+class Body(Protocol):
+    """A request body requests can stream: `read` in chunks, exact `len`."""
+
+    def read(self, size: int = -1) -> bytes: ...
+    def __len__(self) -> int: ...
+
+
+class XnatClient:
+    """A logged-in XNAT session; use as a context manager so logout always happens."""
+
+    def __init__(
+        self,
+        base_url: str,
+        username: str,
+        password: str,
+        *,
+        verify: bool | str = True,
+        timeout: tuple[float, float] = (10.0, 120.0),
+        pool_size: int = 8,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._credentials = (username, password)
+        self._timeout = timeout
+        self._retry = retry or RetryPolicy()
+        self._session = requests.Session()
+        self._session.verify = verify  # TLS is always verified; a CA bundle path may replace the default store
+        self._session.headers["User-Agent"] = USER_AGENT
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
+        self._session.mount("https://", adapter)
+        self._session.mount("http://", adapter)
+        self._login_lock = threading.Lock()
+        self._session_generation = 0
+        self.requests_made = 0
+
+    # -- session -----------------------------------------------------------------------------
+
+    def __enter__(self) -> XnatClient:
+        self.login()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.logout()
+        self._session.close()
+
+    def login(self) -> None:
+        """POST /data/JSESSION once; the cookie it sets authenticates every later call."""
+
+        def attempt() -> requests.Response:
+            return self._send("POST", "/data/JSESSION", auth=self._credentials)
+
+        response = self._with_retries(attempt, "log in to XNAT")
+        if response.status_code in (401, 403):
+            raise XnatAuthError("XNAT rejected the service credentials", response.status_code)
+        if response.status_code != 200 or "JSESSIONID" not in self._session.cookies:
+            raise XnatAuthError(f"XNAT login answered {response.status_code} without a session", response.status_code)
+        self._session_generation += 1
+
+    def logout(self) -> None:
+        """End the server session; failures are swallowed: the job's outcome does not depend on it."""
+        if "JSESSIONID" not in self._session.cookies:
+            return
+        try:
+            self._send("DELETE", "/data/JSESSION")
+        except requests.RequestException:
+            pass
+        self._session.cookies.clear()
+
+    def _relogin(self, generation: int) -> None:
+        """Re-login once per expired session, even when several workers notice at the same time."""
+        with self._login_lock:
+            if generation == self._session_generation:
+                self._session.cookies.clear()
+                self.login()
+
+    # -- transport ---------------------------------------------------------------------------
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        self.requests_made += 1
+        try:
+            return self._session.request(method, self.base_url + path, timeout=self._timeout, **kwargs)
+        except requests.RequestException as exc:
+            raise XnatError(f"{method} {_redact(path)} failed: {type(exc).__name__}") from exc
+
+    def _with_retries(self, attempt: Callable[[], requests.Response], what: str) -> requests.Response:
+        """Run `attempt` until it answers something final; retries re-run it from scratch."""
+        tries = 0
+        while True:
+            try:
+                response = attempt()
+            except XnatError as exc:
+                if not self._retry.wait(tries):
+                    raise XnatError(f"could not {what}: {exc.message}") from exc
+                tries += 1
+                continue
+            if response.status_code == 429 or response.status_code >= 500:
+                if self._retry.wait(tries):
+                    tries += 1
+                    continue
+            return response
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        *,
+        ok: Iterable[int] = (200,),
+        params: Mapping[str, str] | None = None,
+        open_body: Callable[[], Body] | None = None,
+        headers: Mapping[str, str] | None = None,
+        retry_hook: Callable[[int], None] | None = None,
+    ) -> requests.Response:
+        """One logical call: retries transient failures, re-logs-in once on 401, checks the status."""
+        ok = tuple(ok)
+        relogged = False
+        attempts = 0
+
+        def attempt() -> requests.Response:
+            nonlocal attempts
+            if attempts and retry_hook is not None:
+                retry_hook(attempts)
+            attempts += 1
+            body = open_body() if open_body is not None else None
+            return self._send(method, path, params=params, data=body, headers=headers)
+
+        while True:
+            generation = self._session_generation
+            response = self._with_retries(attempt, what)
+            if response.status_code == 401 and not relogged:
+                relogged = True
+                self._relogin(generation)
+                continue
+            if response.status_code in ok:
+                return response
+            detail = _error_detail(response)
+            if response.status_code == 401:
+                raise XnatAuthError(f"could not {what}: XNAT answered 401{detail}", 401)
+            raise XnatError(f"could not {what}: XNAT answered {response.status_code}{detail}", response.status_code)
+
+    # -- lookups -----------------------------------------------------------------------------
+
+    def find_project_by_secondary_id(self, secondary_id: str) -> str:
+        """The project whose secondary ID is the central hub project ID (exact match)."""
+        response = self.request(
+            "GET", "/data/projects", "list projects", params={"format": "json", "secondary_ID": secondary_id}
+        )
+        rows = _result_rows(response)
+        matches = [row["ID"] for row in rows if row.get("secondary_ID") == secondary_id and row.get("ID")]
+        if not matches:
+            raise ProjectNotFoundError(f"no XNAT project has secondary ID {secondary_id!r}")
+        if len(matches) > 1:
+            raise ProjectNotFoundError(f"several XNAT projects have secondary ID {secondary_id!r}: {sorted(matches)}")
+        return matches[0]
+
+    def get_experiment(self, project_id: str, label: str) -> Experiment:
+        """The session labelled with the accession ID, and the subject it belongs to."""
+        path = urls.join("data", "projects", project_id, "experiments", label)
+        response = self.request("GET", path, "find the experiment", ok=(200, 404), params={"format": "json"})
+        if response.status_code == 404:
+            raise ExperimentNotFoundError(f"no experiment labelled {label!r} in XNAT project {project_id!r}")
+        try:
+            fields = response.json()["items"][0]["data_fields"]
+            return Experiment(project_id, fields["subject_ID"], fields["ID"], fields.get("label", label))
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise XnatError(f"unexpected experiment document from XNAT: {type(exc).__name__}") from exc
+
+    # -- scan and resource -------------------------------------------------------------------
+
+    def _scan_path(self, experiment: Experiment, scan_id: str, *rest: str) -> str:
+        return urls.join(
+            "data", "projects", experiment.project_id, "subjects", experiment.subject_id,
+            "experiments", experiment.experiment_id, "scans", scan_id, *rest,
+        )  # fmt: skip
+
+    def create_xnat_scan(self, experiment: Experiment, scan_id: str, xsi_type: str) -> None:
+        """Create or keep the scan. 409 means it exists with another type: a real conflict."""
+        self.request(
+            "PUT", self._scan_path(experiment, scan_id), f"create scan {scan_id!r} ({xsi_type})",
+            params={"xsiType": xsi_type},
+        )  # fmt: skip
+
+    def create_xnat_resource(
+        self, experiment: Experiment, scan_id: str, resource_id: str, fmt: str | None = None, content: str | None = None
+    ) -> bool:
+        """Create the resource before any upload; True if created, False if it was there (409)."""
+        params = {k: v for k, v in (("format", fmt), ("content", content)) if v}
+        response = self.request(
+            "PUT", self._scan_path(experiment, scan_id, "resources", resource_id),
+            f"create resource {resource_id!r}", ok=(200, 201, 409), params=params or None,
+        )  # fmt: skip
+        return response.status_code != 409
+
+    # -- files -------------------------------------------------------------------------------
+
+    def file_url(self, experiment: Experiment, scan_id: str, resource_id: str, relative_path: str) -> str:
+        """The clean URL of a file (no query string): what the seed returned, minus `?inbody=true`."""
+        return self.base_url + self._file_path(experiment, scan_id, resource_id, relative_path)
+
+    def _file_path(self, experiment: Experiment, scan_id: str, resource_id: str, relative_path: str) -> str:
+        return self._scan_path(experiment, scan_id, "resources", resource_id) + "/files/" + urls.file_path(relative_path)
+
+    def list_resource_files(self, experiment: Experiment, scan_id: str, resource_id: str) -> dict[str, RemoteFile]:
+        """One listing instead of a download per file; keyed by path relative to the resource."""
+        path = self._scan_path(experiment, scan_id, "resources", resource_id, "files")
+        response = self.request("GET", path, "list the resource's files", ok=(200, 404), params={"format": "json"})
+        if response.status_code == 404:
+            return {}
+        files: dict[str, RemoteFile] = {}
+        for row in _result_rows(response):
+            relative = _relative_path_from_uri(row.get("URI", ""))
+            if relative is None:
+                continue
+            size = row.get("Size")
+            files[relative] = RemoteFile(
+                path=relative,
+                size=int(size) if str(size).isdigit() else None,
+                digest=(row.get("digest") or "").lower() or None,
+                uri=row.get("URI", ""),
+            )
+        return files
+
+    def check_file_exists_in_xnat(self, experiment: Experiment, scan_id: str, resource_id: str, path: str) -> bool:
+        """The seed's check, answered from the listing instead of downloading the file."""
+        return path in self.list_resource_files(experiment, scan_id, resource_id)
+
+    def upload_file_to_xnat(
+        self,
+        experiment: Experiment,
+        scan_id: str,
+        resource_id: str,
+        relative_path: str,
+        open_body: Callable[[], Body],
+        *,
+        overwrite: bool = False,
+        overwrite_on_retry: bool = False,
+        extract: bool = False,
+        content_type: str = "application/octet-stream",
+    ) -> str:
+        """Stream one body into the resource; returns the file's clean URL.
+
+        `open_body` is called once per attempt, so a retry never re-sends a consumed stream.
+        With `overwrite_on_retry`, attempts after the first send `overwrite=true`: a PUT that
+        failed late (XNAT's catalog conflict) left its bytes on disk uncatalogued, and only an
+        overwrite gets them into the catalog.
+        """
+        params = {"inbody": "true"}
+        if overwrite:
+            params["overwrite"] = "true"
+        if extract:
+            params["extract"] = "true"
+
+        def on_retry(_: int) -> None:
+            if overwrite_on_retry:
+                params["overwrite"] = "true"
+
+        response = self.request(
+            "PUT",
+            self._file_path(experiment, scan_id, resource_id, relative_path),
+            f"upload {relative_path!r}",
+            params=params,
+            open_body=open_body,
+            headers={"Content-Type": content_type},
+            retry_hook=on_retry,
+        )
+        duplicates = _duplicates(response)
+        if duplicates:
+            raise XnatDuplicateError(
+                f"XNAT kept its existing copy of {duplicates} and ignored the upload", response.status_code, duplicates
+            )
+        return self.file_url(experiment, scan_id, resource_id, relative_path)
+
+
+def _result_rows(response: requests.Response) -> list[dict[str, Any]]:
+    try:
+        rows = response.json()["ResultSet"]["Result"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise XnatError(f"unexpected listing from XNAT: {type(exc).__name__}") from exc
+    return [row for row in rows if isinstance(row, dict)]
+
+
+def _relative_path_from_uri(uri: str) -> str | None:
+    """`/data/experiments/E/scans/1/resources/7/files/a/b.nii` -> `a/b.nii` (Name is only the basename)."""
+    path = urlsplit(uri).path
+    marker = "/files/"
+    index = path.find(marker)
+    if index < 0:
+        return None
+    return unquote(path[index + len(marker) :]) or None
+
+
+def _duplicates(response: requests.Response) -> list[str]:
+    """XNAT's 200 answer for a file it kept instead of replacing: `{"duplicates": [...]}`."""
+    text = response.text.strip() if response.content else ""
+    if not text.startswith("{"):
+        return []
+    try:
+        document = json.loads(text)
+    except ValueError:
+        return []
+    duplicates = document.get("duplicates") if isinstance(document, dict) else None
+    return [str(d) for d in duplicates] if isinstance(duplicates, list) else []
+
+
+def _error_detail(response: requests.Response, limit: int = 300) -> str:
+    """A short, safe excerpt of an error body (XNAT puts the message in an HTML <h3>)."""
+    text = response.text or ""
+    start = text.find("<h3>")
+    if start >= 0:
+        end = text.find("</h3>", start)
+        text = text[start + 4 : end if end > 0 else None]
+    text = " ".join(text.split())[:limit]
+    return f": {text}" if text else ""
+
+
+def _redact(path: str) -> str:
+    return path.split("?", 1)[0]
