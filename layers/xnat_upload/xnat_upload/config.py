@@ -78,6 +78,7 @@ class Settings:
     max_manifest_files: int = 10_000
     time_budget_margin_seconds: float = 20.0
     idempotency_table: str | None = None
+    api_time_limit_seconds: float = 28.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -115,6 +116,7 @@ class Settings:
             max_manifest_files=_int(env, "MAX_MANIFEST_FILES", 10_000, minimum=1),
             time_budget_margin_seconds=_float(env, "TIME_BUDGET_MARGIN_SECONDS", 20.0),
             idempotency_table=env.get("IDEMPOTENCY_TABLE", "").strip() or None,
+            api_time_limit_seconds=_float(env, "API_TIME_LIMIT_SECONDS", 28.0),
         )
 
     def job_id_for(self, manifest_key: str) -> str | None:

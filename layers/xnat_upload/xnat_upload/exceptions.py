@@ -15,6 +15,7 @@ class XnatUploadError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+        self.result: dict | None = None  # the job's result manifest, when the error ends a whole job
 
 
 class ConfigurationError(XnatUploadError):
@@ -122,3 +123,30 @@ class TimeBudgetExceededError(XnatUploadError):
 
     error_code = "time_budget_exceeded"
     http_status = 504
+
+
+def error_for_code(code: str, message: str) -> XnatUploadError:
+    """The error type behind a result manifest's `error_code` (unknown codes map to the base type)."""
+    pending: list[type[XnatUploadError]] = [XnatUploadError]
+    while pending:
+        cls = pending.pop()
+        if cls.error_code == code:
+            return cls(message)
+        pending.extend(cls.__subclasses__())
+    error = XnatUploadError(message)
+    error.error_code = code
+    return error
+
+
+class JobConflictError(XnatUploadError):
+    """A job with this ID was already submitted with a different manifest."""
+
+    error_code = "job_conflict"
+    http_status = 409
+
+
+class JobNotFoundError(XnatUploadError):
+    """No manifest and no result exist for this job ID."""
+
+    error_code = "job_not_found"
+    http_status = 404

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from .exceptions import XnatUploadError
 
 
-class FileStatus(str, Enum):
+class FileStatus(StrEnum):
     UPLOADED = "uploaded"  # in XNAT now, size and MD5 verified against its listing
     ALREADY_EXISTS = "already_exists"  # XNAT had it; see `identical` and `error`
     FAILED = "failed"  # tried and not in XNAT as sent; `error` says why
@@ -19,7 +19,7 @@ class FileStatus(str, Enum):
     PENDING = "pending"  # not started before the time budget ran out; a re-run does it
 
 
-class JobStatus(str, Enum):
+class JobStatus(StrEnum):
     SUCCEEDED = "succeeded"
     PARTIAL = "partial"
     FAILED = "failed"
@@ -36,6 +36,7 @@ class FileResult:
     error_code: str | None = None
     identical: bool | None = None  # for already_exists: XNAT's copy has the same MD5
     attempts: int = 0
+    source_etag: str | None = None  # the S3 object version that was validated (re-runs match on it)
 
     @property
     def in_place(self) -> bool:

@@ -57,6 +57,22 @@ class JobStore:
         )
         return key
 
+    def put_manifest_once(self, job_id: str, manifest: dict[str, Any]) -> bool:
+        """Put the manifest unless one exists (an S3 conditional write); False when it was there."""
+        try:
+            self._s3.put_object(
+                Bucket=self._bucket,
+                Key=self._settings.manifest_key(job_id),
+                Body=json.dumps(manifest).encode(),
+                ContentType="application/json",
+                IfNoneMatch="*",
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+                return False
+            raise
+        return True
+
     def manifest_exists(self, job_id: str) -> bool:
         return self._exists(self._settings.manifest_key(job_id))
 
@@ -79,15 +95,17 @@ class JobStore:
             return None
         return document if isinstance(document, dict) else None
 
-    def known_md5(self, job_id: str) -> dict[str, str]:
-        """path -> MD5 of files an earlier run of this job put or found in XNAT."""
+    def known_md5(self, job_id: str) -> dict[tuple[str, str], str]:
+        """(path, S3 ETag) -> MD5 of files an earlier run of this job put or found in XNAT."""
         previous = self.read_result(job_id) or {}
-        known: dict[str, str] = {}
+        known: dict[tuple[str, str], str] = {}
         for entry in previous.get("files", []):
-            if not isinstance(entry, dict) or not entry.get("md5"):
+            if not isinstance(entry, dict) or not entry.get("md5") or not entry.get("source_etag"):
                 continue
-            if entry.get("status") == "uploaded" or (entry.get("status") == "already_exists" and entry.get("identical")):
-                known[str(entry.get("path"))] = str(entry["md5"])
+            if entry.get("status") == "uploaded" or (
+                entry.get("status") == "already_exists" and entry.get("identical")
+            ):
+                known[(str(entry.get("path")), str(entry["source_etag"]))] = str(entry["md5"])
         return known
 
     def _exists(self, key: str) -> bool:

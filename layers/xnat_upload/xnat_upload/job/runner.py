@@ -12,7 +12,7 @@ manifest uploads nothing. Expected failures become the result's `error`; nothing
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ..config import Settings
@@ -27,18 +27,18 @@ from ..exceptions import (
 )
 from ..manifest import JobManifest, confined_key, find_collisions, requested_paths
 from ..observability import logger
+from ..result import FileResult, FileStatus, JobResult
 from ..session import open_xnat
 from ..transfer.engine import TimeBudget, TransferEngine, WorkItem
 from ..transfer.sources import SourceObject, head_objects
 from ..xnat import XnatClient
-from ..result import FileResult, FileStatus, JobResult
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def run_job(
@@ -48,13 +48,13 @@ def run_job(
     settings: Settings,
     s3: S3Client,
     remaining_seconds: Callable[[], float] | None = None,
-    known_md5: Mapping[str, str] | None = None,
+    known_md5: Mapping[tuple[str, str], str] | None = None,
     connect: Callable[[Settings, Callable[[], float] | None], XnatClient] = open_xnat,
 ) -> JobResult:
     """Run a job to the end and say what happened to every file.
 
-    `known_md5` (path -> MD5 from an earlier run's result) lets a re-run recognise files it
-    already put in XNAT even when the S3 ETag is not an MD5.
+    `known_md5` ((path, S3 ETag) -> MD5 from an earlier run's result) lets a re-run recognise
+    files it already put in XNAT even when the ETag is not an MD5; a changed object does not match.
     """
     result = JobResult(job_id, started_at=_now())
     try:
@@ -91,16 +91,20 @@ def _validate_sources(
             file.fail(FileStatus.REJECTED, exc)
     rejected = [f for f in result.files if f.status is FileStatus.REJECTED]
     if rejected:
-        error_type = PathCollisionError if all(f.error_code == "path_collision" for f in rejected) else KeyOutsidePrefixError
+        error_type = (
+            PathCollisionError if all(f.error_code == "path_collision" for f in rejected) else KeyOutsidePrefixError
+        )
         raise error_type(f"{len(rejected)} of {len(result.files)} paths refused; nothing was uploaded")
 
     found = head_objects(s3, settings.data_bucket, keys)
     for file in result.files:
         source = found[file.path]
         if source is None:
-            file.fail(FileStatus.MISSING, ObjectNotFoundError(f"s3://{settings.data_bucket}/{keys[file.path]} does not exist"))
+            file.fail(
+                FileStatus.MISSING, ObjectNotFoundError(f"s3://{settings.data_bucket}/{keys[file.path]} does not exist")
+            )
         else:
-            file.bytes = source.size
+            file.bytes, file.source_etag = source.size, source.etag
     missing = [f for f in result.files if f.status is FileStatus.MISSING]
     if missing:
         raise ObjectNotFoundError(f"{len(missing)} of {len(result.files)} objects not found; nothing was uploaded")
@@ -115,7 +119,7 @@ def _upload(
     settings: Settings,
     s3: S3Client,
     remaining_seconds: Callable[[], float] | None,
-    known_md5: Mapping[str, str],
+    known_md5: Mapping[tuple[str, str], str],
     connect: Callable[[Settings, Callable[[], float] | None], XnatClient],
 ) -> None:
     """Log in once, find the session, ensure scan and resource, decide per file, transfer, log out."""
@@ -143,8 +147,10 @@ def _upload(
                 remote = listing.get(file.path)
                 file.url = xnat.file_url(experiment, manifest.scan_id, manifest.resource_id, file.path)
                 if remote is not None:
-                    expected = known_md5.get(file.path) or source.md5
-                    identical = expected is not None and remote.digest == expected and remote.size in (None, source.size)
+                    expected = known_md5.get((file.path, source.etag)) or source.md5
+                    identical = (
+                        expected is not None and remote.digest == expected and remote.size in (None, source.size)
+                    )
                     if identical or not manifest.exist_ok:
                         file.status, file.identical, file.md5 = FileStatus.ALREADY_EXISTS, identical, remote.digest
                         if not identical:

@@ -77,7 +77,9 @@ class SourceStream:
                 f"S3 object for {self._source.path!r} changed or vanished during the job ({code})"
             ) from exc
         except BotoCoreError as exc:
-            raise SourceChangedError(f"reading S3 object for {self._source.path!r} failed: {type(exc).__name__}") from exc
+            raise SourceChangedError(
+                f"reading S3 object for {self._source.path!r} failed: {type(exc).__name__}"
+            ) from exc
 
     def close(self) -> None:
         self._object.close()

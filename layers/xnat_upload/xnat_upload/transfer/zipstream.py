@@ -113,15 +113,34 @@ class StoredZipBody:
                     raise ValueError(f"{entry.name!r} has {len(data)} bytes, expected {entry.size}")
                 crc = zlib.crc32(data)
                 name = entry.name.encode()
-                yield _LOCAL.pack(0x04034B50, 20, _UTF8_FLAG, 0, 0, _DOS_DATE, crc, entry.size, entry.size, len(name), 0)
+                yield _LOCAL.pack(
+                    0x04034B50, 20, _UTF8_FLAG, 0, 0, _DOS_DATE, crc, entry.size, entry.size, len(name), 0
+                )
                 yield name
                 yield data
-                self.digests.append(EntryDigest(entry.name, entry.size, hashlib.md5(data, usedforsecurity=False).hexdigest()))
+                self.digests.append(
+                    EntryDigest(entry.name, entry.size, hashlib.md5(data, usedforsecurity=False).hexdigest())
+                )
                 central.append(
                     _CENTRAL.pack(
-                        0x02014B50, 20, 20, _UTF8_FLAG, 0, 0, _DOS_DATE, crc, entry.size, entry.size,
-                        len(name), 0, 0, 0, 0, 0o100644 << 16, offset,
-                    )  # fmt: skip
+                        0x02014B50,
+                        20,
+                        20,
+                        _UTF8_FLAG,
+                        0,
+                        0,
+                        _DOS_DATE,
+                        crc,
+                        entry.size,
+                        entry.size,
+                        len(name),
+                        0,
+                        0,
+                        0,
+                        0,
+                        0o100644 << 16,
+                        offset,
+                    )
                     + name
                 )
                 offset += _LOCAL.size + len(name) + entry.size

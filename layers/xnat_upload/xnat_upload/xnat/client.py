@@ -15,6 +15,7 @@ retried with backoff, and a 401 re-logs-in once. Nothing here logs a header or a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -100,10 +101,8 @@ class XnatClient:
         """End the server session; failures are swallowed: the job's outcome does not depend on it."""
         if "JSESSIONID" not in self._session.cookies:
             return
-        try:
+        with contextlib.suppress(requests.RequestException):
             self._send("DELETE", "/data/JSESSION")
-        except requests.RequestException:
-            pass
         self._session.cookies.clear()
 
     def _relogin(self, generation: int) -> None:
@@ -133,10 +132,9 @@ class XnatClient:
                     raise XnatError(f"could not {what}: {exc.message}") from exc
                 tries += 1
                 continue
-            if response.status_code == 429 or response.status_code >= 500:
-                if self._retry.wait(tries):
-                    tries += 1
-                    continue
+            if (response.status_code == 429 or response.status_code >= 500) and self._retry.wait(tries):
+                tries += 1
+                continue
             return response
 
     def request(
@@ -238,7 +236,9 @@ class XnatClient:
         return self.base_url + self._file_path(experiment, scan_id, resource_id, relative_path)
 
     def _file_path(self, experiment: Experiment, scan_id: str, resource_id: str, relative_path: str) -> str:
-        return self._scan_path(experiment, scan_id, "resources", resource_id) + "/files/" + urls.file_path(relative_path)
+        return (
+            self._scan_path(experiment, scan_id, "resources", resource_id) + "/files/" + urls.file_path(relative_path)
+        )
 
     def list_resource_files(self, experiment: Experiment, scan_id: str, resource_id: str) -> dict[str, RemoteFile]:
         """One listing instead of a download per file; keyed by path relative to the resource."""

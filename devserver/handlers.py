@@ -1,0 +1,27 @@
+"""Import the Lambda handlers exactly as Lambda does: repo root, handler folder and layer on sys.path."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+ROOT = Path(__file__).resolve().parent.parent
+LAYER = ROOT / "layers" / "xnat_upload"
+
+
+def load_handler_module(function: str) -> ModuleType:
+    """`functions/<function>/app.py` as a module named `<function>_app` (two `app`s must not clash)."""
+    for path in (ROOT, LAYER):
+        if str(path) not in sys.path:
+            sys.path.insert(0, str(path))
+    name = f"{function}_app"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, ROOT / "functions" / function / "app.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

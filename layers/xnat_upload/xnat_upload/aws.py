@@ -1,0 +1,27 @@
+"""boto3 clients sized to the work, created once per container (warm invocations reuse them).
+
+Example::
+
+    s3 = s3_client(settings)  # honours AWS_ENDPOINT_URL, so moto's server works unchanged
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from .config import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+
+@lru_cache(maxsize=4)
+def s3_client(settings: Settings) -> S3Client:
+    """One pooled client: HEADs run in parallel and every transfer holds one GET stream."""
+    import boto3
+    from botocore.config import Config
+
+    pool = max(10, settings.upload_concurrency * 4)
+    config = Config(max_pool_connections=pool, retries={"mode": "standard", "max_attempts": 5})
+    return boto3.client("s3", config=config)

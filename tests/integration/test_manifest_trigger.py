@@ -1,0 +1,303 @@
+"""An S3 manifest put uploads its files into XNAT: the trigger handler end to end over real HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from devserver.stack import DEMO_ACCESSION, DEMO_PROJECT, LocalStack
+
+from .conftest import make_manifest
+
+FILES = {
+    "ct_scan.nii.gz": b"\x1f\x8b" + b"ct-volume" * 5000,
+    "seg/ct seg.nii.gz": b"\x1f\x8b" + b"segmentation" * 3000,
+    "reports/2026/report.json": b'{"finding": "none"}',
+}
+
+
+def xnat_files(stack: LocalStack, resource: str = "NIFTI") -> dict[str, bytes]:
+    return stack.xnat.list_files(DEMO_PROJECT, DEMO_ACCESSION, "1", resource)
+
+
+def run(stack: LocalStack, manifest: dict | bytes, job_id: str = "job-1") -> dict:
+    stack.invoke_trigger(stack.put_manifest(job_id, manifest))
+    result = stack.read_result(job_id)
+    assert result is not None, "a result manifest is written for every job"
+    return result
+
+
+def seed(stack: LocalStack, files: dict[str, bytes] = FILES, net_id: str = "net-1") -> None:
+    for path, data in files.items():
+        stack.put_image(net_id, path, data)
+
+
+def test_uploads_every_file_and_reports_clean_urls_in_manifest_order(stack: LocalStack) -> None:
+    seed(stack)
+    result = run(stack, make_manifest(files_relative_paths_to_upload=list(FILES)))
+
+    assert result["status"] == "succeeded"
+    assert [f["status"] for f in result["files"]] == ["uploaded"] * 3
+    assert xnat_files(stack) == FILES
+    base = f"{stack.xnat.url}/data/projects/{DEMO_PROJECT}/subjects/"
+    assert all(url.startswith(base) and "?" not in url for url in result["urls"])
+    assert [u.rsplit("/files/", 1)[1] for u in result["urls"]] == [
+        "ct_scan.nii.gz",
+        "seg/ct%20seg.nii.gz",
+        "reports/2026/report.json",
+    ]
+    for entry in result["files"]:
+        assert entry["md5"] == hashlib.md5(FILES[entry["path"]]).hexdigest()
+        assert entry["bytes"] == len(FILES[entry["path"]])
+
+
+def test_returned_urls_serve_the_uploaded_bytes(stack: LocalStack) -> None:
+    import requests
+
+    seed(stack)
+    result = run(stack, make_manifest(files_relative_paths_to_upload=list(FILES)))
+    auth = (stack.xnat_user, stack.xnat_password)
+    assert [requests.get(url, auth=auth, timeout=10).content for url in result["urls"]] == list(FILES.values())
+
+
+def test_logs_in_once_and_logs_out_at_the_end(stack: LocalStack) -> None:
+    seed(stack)
+    run(stack, make_manifest(files_relative_paths_to_upload=list(FILES)))
+    assert stack.xnat.logins == 1
+    assert stack.xnat.logouts == 1
+    assert stack.xnat.active_sessions == 0
+
+
+def test_logs_out_even_when_the_job_fails_in_xnat(stack: LocalStack) -> None:
+    seed(stack)
+    result = run(stack, make_manifest(accession_id="NO_SUCH_SESSION"))
+    assert result["error"]["code"] == "experiment_not_found"
+    assert stack.xnat.logouts == stack.xnat.logins == 1
+
+
+def test_creates_scan_with_configured_type_and_the_resource(stack: LocalStack, monkeypatch) -> None:
+    monkeypatch.setenv("XNAT_SCAN_XSI_TYPE", "xnat:ctScanData")
+    seed(stack)
+    run(stack, make_manifest())
+    assert stack.xnat.scan_type(DEMO_PROJECT, DEMO_ACCESSION, "1") == "xnat:ctScanData"
+    assert stack.xnat.resource_exists(DEMO_PROJECT, DEMO_ACCESSION, "1", "NIFTI")
+
+
+def test_an_existing_resource_is_reused(stack: LocalStack) -> None:
+    stack.xnat.add_resource(DEMO_PROJECT, DEMO_ACCESSION, "1", "NIFTI")
+    seed(stack)
+    assert run(stack, make_manifest())["status"] == "succeeded"
+
+
+def test_exist_ok_false_keeps_the_file_in_xnat_and_says_already_exists(stack: LocalStack) -> None:
+    stack.xnat.add_file(DEMO_PROJECT, DEMO_ACCESSION, "1", "NIFTI", "ct_scan.nii.gz", b"older version")
+    seed(stack)
+    result = run(stack, make_manifest(files_relative_paths_to_upload=list(FILES), exist_ok=False))
+
+    by_path = {f["path"]: f for f in result["files"]}
+    assert by_path["ct_scan.nii.gz"]["status"] == "already_exists"
+    assert by_path["ct_scan.nii.gz"]["error_code"] == "already_exists"
+    assert "exist_ok" in by_path["ct_scan.nii.gz"]["error"]
+    assert by_path["seg/ct seg.nii.gz"]["status"] == by_path["reports/2026/report.json"]["status"] == "uploaded"
+    assert result["status"] == "partial"
+    assert xnat_files(stack)["ct_scan.nii.gz"] == b"older version"
+    assert len(result["urls"]) == 2
+
+
+def test_exist_ok_true_replaces_the_file_in_xnat(stack: LocalStack) -> None:
+    stack.xnat.add_file(DEMO_PROJECT, DEMO_ACCESSION, "1", "NIFTI", "ct_scan.nii.gz", b"older version")
+    seed(stack)
+    result = run(stack, make_manifest(exist_ok=True))
+
+    assert result["status"] == "succeeded"
+    assert result["files"][0]["status"] == "uploaded"
+    assert xnat_files(stack)["ct_scan.nii.gz"] == FILES["ct_scan.nii.gz"]
+
+
+def test_a_file_already_identical_in_xnat_is_not_sent_again(stack: LocalStack) -> None:
+    stack.xnat.add_file(DEMO_PROJECT, DEMO_ACCESSION, "1", "NIFTI", "ct_scan.nii.gz", FILES["ct_scan.nii.gz"])
+    seed(stack)
+    result = run(stack, make_manifest(exist_ok=False))
+
+    assert result["status"] == "succeeded"
+    assert result["files"][0]["status"] == "already_exists"
+    assert result["files"][0]["identical"] is True
+    assert stack.xnat.count("PUT", "/files/") == 0
+
+
+HOSTILE_PATHS = [
+    "../other-net/upload/x.nii",
+    "../../etc/passwd",
+    "/etc/passwd",
+    "a/../../b.nii",
+    "./x.nii",
+    "a//b.nii",
+    "a/./b.nii",
+    "a\\..\\b.nii",
+    "x.nii\x00.png",
+    "line\nbreak.nii",
+    "..",
+    "",
+    "%2e%2e/escape.nii",
+    "a%2Fb.nii",
+    "name?query=1.nii",
+    "frag#ment.nii",
+    " leading-space.nii",
+    "dir/",
+]
+HOSTILE_IDS = [
+    {"net_id": "../net-2"},
+    {"net_id": "net-1/upload/.."},
+    {"net_id": ".."},
+    {"net_id": ""},
+    {"accession_id": "../../projects/OTHER"},
+    {"accession_id": "ACC0001?format=json"},
+    {"scan_id": "1/resources/X"},
+    {"resource_id": "NIFTI/files/x"},
+    {"net_id": "net 1"},
+]
+
+
+@pytest.mark.parametrize("path", HOSTILE_PATHS)
+def test_hostile_paths_are_refused_and_nothing_is_uploaded(stack: LocalStack, path: str) -> None:
+    seed(stack)
+    result = run(stack, make_manifest(files_relative_paths_to_upload=["ct_scan.nii.gz", path]))
+
+    assert result["status"] == "failed"
+    assert result["error"]["code"] in ("key_outside_prefix", "invalid_manifest")
+    assert result["urls"] == []
+    assert stack.xnat.logins == 0, "XNAT is not touched when any path is refused"
+    statuses = {f["path"]: f["status"] for f in result["files"]}
+    if result["error"]["code"] == "key_outside_prefix":
+        assert statuses[path] == "rejected"
+        assert statuses["ct_scan.nii.gz"] == "skipped"
+
+
+@pytest.mark.parametrize("override", HOSTILE_IDS, ids=lambda o: json.dumps(o))
+def test_hostile_identifiers_are_refused_and_nothing_is_uploaded(stack: LocalStack, override: dict) -> None:
+    seed(stack)
+    result = run(stack, make_manifest(**override))
+
+    assert result["status"] == "failed"
+    assert result["error"]["code"] == "invalid_manifest"
+    assert field_named(result["error"]["message"], next(iter(override)))
+    assert stack.xnat.logins == 0
+
+
+def field_named(message: str, field: str) -> bool:
+    return field in message
+
+
+def test_two_paths_landing_on_the_same_xnat_name_are_refused(stack: LocalStack) -> None:
+    seed(stack, {"a/seg.nii": b"1", "A/seg.nii": b"2"})
+    result = run(stack, make_manifest(files_relative_paths_to_upload=["a/seg.nii", "A/seg.nii"]))
+    assert result["error"]["code"] == "path_collision"
+    assert stack.xnat.logins == 0
+
+
+def test_a_missing_object_fails_the_job_before_anything_is_uploaded(stack: LocalStack) -> None:
+    seed(stack)
+    result = run(stack, make_manifest(files_relative_paths_to_upload=["ct_scan.nii.gz", "not/there.nii"]))
+
+    assert result["status"] == "failed"
+    assert result["error"]["code"] == "object_not_found"
+    assert {f["path"]: f["status"] for f in result["files"]} == {
+        "ct_scan.nii.gz": "skipped",
+        "not/there.nii": "missing",
+    }
+    assert "net-1/upload/not/there.nii" in result["files"][1]["error"]
+    assert stack.xnat.logins == 0
+
+
+def test_objects_of_another_net_are_not_reachable(stack: LocalStack) -> None:
+    stack.put_image("net-2", "secret.nii", b"other net")
+    result = run(stack, make_manifest(files_relative_paths_to_upload=["secret.nii"]))
+    assert result["error"]["code"] == "object_not_found"
+
+
+def test_an_unknown_project_fails_the_job_with_a_clear_error(stack: LocalStack) -> None:
+    seed(stack)
+    result = run(stack, make_manifest(central_hub_project_id="CHP-404"))
+
+    assert result["status"] == "failed"
+    assert result["error"]["code"] == "project_not_found"
+    assert "CHP-404" in result["error"]["message"]
+    assert [f["status"] for f in result["files"]] == ["skipped"]
+
+
+def test_an_unknown_experiment_fails_the_job_with_a_clear_error(stack: LocalStack) -> None:
+    seed(stack)
+    result = run(stack, make_manifest(accession_id="ACC9999"))
+    assert result["error"]["code"] == "experiment_not_found"
+    assert "ACC9999" in result["error"]["message"]
+    assert stack.xnat.count("PUT") == 0
+
+
+def test_xnat_failing_a_put_marks_that_file_failed_and_the_job_partial(stack: LocalStack) -> None:
+    seed(stack)
+    stack.xnat.fail_next(500, times=50, method="PUT", path_contains="report.json")
+    result = run(stack, make_manifest(files_relative_paths_to_upload=list(FILES)))
+
+    by_path = {f["path"]: f for f in result["files"]}
+    assert by_path["reports/2026/report.json"]["status"] == "failed"
+    assert "500" in by_path["reports/2026/report.json"]["error"]
+    assert by_path["ct_scan.nii.gz"]["status"] == "uploaded"
+    assert result["status"] == "partial"
+    assert "reports/2026/report.json" not in xnat_files(stack)
+
+
+def test_a_malformed_json_manifest_gets_a_result_with_a_clear_error(stack: LocalStack) -> None:
+    result = run(stack, b'{"central_hub_project_id": "CHP-001", ', job_id="broken")
+
+    assert result["job_id"] == "broken"
+    assert result["status"] == "failed"
+    assert result["error"]["code"] == "invalid_manifest"
+    assert "not valid JSON" in result["error"]["message"]
+    assert stack.xnat.logins == 0
+
+
+def test_a_manifest_missing_a_field_names_the_field(stack: LocalStack) -> None:
+    manifest = make_manifest()
+    del manifest["accession_id"]
+    result = run(stack, manifest)
+
+    assert result["error"]["code"] == "invalid_manifest"
+    assert "accession_id" in result["error"]["message"]
+    assert [f["path"] for f in result["files"]] == ["ct_scan.nii.gz"]
+
+
+def test_unknown_manifest_fields_are_refused_not_ignored(stack: LocalStack) -> None:
+    result = run(stack, make_manifest(overwrite_everything=True))
+    assert result["error"]["code"] == "invalid_manifest"
+    assert "overwrite_everything" in result["error"]["message"]
+
+
+def test_an_s3_event_with_a_url_encoded_key_finds_the_manifest(stack: LocalStack) -> None:
+    seed(stack)
+    event = stack.put_manifest("2026/batch one+two", make_manifest())
+    assert event["Records"][0]["s3"]["object"]["key"] == "manifests/2026/batch+one%2Btwo.json"
+
+    summary = stack.invoke_trigger(event)
+
+    assert summary["jobs"][0]["job_id"] == "2026/batch one+two"
+    assert stack.read_result("2026/batch one+two")["status"] == "succeeded"
+
+
+def test_objects_outside_the_manifests_prefix_are_ignored(stack: LocalStack) -> None:
+    event = stack.put_manifest("ignored", make_manifest())
+    event["Records"][0]["s3"]["object"]["key"] = "results/ignored.json"
+    assert stack.invoke_trigger(event) == {"jobs": []}
+    assert stack.read_result("ignored") is None
+
+
+def test_several_records_in_one_event_each_get_a_result(stack: LocalStack) -> None:
+    seed(stack)
+    first = stack.put_manifest("one", make_manifest())
+    second = stack.put_manifest("two", b"not json")
+    event = {"Records": first["Records"] + second["Records"]}
+
+    summary = stack.invoke_trigger(event)
+
+    assert [(j["job_id"], j["status"]) for j in summary["jobs"]] == [("one", "succeeded"), ("two", "failed")]

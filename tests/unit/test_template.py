@@ -1,0 +1,510 @@
+"""The SAM template, samconfig.toml and the sample events, read as a specification of the deployment.
+
+The template is parsed with cfn-lint's own decoder, so short-form tags (!Ref, !Sub, !GetAtt, !If) come back as
+their long forms ({"Ref": ...}, {"Fn::Sub": ...}). Nothing here needs AWS, Docker or the SAM CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cfnlint.api import ManualArgs, lint
+from cfnlint.decode import decode_str
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE_PATH = ROOT / "template.yaml"
+EVENTS = ROOT / "events"
+
+FUNCTIONS = {
+    "ManifestTriggerFunction": "functions/manifest_trigger/",
+    "UploadApiFunction": "functions/upload_api/",
+}
+FIXED_MANIFEST_FIELDS = {
+    "central_hub_project_id",
+    "accession_id",
+    "net_id",
+    "scan_id",
+    "resource_id",
+    "files_relative_paths_to_upload",
+    "exist_ok",
+}
+
+
+# ---------------------------------------------------------------- helpers
+
+
+@pytest.fixture(scope="module")
+def template_text() -> str:
+    return TEMPLATE_PATH.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def template(template_text: str) -> dict[str, Any]:
+    decoded, problems = decode_str(template_text)
+    assert not problems, [str(p) for p in problems]
+    assert decoded is not None
+    return decoded
+
+
+@pytest.fixture(scope="module")
+def resources(template: dict[str, Any]) -> dict[str, Any]:
+    return template["Resources"]
+
+
+def _props(resources: dict[str, Any], name: str) -> dict[str, Any]:
+    return resources[name].get("Properties", {})
+
+
+def _text(value: Any) -> str:
+    """A plain string or the template string of a !Sub; anything else is refused."""
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, dict) and "Fn::Sub" in value:
+        sub = value["Fn::Sub"]
+        return str(sub if isinstance(sub, str) else sub[0])
+    raise AssertionError(f"expected a string or !Sub, got {value!r}")
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _bucket_name(resources: dict[str, Any]) -> str:
+    return _text(_props(resources, "DataBucket")["BucketName"])
+
+
+def _s3_statements(resources: dict[str, Any], function: str) -> list[dict[str, Any]]:
+    """Inline IAM statements of a function that grant S3 actions."""
+    statements = []
+    for policy in _props(resources, function).get("Policies", []):
+        if isinstance(policy, dict) and "Statement" in policy:
+            for statement in _as_list(policy["Statement"]):
+                actions = [str(a) for a in _as_list(statement["Action"])]
+                if any(a.startswith("s3:") for a in actions):
+                    statements.append(statement)
+    return statements
+
+
+def _object_paths(resources: dict[str, Any], function: str, action: str) -> set[str]:
+    """Key patterns (the part after `<bucket>/`) on which `function` may perform `action`."""
+    prefix = f"arn:${{AWS::Partition}}:s3:::{_bucket_name(resources)}/"
+    paths = set()
+    for statement in _s3_statements(resources, function):
+        assert statement.get("Effect") == "Allow"
+        if action not in _as_list(statement["Action"]):
+            continue
+        for resource in _as_list(statement["Resource"]):
+            arn = _text(resource)
+            assert arn.startswith(prefix), f"{function}: {action} on {arn} is not inside the data bucket"
+            paths.add(arn[len(prefix) :])
+    return paths
+
+
+def _environment(template: dict[str, Any], function: str) -> dict[str, Any]:
+    env = dict(template["Globals"]["Function"]["Environment"]["Variables"])
+    env.update(_props(template["Resources"], function).get("Environment", {}).get("Variables", {}))
+    return env
+
+
+def _references(node: Any, name: str) -> bool:
+    """Whether a template fragment refers to resource `name` (Ref, GetAtt or ${name} in a Sub)."""
+    if isinstance(node, dict):
+        if node.get("Ref") == name:
+            return True
+        get_att = node.get("Fn::GetAtt")
+        if get_att is not None:
+            target = get_att[0] if isinstance(get_att, list) else str(get_att).split(".")[0]
+            if target == name:
+                return True
+        if "Fn::Sub" in node and re.search(rf"\$\{{{name}(\.[^}}]*)?\}}", _text(node)):
+            return True
+        return any(_references(v, name) for v in node.values())
+    if isinstance(node, list):
+        return any(_references(v, name) for v in node)
+    return False
+
+
+def _load_event(name: str) -> dict[str, Any]:
+    return json.loads((EVENTS / name).read_text(encoding="utf-8"))
+
+
+# ---------------------------------------------------------------- lint and parameters
+
+
+def test_template_is_cfn_lint_clean(template_text: str) -> None:
+    matches = lint(template_text, config=ManualArgs(regions=["us-east-1"]))
+    problems = [str(m) for m in matches if m.rule.id[0] in ("E", "W")]
+    assert problems == []
+
+
+def test_template_uses_the_sam_transform(template: dict[str, Any]) -> None:
+    assert template["Transform"] == "AWS::Serverless-2016-10-31"
+
+
+def test_every_parameter_has_a_description(template: dict[str, Any]) -> None:
+    missing = [name for name, spec in template["Parameters"].items() if not str(spec.get("Description", "")).strip()]
+    assert missing == []
+
+
+def test_parameters_are_constrained(template: dict[str, Any]) -> None:
+    params = template["Parameters"]
+    assert re.match(params["XnatUrl"]["AllowedPattern"], "https://xnat.example.org")
+    assert not re.match(params["XnatUrl"]["AllowedPattern"], "http://xnat.example.org")
+    assert "Default" not in params["XnatSecretArn"]
+    assert set(params["UploadMode"]["AllowedValues"]) == {"auto", "zip", "per_file"}
+    assert set(params["LogLevel"]["AllowedValues"]) == {"DEBUG", "INFO", "WARNING", "ERROR"}
+    assert params["FunctionTimeout"]["MaxValue"] <= 900
+    pattern = params["ImagesPrefix"]["AllowedPattern"]
+    assert params["ImagesPrefix"]["Default"] == ""
+    for good in ("", "images/", "a/b/"):
+        assert re.fullmatch(pattern, good), good
+    assert not re.fullmatch(pattern, "images")
+    assert params["AlarmTopicArn"]["Default"] == ""
+
+
+# ---------------------------------------------------------------- bucket
+
+
+def test_bucket_name_is_deterministic_and_shared(template: dict[str, Any], resources: dict[str, Any]) -> None:
+    """The functions name the bucket by its deterministic name, never through the bucket resource itself."""
+    name = _bucket_name(resources)
+    assert "${AWS::StackName}" in name
+    for function in FUNCTIONS:
+        assert _text(_environment(template, function)["DATA_BUCKET"]) == name
+
+
+def test_functions_do_not_reference_the_bucket_resource(resources: dict[str, Any]) -> None:
+    """Apart from the S3 event itself, a reference to DataBucket would close a dependency cycle."""
+    for function in FUNCTIONS:
+        props = {k: v for k, v in _props(resources, function).items() if k != "Events"}
+        assert not _references(props, "DataBucket"), function
+
+
+def test_bucket_is_versioned_encrypted_and_private(resources: dict[str, Any]) -> None:
+    props = _props(resources, "DataBucket")
+    assert props["VersioningConfiguration"]["Status"] == "Enabled"
+    (rule,) = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    block = props["PublicAccessBlockConfiguration"]
+    for flag in ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"):
+        assert block[flag] is True, flag
+
+
+def test_bucket_lifecycle_only_expires_noncurrent_versions(resources: dict[str, Any]) -> None:
+    rules = _props(resources, "DataBucket")["LifecycleConfiguration"]["Rules"]
+    assert any(r.get("NoncurrentVersionExpiration", {}).get("NoncurrentDays") == 30 for r in rules)
+    for rule in rules:
+        assert "ExpirationInDays" not in rule and "ExpirationDate" not in rule, rule
+
+
+def test_bucket_policy_denies_requests_without_tls(resources: dict[str, Any]) -> None:
+    policies = [r for r in resources.values() if r["Type"] == "AWS::S3::BucketPolicy"]
+    assert len(policies) == 1
+    props = policies[0]["Properties"]
+    assert props["Bucket"] == {"Ref": "DataBucket"}
+    denies = [
+        s
+        for s in props["PolicyDocument"]["Statement"]
+        if s["Effect"] == "Deny"
+        and str(s["Condition"]["Bool"]["aws:SecureTransport"]).lower() == "false"
+        and s["Principal"] == "*"
+    ]
+    assert denies
+    covered = [_text(r) if not isinstance(r, dict) or "Fn::Sub" in r else r for r in _as_list(denies[0]["Resource"])]
+    assert {"Fn::GetAtt": ["DataBucket", "Arn"]} in covered
+    assert "${DataBucket.Arn}/*" in covered
+
+
+# ---------------------------------------------------------------- manifest trigger
+
+
+def test_notification_filter_matches_manifests_only(template: dict[str, Any], resources: dict[str, Any]) -> None:
+    events = _props(resources, "ManifestTriggerFunction")["Events"]
+    (event,) = events.values()
+    assert event["Type"] == "S3"
+    assert event["Properties"]["Bucket"] == {"Ref": "DataBucket"}
+    assert event["Properties"]["Events"] in ("s3:ObjectCreated:*", ["s3:ObjectCreated:*"])
+    rules = {r["Name"]: r["Value"] for r in event["Properties"]["Filter"]["S3Key"]["Rules"]}
+    assert rules == {"prefix": "manifests/", "suffix": ".json"}
+
+    env = _environment(template, "ManifestTriggerFunction")
+    assert env["MANIFESTS_PREFIX"] == rules["prefix"]
+    results_prefix = env["RESULTS_PREFIX"]
+    assert results_prefix == "results/"
+    # No recursion: a result key can never match the notification's prefix.
+    assert not results_prefix.startswith(rules["prefix"]) and not rules["prefix"].startswith(results_prefix)
+
+
+def test_trigger_reads_only_manifests_images_and_results(resources: dict[str, Any]) -> None:
+    reads = _object_paths(resources, "ManifestTriggerFunction", "s3:GetObject")
+    assert "*" not in reads, "no blanket <bucket>/* read"
+    assert "manifests/*" in reads
+    assert "${ImagesPrefix}*/upload/*" in reads
+    assert reads <= {"manifests/*", "${ImagesPrefix}*/upload/*", "results/*"}
+    # The S3 event names a version: reading that exact version needs GetObjectVersion on the manifests.
+    assert "manifests/*" in _object_paths(resources, "ManifestTriggerFunction", "s3:GetObjectVersion")
+
+
+def test_trigger_writes_only_results(resources: dict[str, Any]) -> None:
+    assert _object_paths(resources, "ManifestTriggerFunction", "s3:PutObject") == {"results/*"}
+    for statement in _s3_statements(resources, "ManifestTriggerFunction"):
+        for action in _as_list(statement["Action"]):
+            assert "*" not in str(action), f"wildcard S3 action {action}"
+            assert not str(action).startswith("s3:Delete"), action
+
+
+def test_functions_can_list_the_bucket(resources: dict[str, Any]) -> None:
+    """Without s3:ListBucket a missing key answers 403 instead of 404."""
+    bucket_arn = f"arn:${{AWS::Partition}}:s3:::{_bucket_name(resources)}"
+    for function in FUNCTIONS:
+        listed = {
+            _text(r)
+            for s in _s3_statements(resources, function)
+            if "s3:ListBucket" in _as_list(s["Action"])
+            for r in _as_list(s["Resource"])
+        }
+        assert listed == {bucket_arn}, function
+
+
+def test_functions_may_read_the_xnat_secret_and_idempotency_table(resources: dict[str, Any]) -> None:
+    for function in FUNCTIONS:
+        policies = _props(resources, function)["Policies"]
+        secret = [p for p in policies if isinstance(p, dict) and "AWSSecretsManagerGetSecretValuePolicy" in p]
+        assert secret and secret[0]["AWSSecretsManagerGetSecretValuePolicy"]["SecretArn"] == {"Ref": "XnatSecretArn"}
+    trigger_policies = _props(resources, "ManifestTriggerFunction")["Policies"]
+    crud = [p for p in trigger_policies if isinstance(p, dict) and "DynamoDBCrudPolicy" in p]
+    assert crud and crud[0]["DynamoDBCrudPolicy"]["TableName"] == {"Ref": "IdempotencyTable"}
+
+
+def test_failed_invocations_are_retried_then_dead_lettered(resources: dict[str, Any]) -> None:
+    config = _props(resources, "ManifestTriggerFunction")["EventInvokeConfig"]
+    assert 1 <= config["MaximumRetryAttempts"] <= 2
+    assert config["MaximumEventAgeInSeconds"] >= 3600
+    on_failure = config["DestinationConfig"]["OnFailure"]
+    assert on_failure["Type"] == "SQS"
+    assert on_failure["Destination"] == {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
+    queue = resources["DeadLetterQueue"]
+    assert queue["Type"] == "AWS::SQS::Queue"
+    assert queue["Properties"]["SqsManagedSseEnabled"] is True
+    assert queue["Properties"]["MessageRetentionPeriod"] == 1209600
+
+
+def test_dead_letter_queue_depth_alarm(resources: dict[str, Any]) -> None:
+    alarms = [
+        r["Properties"]
+        for r in resources.values()
+        if r["Type"] == "AWS::CloudWatch::Alarm"
+        and r["Properties"].get("Namespace") == "AWS/SQS"
+        and r["Properties"].get("MetricName") == "ApproximateNumberOfMessagesVisible"
+    ]
+    assert len(alarms) == 1
+    alarm = alarms[0]
+    dims = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
+    assert dims == {"QueueName": {"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]}}
+    assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    assert alarm["EvaluationPeriods"] == 1 and alarm["Period"] == 300
+
+
+def test_alarm_actions_only_when_a_topic_is_given(template: dict[str, Any], resources: dict[str, Any]) -> None:
+    assert "HasAlarmTopic" in template["Conditions"]
+    alarms = {n: r for n, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    assert {"DeadLetterQueueDepthAlarm", "ManifestTriggerErrorsAlarm", "UploadApiErrorsAlarm"} <= set(alarms)
+    for name, alarm in alarms.items():
+        actions = alarm["Properties"]["AlarmActions"]
+        assert actions == {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}, name
+
+
+def test_idempotency_table_matches_powertools_layout(resources: dict[str, Any]) -> None:
+    table = _props(resources, "IdempotencyTable")
+    assert table["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert table["AttributeDefinitions"] == [{"AttributeName": "id", "AttributeType": "S"}]
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
+    assert table["SSESpecification"]["SSEEnabled"] is True
+    assert table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+
+
+# ---------------------------------------------------------------- code locations
+
+
+@pytest.mark.parametrize(("function", "code_uri"), sorted(FUNCTIONS.items()))
+def test_handlers_point_at_the_fixed_entry_points(resources: dict[str, Any], function: str, code_uri: str) -> None:
+    props = _props(resources, function)
+    assert props["CodeUri"] == code_uri
+    assert props["Handler"] == "app.lambda_handler"
+    assert (ROOT / code_uri).is_dir()
+
+
+def test_shared_layer_is_built_by_sam(template: dict[str, Any], resources: dict[str, Any]) -> None:
+    layer = resources["XnatUploadLayer"]
+    assert layer["Type"] == "AWS::Serverless::LayerVersion"
+    assert re.fullmatch(r"python3\.\d+", layer["Metadata"]["BuildMethod"])
+    assert layer["Metadata"]["BuildArchitecture"] == "arm64"
+    content = ROOT / layer["Properties"]["ContentUri"]
+    assert (content / "requirements.txt").is_file()
+    assert (content / "xnat_upload" / "__init__.py").is_file()
+    assert template["Globals"]["Function"]["Runtime"] in layer["Properties"]["CompatibleRuntimes"]
+    assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
+    assert template["Globals"]["Function"]["Architectures"] == ["arm64"]
+    assert {"Ref": "XnatUploadLayer"} in template["Globals"]["Function"]["Layers"]
+
+
+def test_function_log_groups_have_retention(resources: dict[str, Any]) -> None:
+    for function in FUNCTIONS:
+        groups = [
+            r["Properties"]
+            for r in resources.values()
+            if r["Type"] == "AWS::Logs::LogGroup"
+            and _text(r["Properties"]["LogGroupName"]) == f"/aws/lambda/${{{function}}}"
+        ]
+        assert len(groups) == 1, function
+        assert groups[0]["RetentionInDays"] == 90
+
+
+# ---------------------------------------------------------------- API
+
+
+def test_api_requires_iam_and_is_throttled_and_logged(resources: dict[str, Any]) -> None:
+    api = _props(resources, "UploadApi")
+    assert resources["UploadApi"]["Type"] == "AWS::Serverless::Api"
+    assert api["StageName"] == "v1"
+    assert api["Auth"]["DefaultAuthorizer"] == "AWS_IAM"
+    assert api["TracingEnabled"] is True
+    (setting,) = api["MethodSettings"]
+    assert setting["ThrottlingRateLimit"] == {"Ref": "ApiThrottleRateLimit"}
+    assert setting["ThrottlingBurstLimit"] == {"Ref": "ApiThrottleBurstLimit"}
+
+    access = api["AccessLogSetting"]
+    (log_group,) = access["DestinationArn"]["Fn::GetAtt"][:1]
+    assert resources[log_group]["Type"] == "AWS::Logs::LogGroup"
+    fields = json.loads(access["Format"])
+    expected = {"requestId", "ip", "caller", "user", "requestTime", "httpMethod", "resourcePath", "status"}
+    assert expected | {"protocol", "responseLength"} <= set(fields)
+
+
+def test_api_routes(resources: dict[str, Any]) -> None:
+    events = _props(resources, "UploadApiFunction")["Events"]
+    routes = set()
+    for event in events.values():
+        assert event["Type"] == "Api"
+        assert event["Properties"]["RestApiId"] == {"Ref": "UploadApi"}
+        assert "Auth" not in event["Properties"], "every route keeps the IAM default authorizer"
+        routes.add((event["Properties"]["Method"].upper(), event["Properties"]["Path"]))
+    assert routes == {
+        ("PUT", "/upload/images/{net_id}"),
+        ("POST", "/jobs"),
+        ("GET", "/jobs/{job_id}"),
+        ("GET", "/openapi.json"),
+    }
+
+
+def test_api_function_fits_the_gateway_timeout(template: dict[str, Any], resources: dict[str, Any]) -> None:
+    timeout = _props(resources, "UploadApiFunction")["Timeout"]
+    assert timeout <= 29
+    assert int(_environment(template, "UploadApiFunction")["API_TIME_LIMIT_SECONDS"]) < timeout
+
+
+def test_api_function_s3_permissions(resources: dict[str, Any]) -> None:
+    reads = _object_paths(resources, "UploadApiFunction", "s3:GetObject")
+    assert "*" not in reads
+    assert {"${ImagesPrefix}*/upload/*", "results/*", "manifests/*"} == reads
+    assert _object_paths(resources, "UploadApiFunction", "s3:PutObject") == {"manifests/*", "results/*"}
+
+
+def test_outputs(template: dict[str, Any]) -> None:
+    outputs = template["Outputs"]
+    expected = {"DataBucketName", "ManifestTriggerFunctionArn", "UploadApiUrl", "DeadLetterQueueUrl"}
+    assert expected | {"IdempotencyTableName"} <= set(outputs)
+    assert _text(outputs["UploadApiUrl"]["Value"]).endswith("/v1")
+
+
+# ---------------------------------------------------------------- environment and documentation
+
+
+def test_functions_get_the_fixed_configuration(template: dict[str, Any]) -> None:
+    for function in FUNCTIONS:
+        env = _environment(template, function)
+        for name in ("XNAT_URL", "XNAT_SECRET_ARN", "DATA_BUCKET", "IMAGES_PREFIX", "MANIFESTS_PREFIX"):
+            assert name in env, (function, name)
+        assert env["XNAT_URL"] == {"Ref": "XnatUrl"}
+        assert env["XNAT_SECRET_ARN"] == {"Ref": "XnatSecretArn"}
+        assert env["IDEMPOTENCY_TABLE"] == {"Ref": "IdempotencyTable"}
+        assert env["POWERTOOLS_SERVICE_NAME"] == "xnat-upload"
+        # Plain credentials are for local runs only: never part of the deployment.
+        assert "XNAT_SERVICE_PASSWORD" not in env
+
+
+def test_every_environment_variable_is_documented(template: dict[str, Any]) -> None:
+    readme = ROOT / "README.md"
+    if not readme.is_file():
+        pytest.skip("README.md not written yet")
+    text = readme.read_text(encoding="utf-8")
+    names = {name for function in FUNCTIONS for name in _environment(template, function)}
+    undocumented = sorted(name for name in names if not re.search(rf"(?<![A-Z0-9_]){name}(?![A-Z0-9_])", text))
+    assert undocumented == []
+
+
+def test_samconfig(template: dict[str, Any]) -> None:
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text(encoding="utf-8"))
+    assert config["version"] == 0.1
+    stack_name = config["default"]["global"]["parameters"]["stack_name"]
+    # The bucket name is derived from the stack name: it must be a valid bucket name fragment.
+    assert re.fullmatch(r"[a-z0-9][a-z0-9-]{0,29}", stack_name)
+    assert config["default"]["deploy"]["parameters"]["capabilities"] == "CAPABILITY_IAM"
+    assert config["default"]["validate"]["parameters"]["lint"] is True
+
+
+# ---------------------------------------------------------------- sample events
+
+
+@pytest.mark.parametrize("path", sorted(EVENTS.glob("*.json")), ids=lambda p: p.name)
+def test_sample_events_are_json(path: Path) -> None:
+    assert isinstance(json.loads(path.read_text(encoding="utf-8")), dict)
+
+
+def test_sample_manifest_uses_the_fixed_fields() -> None:
+    manifest = _load_event("manifest.json")
+    assert set(manifest) == FIXED_MANIFEST_FIELDS
+    assert manifest["files_relative_paths_to_upload"]
+    assert manifest["exist_ok"] is False
+
+
+def test_sample_s3_event_is_a_manifest_put(resources: dict[str, Any]) -> None:
+    (record,) = _load_event("s3_put_manifest.json")["Records"]
+    assert record["eventSource"] == "aws:s3"
+    assert record["eventName"].startswith("ObjectCreated:")
+    key = record["s3"]["object"]["key"]
+    rules = {
+        r["Name"]: r["Value"]
+        for event in _props(resources, "ManifestTriggerFunction")["Events"].values()
+        for r in event["Properties"]["Filter"]["S3Key"]["Rules"]
+    }
+    assert key.startswith("manifests/") and key.endswith(".json")
+    assert key.startswith(rules["prefix"]) and key.endswith(rules["suffix"])
+    assert record["s3"]["object"]["versionId"]
+
+
+@pytest.mark.parametrize("name", ["api_put_upload.json", "api_post_job.json", "api_get_job.json"])
+def test_sample_api_events_match_declared_routes(resources: dict[str, Any], name: str) -> None:
+    event = _load_event(name)
+    routes = {
+        (e["Properties"]["Method"].upper(), e["Properties"]["Path"])
+        for e in _props(resources, "UploadApiFunction")["Events"].values()
+    }
+    assert (event["httpMethod"], event["resource"]) in routes
+    assert event["requestContext"]["stage"] == "v1"
+    assert event["requestContext"]["path"] == f"/v1{event['path']}"
+    assert event["isBase64Encoded"] is False
+    if event["body"] is not None:
+        assert isinstance(json.loads(event["body"]), dict)
+
+
+def test_sample_post_job_body_is_a_manifest_with_a_job_id() -> None:
+    body = json.loads(_load_event("api_post_job.json")["body"])
+    assert body.pop("job_id") == "demo-job-2"
+    assert body == _load_event("manifest.json")

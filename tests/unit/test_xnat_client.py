@@ -1,0 +1,175 @@
+"""The XNAT client against recorded XNAT answers (`responses`): statuses, envelopes, retries, quoting."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+import responses
+from responses import matchers
+
+from xnat_upload.exceptions import XnatAuthError, XnatDuplicateError, XnatError
+from xnat_upload.xnat import RetryPolicy, XnatClient
+from xnat_upload.xnat.models import Experiment
+
+BASE = "https://xnat.test"
+EXPERIMENT = Experiment("PRJ001", "XNAT_S00001", "XNAT_E00001", "ACC0001")
+SCAN = f"{BASE}/data/projects/PRJ001/subjects/XNAT_S00001/experiments/XNAT_E00001/scans/1"
+
+
+class Bytes(io.BytesIO):
+    def __len__(self) -> int:
+        return len(self.getvalue())
+
+
+def client(retries: int = 2) -> XnatClient:
+    return XnatClient(BASE, "svc", "pw", retry=RetryPolicy(max_retries=retries, base_delay=0.0))
+
+
+def login(rsps: responses.RequestsMock) -> None:
+    rsps.post(f"{BASE}/data/JSESSION", body="SESSIONID", headers={"Set-Cookie": "JSESSIONID=SESSIONID; Path=/"})
+
+
+@responses.activate
+def test_logs_in_once_with_basic_auth_and_out_on_exit() -> None:
+    login(responses.mock)
+    responses.delete(f"{BASE}/data/JSESSION")
+    with client():
+        pass
+    assert [c.request.method for c in responses.calls] == ["POST", "DELETE"]
+    assert responses.calls[0].request.headers["Authorization"].startswith("Basic ")
+    assert "Authorization" not in responses.calls[1].request.headers
+
+
+@responses.activate
+def test_bad_credentials_are_an_auth_error() -> None:
+    responses.post(f"{BASE}/data/JSESSION", status=401, body="<h3>Login attempt failed</h3>")
+    with pytest.raises(XnatAuthError):
+        client().login()
+
+
+@responses.activate
+def test_project_found_by_exact_secondary_id() -> None:
+    responses.get(
+        f"{BASE}/data/projects",
+        match=[matchers.query_param_matcher({"format": "json", "secondary_ID": "CHP-001"})],
+        json={"ResultSet": {"Result": [{"ID": "PRJ001", "secondary_ID": "CHP-001"}], "totalRecords": "1"}},
+    )
+    assert client().find_project_by_secondary_id("CHP-001") == "PRJ001"
+
+
+@responses.activate
+def test_a_file_put_answered_with_duplicates_is_never_an_upload() -> None:
+    responses.put(f"{SCAN}/resources/NIFTI/files/a.nii", body=json.dumps({"duplicates": ["a.nii"]}))
+    with pytest.raises(XnatDuplicateError) as caught:
+        client().upload_file_to_xnat(EXPERIMENT, "1", "NIFTI", "a.nii", lambda: Bytes(b"x"))
+    assert caught.value.duplicates == ["a.nii"]
+
+
+@responses.activate
+def test_upload_sends_inbody_and_overwrite_and_returns_a_clean_url() -> None:
+    responses.put(
+        f"{SCAN}/resources/NIFTI/files/seg/ct%20seg.nii.gz",
+        match=[matchers.query_param_matcher({"inbody": "true", "overwrite": "true"})],
+    )
+    url = client().upload_file_to_xnat(
+        EXPERIMENT, "1", "NIFTI", "seg/ct seg.nii.gz", lambda: Bytes(b"x"), overwrite=True
+    )
+    assert url == f"{SCAN}/resources/NIFTI/files/seg/ct%20seg.nii.gz"
+    assert responses.calls[0].request.headers["Content-Length"] == "1"
+
+
+@responses.activate
+def test_5xx_is_retried_with_a_fresh_body_each_time() -> None:
+    put = f"{SCAN}/resources/NIFTI/files/a.nii"
+    responses.put(put, status=503)
+    responses.put(put, status=200)
+    opened: list[Bytes] = []
+
+    def open_body() -> Bytes:
+        opened.append(Bytes(b"payload"))
+        return opened[-1]
+
+    client().upload_file_to_xnat(EXPERIMENT, "1", "NIFTI", "a.nii", open_body)
+    assert len(opened) == 2
+    assert opened[0] is not opened[1]
+
+
+@responses.activate
+def test_a_collided_put_is_retried_with_overwrite() -> None:
+    put = f"{SCAN}/resources/NIFTI/files/a.nii"
+    responses.put(put, status=500, body="<h3>ConcurrentModificationException</h3>")
+    responses.put(put, status=200, match=[matchers.query_param_matcher({"inbody": "true", "overwrite": "true"})])
+    client().upload_file_to_xnat(EXPERIMENT, "1", "NIFTI", "a.nii", lambda: Bytes(b"x"), overwrite_on_retry=True)
+    assert "overwrite" not in responses.calls[0].request.url
+    assert "overwrite=true" in responses.calls[1].request.url
+
+
+@responses.activate
+def test_4xx_is_not_retried() -> None:
+    responses.put(f"{SCAN}?xsiType=xnat%3AmrScanData", status=409)
+    with pytest.raises(XnatError, match="409"):
+        client().create_xnat_scan(EXPERIMENT, "1", "xnat:mrScanData")
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_retries_are_bounded() -> None:
+    responses.get(f"{BASE}/data/projects", status=500)
+    with pytest.raises(XnatError, match="500"):
+        client(retries=3).find_project_by_secondary_id("CHP-001")
+    assert len(responses.calls) == 4
+
+
+@responses.activate
+def test_a_401_mid_job_logs_in_again_once_and_retries() -> None:
+    login(responses.mock)
+    responses.get(f"{BASE}/data/projects", status=401)
+    responses.get(f"{BASE}/data/projects", json={"ResultSet": {"Result": [{"ID": "P", "secondary_ID": "C"}]}})
+    xnat = client()
+    xnat.login()
+    assert xnat.find_project_by_secondary_id("C") == "P"
+    assert [c.request.method for c in responses.calls] == ["POST", "GET", "POST", "GET"]
+
+
+@responses.activate
+def test_an_existing_resource_409_is_fine() -> None:
+    responses.put(f"{SCAN}/resources/NIFTI", status=409)
+    assert client().create_xnat_resource(EXPERIMENT, "1", "NIFTI") is False
+
+
+@responses.activate
+def test_listing_is_keyed_by_the_relative_path_in_the_uri_not_the_basename() -> None:
+    responses.get(
+        f"{SCAN}/resources/NIFTI/files",
+        json={
+            "ResultSet": {
+                "title": "Files",
+                "Result": [
+                    {
+                        "Name": "seg.nii",
+                        "Size": "3",
+                        "digest": "ABC",
+                        "URI": "/data/experiments/E/scans/1/resources/7/files/a/seg.nii",
+                    },
+                    {
+                        "Name": "seg.nii",
+                        "Size": "4",
+                        "digest": "def",
+                        "URI": "/data/experiments/E/scans/1/resources/7/files/b/seg.nii",
+                    },
+                ],
+            }
+        },
+    )
+    listing = client().list_resource_files(EXPERIMENT, "1", "NIFTI")
+    assert sorted(listing) == ["a/seg.nii", "b/seg.nii"]
+    assert listing["a/seg.nii"].digest == "abc"
+    assert listing["b/seg.nii"].size == 4
+
+
+def test_identifiers_are_quoted_as_single_segments() -> None:
+    odd = Experiment("P/1", "S?x", "E#1", "L")
+    url = client().file_url(odd, "1", "R", "f.nii")
+    assert url == f"{BASE}/data/projects/P%2F1/subjects/S%3Fx/experiments/E%231/scans/1/resources/R/files/f.nii"
