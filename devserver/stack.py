@@ -91,6 +91,12 @@ class LocalStack:
         put = self.s3().put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/json")
         return s3_put_event(self.bucket, key, len(body), put["ETag"], put.get("VersionId"))
 
+    def manifest_event(self, job_id: str) -> dict[str, Any]:
+        """The S3 event for a manifest someone else put (the API, the CLI), as S3 would send it."""
+        key = f"manifests/{job_id}.json"
+        head = self.s3().head_object(Bucket=self.bucket, Key=key)
+        return s3_put_event(self.bucket, key, head["ContentLength"], head["ETag"], head.get("VersionId"))
+
     def invoke_trigger(self, event: dict[str, Any], timeout_seconds: float = 900.0) -> dict[str, Any]:
         """Call the real handler the way Lambda would (same module path, a context with a deadline)."""
         app = load_handler_module("manifest_trigger")

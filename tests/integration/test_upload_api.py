@@ -1,0 +1,246 @@
+"""The API Gateway routes over real HTTP, through the docker-free local API server."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from devserver.local_api import LocalApiServer
+from devserver.stack import DEMO_ACCESSION, DEMO_PROJECT, DEMO_SECONDARY_ID, LocalStack
+
+from .conftest import make_manifest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def api(stack: LocalStack) -> Iterator[str]:
+    with LocalApiServer() as server:
+        yield server.url
+
+
+def upload_body(files: list[str], **overrides: object) -> dict:
+    body = {
+        "central_hub_project_id": DEMO_SECONDARY_ID,
+        "accession_id": DEMO_ACCESSION,
+        "scan_id": "1",
+        "resource_id": "NIFTI",
+        "files": files,
+        "exist_ok": False,
+    }
+    body.update(overrides)
+    return body
+
+
+def put_upload(api: str, body: dict, net_id: str = "net-1") -> requests.Response:
+    return requests.put(f"{api}/upload/images/{net_id}", json=body, timeout=60)
+
+
+def xnat_files(stack: LocalStack) -> dict[str, bytes]:
+    return stack.xnat.list_files(DEMO_PROJECT, DEMO_ACCESSION, "1", "NIFTI")
+
+
+# -- PUT /upload/images/{net_id}: the seed's synchronous route ------------------------------------
+
+
+def test_sync_upload_answers_200_with_the_urls_in_manifest_order(api: str, stack: LocalStack) -> None:
+    names = [f"slices/slice_{i:03d}.dcm" for i in range(20)][::-1]
+    for name in names:
+        stack.put_image("net-1", name, name.encode() * 100)
+
+    response = put_upload(api, upload_body(names))
+
+    assert response.status_code == 200, response.text
+    urls = response.json()
+    assert len(urls) == 20
+    assert [url.rsplit("/files/", 1)[1] for url in urls] == names
+    assert set(xnat_files(stack)) == set(names)
+
+
+def test_sync_upload_writes_a_result_manifest_too(api: str, stack: LocalStack) -> None:
+    stack.put_image("net-1", "a.nii", b"a")
+    assert put_upload(api, upload_body(["a.nii"])).status_code == 200
+    results = stack.s3().list_objects_v2(Bucket=stack.bucket, Prefix="results/sync/")["KeyCount"]
+    assert results == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"accession_id": "ACC0001"},
+        upload_body(["a.nii"], exist_ok="yes"),
+        upload_body(["a.nii"], surprise=True),
+        upload_body([]),
+        upload_body(["a.nii"], scan_id="../1"),
+    ],
+    ids=["missing-fields", "exist-ok-not-bool", "unknown-field", "no-files", "hostile-scan-id"],
+)
+def test_an_invalid_body_is_400(api: str, body: dict) -> None:
+    response = put_upload(api, body)
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+
+
+def test_a_body_that_is_not_json_is_400(api: str) -> None:
+    response = requests.put(f"{api}/upload/images/net-1", data=b"{not json", timeout=30)
+    assert response.status_code == 400
+
+
+@pytest.mark.parametrize("path", ["../net-2/upload/x.nii", "/etc/passwd", "a/../../b", "a\\b", "x%2F..%2Fy"])
+def test_a_hostile_path_is_400_and_nothing_is_uploaded(api: str, stack: LocalStack, path: str) -> None:
+    stack.put_image("net-1", "a.nii", b"a")
+    response = put_upload(api, upload_body(["a.nii", path]))
+
+    assert response.status_code == 400
+    assert response.json()["error"] == "key_outside_prefix"
+    assert stack.xnat.logins == 0
+    assert xnat_files(stack) == {}
+
+
+def test_a_hostile_net_id_in_the_path_is_refused(api: str, stack: LocalStack) -> None:
+    response = requests.put(f"{api}/upload/images/net%201", json=upload_body(["a.nii"]), timeout=30)
+    assert response.status_code in (400, 404)
+    assert stack.xnat.logins == 0
+
+
+@pytest.mark.parametrize(
+    ("overrides", "code"),
+    [
+        ({"central_hub_project_id": "CHP-404"}, "project_not_found"),
+        ({"accession_id": "ACC9999"}, "experiment_not_found"),
+        ({"files": ["not-there.nii"]}, "object_not_found"),
+    ],
+)
+def test_what_cannot_be_found_is_404(api: str, stack: LocalStack, overrides: dict, code: str) -> None:
+    stack.put_image("net-1", "a.nii", b"a")
+    response = put_upload(api, {**upload_body(["a.nii"]), **overrides})
+    assert response.status_code == 404
+    assert response.json()["error"] == code
+
+
+def test_an_existing_file_with_exist_ok_false_is_409(api: str, stack: LocalStack) -> None:
+    stack.xnat.add_file(DEMO_PROJECT, DEMO_ACCESSION, "1", "NIFTI", "a.nii", b"old")
+    stack.put_image("net-1", "a.nii", b"new")
+    response = put_upload(api, upload_body(["a.nii"]))
+
+    assert response.status_code == 409
+    assert response.json()["error"] == "already_exists"
+    assert xnat_files(stack) == {"a.nii": b"old"}
+
+
+def test_exist_ok_true_replaces_and_answers_200(api: str, stack: LocalStack) -> None:
+    stack.xnat.add_file(DEMO_PROJECT, DEMO_ACCESSION, "1", "NIFTI", "a.nii", b"old")
+    stack.put_image("net-1", "a.nii", b"new")
+    assert put_upload(api, upload_body(["a.nii"], exist_ok=True)).status_code == 200
+    assert xnat_files(stack) == {"a.nii": b"new"}
+
+
+def test_xnat_failing_is_502_with_the_result(api: str, stack: LocalStack) -> None:
+    stack.put_image("net-1", "a.nii", b"a")
+    stack.xnat.fail_next(500, times=100, method="PUT", path_contains="/files/")
+    response = put_upload(api, upload_body(["a.nii"]))
+
+    assert response.status_code == 502
+    body = response.json()
+    assert body["error"] == "xnat_error"
+    assert body["result"]["files"][0]["status"] == "failed"
+
+
+def test_a_job_too_long_for_the_api_is_504_and_points_to_the_async_route(
+    api: str, stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("API_TIME_LIMIT_SECONDS", "1")
+    stack.put_image("net-1", "a.nii", b"a")
+    response = put_upload(api, upload_body(["a.nii"]))
+
+    assert response.status_code == 504
+    assert "POST /jobs" in response.json()["message"]
+    assert response.json()["result"]["files"][0]["status"] == "pending"
+
+
+# -- POST /jobs and GET /jobs/{job_id}: the asynchronous route -----------------------------------
+
+
+def test_a_submitted_job_is_pending_until_the_trigger_runs_it(api: str, stack: LocalStack) -> None:
+    stack.put_image("net-1", "ct_scan.nii.gz", b"ct")
+    submitted = requests.post(f"{api}/jobs", json={**make_manifest(), "job_id": "job-42"}, timeout=30)
+
+    assert submitted.status_code == 202
+    assert submitted.json()["job_id"] == "job-42"
+    assert submitted.json()["status_url"] == "/jobs/job-42"
+    assert requests.get(f"{api}/jobs/job-42", timeout=30).status_code == 202
+
+    stack.invoke_trigger(stack.manifest_event("job-42"))
+
+    done = requests.get(f"{api}/jobs/job-42", timeout=30)
+    assert done.status_code == 200
+    assert done.json()["status"] == "succeeded"
+    assert done.json()["urls"][0].endswith("/files/ct_scan.nii.gz")
+
+
+def test_a_job_id_is_generated_when_none_is_given(api: str) -> None:
+    submitted = requests.post(f"{api}/jobs", json=make_manifest(), timeout=30)
+    assert submitted.status_code == 202
+    assert requests.get(f"{api}{submitted.json()['status_url']}", timeout=30).status_code == 202
+
+
+def test_submitting_the_same_job_twice_is_idempotent(api: str, stack: LocalStack) -> None:
+    body = {**make_manifest(), "job_id": "same"}
+    first = requests.post(f"{api}/jobs", json=body, timeout=30)
+    second = requests.post(f"{api}/jobs", json=body, timeout=30)
+
+    assert (first.status_code, second.status_code) == (202, 202)
+    assert second.json()["status"] == "already_submitted"
+    versions = stack.s3().list_object_versions(Bucket=stack.bucket, Prefix="manifests/same.json")["Versions"]
+    assert len(versions) == 1, "the manifest is put once, so the trigger runs once"
+
+
+def test_the_same_job_id_with_another_manifest_is_409(api: str) -> None:
+    requests.post(f"{api}/jobs", json={**make_manifest(), "job_id": "taken"}, timeout=30)
+    response = requests.post(f"{api}/jobs", json={**make_manifest(exist_ok=True), "job_id": "taken"}, timeout=30)
+    assert response.status_code == 409
+    assert response.json()["error"] == "job_conflict"
+
+
+def test_a_job_with_hostile_paths_is_refused_before_it_is_stored(api: str, stack: LocalStack) -> None:
+    body = {**make_manifest(files_relative_paths_to_upload=["../../etc/passwd"]), "job_id": "evil"}
+    response = requests.post(f"{api}/jobs", json=body, timeout=30)
+
+    assert response.status_code == 400
+    assert response.json()["error"] == "key_outside_prefix"
+    assert stack.s3().list_objects_v2(Bucket=stack.bucket, Prefix="manifests/")["KeyCount"] == 0
+
+
+@pytest.mark.parametrize("job_id", ["../x", "a b", ".hidden", "x" * 200])
+def test_a_bad_job_id_is_400(api: str, job_id: str) -> None:
+    response = requests.post(f"{api}/jobs", json={**make_manifest(), "job_id": job_id}, timeout=30)
+    assert response.status_code == 400
+
+
+def test_an_unknown_job_is_404(api: str) -> None:
+    response = requests.get(f"{api}/jobs/never-submitted", timeout=30)
+    assert response.status_code == 404
+    assert response.json()["error"] == "job_not_found"
+
+
+# -- GET /openapi.json ----------------------------------------------------------------------------
+
+
+def test_the_openapi_document_lists_the_routes_and_the_request_schema(api: str) -> None:
+    document = requests.get(f"{api}/openapi.json", timeout=30).json()
+
+    assert set(document["paths"]) >= {"/upload/images/{net_id}", "/jobs", "/jobs/{job_id}"}
+    assert "put" in document["paths"]["/upload/images/{net_id}"]
+    schema = document["components"]["schemas"]["UploadRequest"]
+    assert set(schema["required"]) == {"central_hub_project_id", "accession_id", "scan_id", "resource_id", "files"}
+    assert "JobRequest" in document["components"]["schemas"]
+
+
+def test_the_exported_openapi_file_is_current(api: str) -> None:
+    served = requests.get(f"{api}/openapi.json", timeout=30).json()
+    exported = json.loads((ROOT / "functions" / "upload_api" / "openapi.json").read_text())
+    assert exported == served, "run `make openapi` to refresh functions/upload_api/openapi.json"
