@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format bench api clean
+.PHONY: demo test lint format bench serve openapi clean
 
 $(STAMP): requirements-dev.txt layers/xnat_upload/requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,3 +32,9 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+
+serve: $(STAMP)
+	$(BIN)/python -m devserver.serve
+
+openapi: $(STAMP)
+	$(BIN)/python -m devserver.openapi

@@ -9,6 +9,7 @@ Example::
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 import requests
@@ -30,6 +31,7 @@ class LocalAws:
         self.url = ""
 
     def start(self) -> LocalAws:
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request drowns the output
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.url = f"http://{host}:{port}"

@@ -122,7 +122,7 @@ def get_job(job_id: Annotated[str, Path(pattern=JOB_ID_PATTERN)]) -> Response[di
     settings = _settings()
     state, result = job_status(job_id, settings=settings, s3=s3_client(settings))
     if state == "pending":
-        return Response(202, "application/json", body={"job_id": job_id, "status": "pending"})
+        return Response(202, "application/json", body={"job_id": job_id, "status": "pending", "progress": result})
     return Response(200, "application/json", body=result)
 
 

@@ -79,6 +79,7 @@ class Settings:
     time_budget_margin_seconds: float = 20.0
     idempotency_table: str | None = None
     api_time_limit_seconds: float = 28.0
+    progress_interval_seconds: float = 5.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -117,6 +118,7 @@ class Settings:
             time_budget_margin_seconds=_float(env, "TIME_BUDGET_MARGIN_SECONDS", 20.0),
             idempotency_table=env.get("IDEMPOTENCY_TABLE", "").strip() or None,
             api_time_limit_seconds=_float(env, "API_TIME_LIMIT_SECONDS", 28.0),
+            progress_interval_seconds=_float(env, "PROGRESS_INTERVAL_SECONDS", 5.0),
         )
 
     def job_id_for(self, manifest_key: str) -> str | None:

@@ -82,9 +82,24 @@ class JobStore:
         self._s3.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType="application/json")
         return key
 
+    def progress_key(self, job_id: str) -> str:
+        return f"{self._settings.results_prefix}{job_id}.progress.json"
+
+    def write_progress(self, job_id: str, progress: dict[str, Any]) -> None:
+        body = json.dumps(progress).encode()
+        self._s3.put_object(
+            Bucket=self._bucket, Key=self.progress_key(job_id), Body=body, ContentType="application/json"
+        )
+
+    def read_progress(self, job_id: str) -> dict[str, Any] | None:
+        return self._read_json(self.progress_key(job_id))
+
     def read_result(self, job_id: str) -> dict[str, Any] | None:
+        return self._read_json(self._settings.results_key(job_id))
+
+    def _read_json(self, key: str) -> dict[str, Any] | None:
         try:
-            response = self._s3.get_object(Bucket=self._bucket, Key=self._settings.results_key(job_id))
+            response = self._s3.get_object(Bucket=self._bucket, Key=key)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in _NOT_FOUND:
                 return None

@@ -69,14 +69,15 @@ def submit_job(
 
 
 def job_status(job_id: str, *, settings: Settings, s3: S3Client) -> tuple[JobState, dict[str, Any] | None]:
-    """`done` with the result manifest, `pending` while only the manifest exists; else JobNotFoundError."""
+    """`done` with the result manifest; `pending` (with the progress object, once running) while
+    only the manifest exists; else JobNotFoundError."""
     check_job_id(job_id)
     store = JobStore(s3, settings)
     result = store.read_result(job_id)
     if result is not None:
         return "done", result
     if store.manifest_exists(job_id):
-        return "pending", None
+        return "pending", store.read_progress(job_id)
     raise JobNotFoundError(f"no job {job_id!r}")
 
 

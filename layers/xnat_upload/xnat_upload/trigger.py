@@ -15,6 +15,7 @@ from .exceptions import ManifestError, XnatUploadError
 from .job import run_job
 from .manifest import JobManifest, decode_json, requested_paths
 from .observability import logger
+from .progress import ProgressReporter
 from .result import FileResult, JobResult
 from .store import JobStore
 
@@ -52,6 +53,12 @@ def process_manifest_object(
         data = decode_json(raw)
         result.files = [FileResult(p) for p in requested_paths(data)]
         manifest = JobManifest.from_data(data, max_files=settings.max_manifest_files)
+        reporter = None
+        if settings.progress_interval_seconds > 0:
+            reporter = ProgressReporter(
+                lambda doc: store.write_progress(job_id, doc), result, settings.progress_interval_seconds
+            )
+            reporter.tick()
         result = run_job(
             manifest,
             job_id=job_id,
@@ -59,6 +66,7 @@ def process_manifest_object(
             s3=s3,
             remaining_seconds=remaining_seconds,
             known_md5=store.known_md5(job_id),
+            on_progress=(lambda r: _tick(reporter, r)) if reporter else None,
             **run_options,  # type: ignore[arg-type]
         )
     except ManifestError as exc:
@@ -71,3 +79,8 @@ def process_manifest_object(
     result.source = {**result.source, "manifest": key, **({"manifest_version": version_id} if version_id else {})}
     store.write_result(result)
     return result
+
+
+def _tick(reporter: ProgressReporter, result: JobResult) -> None:
+    reporter.retarget(result)
+    reporter.tick()

@@ -50,6 +50,7 @@ def run_job(
     remaining_seconds: Callable[[], float] | None = None,
     known_md5: Mapping[tuple[str, str], str] | None = None,
     connect: Callable[[Settings, Callable[[], float] | None], XnatClient] = open_xnat,
+    on_progress: Callable[[JobResult], object] | None = None,
 ) -> JobResult:
     """Run a job to the end and say what happened to every file.
 
@@ -64,7 +65,8 @@ def run_job(
             manifest = JobManifest.from_data(data, max_files=settings.max_manifest_files)
         result.files = [FileResult(p) for p in manifest.files_relative_paths_to_upload]
         sources = _validate_sources(manifest, result, settings, s3)
-        _upload(manifest, result, sources, settings, s3, remaining_seconds, known_md5 or {}, connect)
+        progress = (lambda: on_progress(result)) if on_progress is not None else (lambda: None)
+        _upload(manifest, result, sources, settings, s3, remaining_seconds, known_md5 or {}, connect, progress)
     except XnatUploadError as exc:
         result.fail_job(exc)
     result.finished_at = _now()
@@ -121,6 +123,7 @@ def _upload(
     remaining_seconds: Callable[[], float] | None,
     known_md5: Mapping[tuple[str, str], str],
     connect: Callable[[Settings, Callable[[], float] | None], XnatClient],
+    progress: Callable[[], object],
 ) -> None:
     """Log in once, find the session, ensure scan and resource, decide per file, transfer, log out."""
     client = connect(settings, remaining_seconds)
@@ -162,7 +165,15 @@ def _upload(
 
             budget = TimeBudget(remaining_seconds, settings.time_budget_margin_seconds)
             result.upload_mode = TransferEngine(
-                xnat, s3, settings.data_bucket, experiment, manifest.scan_id, manifest.resource_id, settings, budget
+                xnat,
+                s3,
+                settings.data_bucket,
+                experiment,
+                manifest.scan_id,
+                manifest.resource_id,
+                settings,
+                budget,
+                on_progress=progress,
             ).run(work)
             pending = [f for f in result.files if f.status is FileStatus.PENDING]
             if pending:

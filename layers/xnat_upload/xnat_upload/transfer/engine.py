@@ -77,6 +77,7 @@ class TransferEngine:
         resource_id: str,
         settings: Settings,
         budget: TimeBudget,
+        on_progress: Callable[[], object] = lambda: None,
     ) -> None:
         self._xnat = xnat
         self._s3 = s3
@@ -86,6 +87,7 @@ class TransferEngine:
         self._resource = resource_id
         self._settings = settings
         self._budget = budget
+        self._on_progress = on_progress
         self._batches = 0
 
     # -- planning ----------------------------------------------------------------------------
@@ -132,10 +134,12 @@ class TransferEngine:
             if not self._budget.allows(sum(w.source.size for w in batch)):
                 return mode
             self._send_batch(batch)
+            self._on_progress()
         for item in single:
             if not self._budget.allows(item.source.size):
                 return mode
             self._send_single(item)
+            self._on_progress()
         self.verify([w for w in work if w.file.status is FileStatus.UPLOADED])
         return mode
 
