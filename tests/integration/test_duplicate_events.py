@@ -1,0 +1,82 @@
+"""S3 delivers events at least once: the same manifest version does the work once (DynamoDB on moto's server)."""
+
+from __future__ import annotations
+
+import pytest
+
+from devserver.stack import LocalStack
+from xnat_upload.idempotency import _persistence
+
+from .conftest import make_manifest
+
+TABLE = "xnat-upload-idempotency"
+
+
+@pytest.fixture
+def idempotent(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> LocalStack:
+    stack.aws.client("dynamodb").create_table(
+        TableName=TABLE,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    monkeypatch.setenv("IDEMPOTENCY_TABLE", TABLE)
+    _persistence.cache_clear()
+    stack.put_image("net-1", "ct_scan.nii.gz", b"ct")
+    return stack
+
+
+def result_versions(stack: LocalStack, job_id: str) -> int:
+    listing = stack.s3().list_object_versions(Bucket=stack.bucket, Prefix=f"results/{job_id}.json")
+    return len(listing.get("Versions", []))
+
+
+def test_the_same_event_twice_runs_the_job_once(idempotent: LocalStack) -> None:
+    event = idempotent.put_manifest("dup", make_manifest())
+
+    first = idempotent.invoke_trigger(event)
+    second = idempotent.invoke_trigger(event)
+
+    assert first == second
+    assert first["jobs"][0]["status"] == "succeeded"
+    assert idempotent.xnat.logins == 1
+    assert result_versions(idempotent, "dup") == 1
+
+
+def test_a_re_put_of_the_manifest_is_a_new_version_and_runs_again(idempotent: LocalStack) -> None:
+    idempotent.invoke_trigger(idempotent.put_manifest("again", make_manifest()))
+    idempotent.invoke_trigger(idempotent.put_manifest("again", make_manifest()))
+
+    assert idempotent.xnat.logins == 2
+    assert result_versions(idempotent, "again") == 2
+    assert idempotent.read_result("again")["files"][0]["status"] == "already_exists"
+
+
+def test_a_changed_manifest_under_the_same_key_is_a_new_job(idempotent: LocalStack) -> None:
+    idempotent.invoke_trigger(idempotent.put_manifest("changed", make_manifest()))
+    idempotent.put_image("net-1", "second.nii", b"2")
+    idempotent.invoke_trigger(
+        idempotent.put_manifest("changed", make_manifest(files_relative_paths_to_upload=["second.nii"]))
+    )
+    assert idempotent.read_result("changed")["files"][0]["path"] == "second.nii"
+    assert idempotent.read_result("changed")["status"] == "succeeded"
+
+
+def test_a_crashed_run_leaves_no_record_so_the_retry_runs(
+    idempotent: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import xnat_upload.trigger as trigger
+
+    event = idempotent.put_manifest("crash", make_manifest())
+    real_run_job = trigger.run_job
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(trigger, "run_job", crash)
+    with pytest.raises(RuntimeError):
+        idempotent.invoke_trigger(event)
+    assert idempotent.read_result("crash")["error"]["code"] == "internal_error"
+
+    monkeypatch.setattr(trigger, "run_job", real_run_job)
+    assert idempotent.invoke_trigger(event)["jobs"][0]["status"] == "succeeded"
