@@ -1,0 +1,7 @@
+"""`python -m xnat_upload.cli ...`: the same as the `xnat-upload` script."""
+
+import sys
+
+from .main import main
+
+sys.exit(main())

@@ -1,0 +1,461 @@
+"""The `xnat-upload` command: validate a job manifest, submit it, follow a job.
+
+Errors are one line on stderr, never a traceback (set XNAT_UPLOAD_DEBUG=1 to get one for an
+unexpected error). Exit codes are listed in `EXIT_CODES` and in `xnat-upload --help`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping
+from typing import IO, TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
+
+from ..config import MIB, Settings
+from ..exceptions import (
+    ConfigurationError,
+    JobNotFoundError,
+    KeyOutsidePrefixError,
+    ManifestError,
+    XnatUploadError,
+)
+from ..manifest import JobManifest, confined_key, decode_json, find_collisions
+from ..submission import check_job_id, job_status, submit_job
+from . import render
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_TIMEOUT = 3
+EXIT_PENDING = 4
+EXIT_UNKNOWN_JOB = 5
+EXIT_AWS = 6
+EXIT_INTERRUPTED = 130
+
+EXIT_CODES = f"""exit codes:
+  {EXIT_OK}    success: manifest valid, job submitted, or job succeeded
+  {EXIT_FAILED}    manifest invalid or refused, or the job finished partial or failed
+  {EXIT_USAGE}    usage error: bad arguments, unreadable manifest file, bad configuration
+  {EXIT_TIMEOUT}    submit --wait timed out (the job may still be running: see `status`)
+  {EXIT_PENDING}    status: the job is submitted but has no result yet
+  {EXIT_UNKNOWN_JOB}    status: no manifest and no result for this job ID
+  {EXIT_AWS}    S3 could not be used: endpoint unreachable, no or refused credentials,
+       access denied, bucket missing
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C); a submitted job keeps running"""
+
+DESCRIPTION = """Validate, submit and follow XNAT upload jobs (job manifests in S3).
+
+Talks to S3 only, as the service does: a submitted manifest is put at
+s3://BUCKET/<MANIFESTS_PREFIX><job_id>.json and the function writes
+s3://BUCKET/<RESULTS_PREFIX><job_id>.json. Honours the usual AWS settings (AWS_PROFILE,
+AWS_REGION, AWS_ENDPOINT_URL for a local server such as `make serve`) and the service's
+DATA_BUCKET, IMAGES_PREFIX, MANIFESTS_PREFIX, RESULTS_PREFIX, MAX_MANIFEST_BYTES, MAX_MANIFEST_FILES."""
+
+_CREDENTIAL_CODES = {
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",
+    "TokenRefreshRequired",
+}
+
+UNUSED_XNAT_URL = "https://unused.invalid"  # Settings needs one; the CLI never talks to XNAT
+
+
+class CliError(Exception):
+    """A failure already phrased for the user, with the exit code to return."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+# -- configuration ------------------------------------------------------------------------------
+
+
+def _env_prefix(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, default)
+    return value + "/" if value and not value.endswith("/") else value
+
+
+def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from None
+    if value < 1:
+        raise ConfigurationError(f"{name} must be >= 1, got {value}")
+    return value
+
+
+def make_settings(bucket: str, env: Mapping[str, str] | None = None) -> Settings:
+    """The service's settings that matter to a client: bucket, prefixes and manifest limits."""
+    env = os.environ if env is None else env
+    return Settings(
+        xnat_url=UNUSED_XNAT_URL,
+        data_bucket=bucket,
+        images_prefix=_env_prefix(env, "IMAGES_PREFIX", ""),
+        manifests_prefix=_env_prefix(env, "MANIFESTS_PREFIX", "manifests/"),
+        results_prefix=_env_prefix(env, "RESULTS_PREFIX", "results/"),
+        max_manifest_bytes=_env_int(env, "MAX_MANIFEST_BYTES", 2 * MIB),
+        max_manifest_files=_env_int(env, "MAX_MANIFEST_FILES", 10_000),
+    )
+
+
+def _bucket(args: argparse.Namespace) -> str:
+    bucket = (args.bucket or os.environ.get("DATA_BUCKET", "")).strip()
+    if not bucket:
+        raise CliError("no bucket: pass --bucket or set DATA_BUCKET", EXIT_USAGE)
+    return bucket
+
+
+def _s3_client() -> S3Client:
+    """boto3's S3 client; fewer retries than boto3's default unless AWS_MAX_ATTEMPTS/AWS_RETRY_MODE say."""
+    import boto3
+    from botocore.config import Config
+
+    options: dict[str, Any] = {"connect_timeout": 10, "read_timeout": 60}
+    if not os.environ.get("AWS_MAX_ATTEMPTS") and not os.environ.get("AWS_RETRY_MODE"):
+        options["retries"] = {"mode": "standard", "max_attempts": 3}
+    return boto3.session.Session().client("s3", config=Config(**options))
+
+
+# -- validation -----------------------------------------------------------------------------------
+
+
+def read_manifest(path: str, max_bytes: int) -> bytes:
+    """At most `max_bytes + 1` bytes of the file (`-` is stdin), so an oversized one is refused."""
+    try:
+        if path == "-":
+            return sys.stdin.buffer.read(max_bytes + 1)
+        with open(path, "rb") as handle:
+            return handle.read(max_bytes + 1)
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror or exc}", EXIT_USAGE) from None
+
+
+def manifest_problems(body: bytes, settings: Settings) -> tuple[JobManifest | None, list[str]]:
+    """Every reason the function would refuse this manifest: schema, path rules, collisions."""
+    try:
+        manifest = JobManifest.from_json(
+            body, max_bytes=settings.max_manifest_bytes, max_files=settings.max_manifest_files
+        )
+    except ManifestError as exc:
+        return None, [exc.message]
+    problems = []
+    prefix = settings.upload_prefix(manifest.net_id)
+    paths = manifest.files_relative_paths_to_upload
+    for path in paths:
+        try:
+            confined_key(prefix, path)
+        except KeyOutsidePrefixError as exc:
+            problems.append(exc.message)
+    for later, first in find_collisions(paths).items():
+        problems.append(f"{later!r} would be stored as the same file as {first!r}")
+    return manifest, problems
+
+
+def _validated(path: str, settings: Settings) -> JobManifest:
+    body = read_manifest(path, settings.max_manifest_bytes)
+    manifest, problems = manifest_problems(body, settings)
+    if problems or manifest is None:
+        for problem in problems:
+            _err(f"error: {path}: {render.clean(problem)}")
+        raise CliError(f"{path}: invalid manifest ({len(problems)} problem{'s' if len(problems) != 1 else ''})")
+    return manifest
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    settings = make_settings(os.environ.get("DATA_BUCKET", "") or "unused")
+    manifest = _validated(args.manifest, settings)
+    count = len(manifest.files_relative_paths_to_upload)
+    _out(f"valid: {count} file{'s' if count != 1 else ''}")
+    return EXIT_OK
+
+
+# -- submit and wait -------------------------------------------------------------------------------
+
+
+class ProgressDisplay:
+    """A live line on a terminal (carriage return updates); plain lines, on change, otherwise."""
+
+    def __init__(self, stream: IO[str], live: bool, heartbeat: float = 30.0) -> None:
+        self._stream = stream
+        self._live = live
+        self._heartbeat = heartbeat
+        self._width = 0
+        self._last = ""
+        self._last_at = float("-inf")
+
+    def update(self, text: str, elapsed: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        if self._live:
+            if elapsed is not None:
+                text = f"{text} [{elapsed:.0f}s]"
+            padding = " " * max(0, self._width - len(text))
+            self._stream.write(f"\r{text}{padding}")
+            self._width = len(text)
+        else:
+            now = clock()
+            if text == self._last and now - self._last_at < self._heartbeat:
+                return
+            self._stream.write(text + "\n")
+            self._last, self._last_at = text, now
+        self._stream.flush()
+
+    def finish(self) -> None:
+        if self._live and self._width:
+            self._stream.write("\n")
+            self._stream.flush()
+            self._width = 0
+
+
+def wait_for_result(
+    job_id: str,
+    *,
+    settings: Settings,
+    s3: S3Client,
+    timeout: float,
+    poll_interval: float,
+    display: ProgressDisplay,
+) -> dict[str, Any] | None:
+    """Poll the result (and the progress object meanwhile); None when `timeout` passes first."""
+    started = time.monotonic()
+    deadline = started + timeout
+    try:
+        while True:
+            try:
+                state, document = job_status(job_id, settings=settings, s3=s3)
+            except JobNotFoundError:
+                raise CliError(f"job {job_id!r} disappeared: its manifest was deleted", EXIT_UNKNOWN_JOB) from None
+            if state == "done" and document is not None:
+                return document
+            display.update(f"job {job_id}: running: {render.progress_line(document)}", time.monotonic() - started)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            time.sleep(min(poll_interval, remaining))
+    finally:
+        display.finish()
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    settings = make_settings(_bucket(args))
+    if args.job_id:
+        _check_job_id(args.job_id)
+    _validated(args.manifest, settings)
+    data = decode_json(read_manifest(args.manifest, settings.max_manifest_bytes))
+    s3 = _s3_client()
+    submission = submit_job(data, settings=settings, s3=s3, job_id=args.job_id)
+    _out(submission.job_id)
+    where = f"s3://{settings.data_bucket}/{submission.manifest_key}"
+    if not submission.created:
+        _err(f"job {submission.job_id} was already submitted with this manifest ({where})")
+    if not args.wait:
+        _err(f"submitted {where}; follow it with: xnat-upload status {submission.job_id}")
+        return EXIT_OK
+    display = ProgressDisplay(sys.stderr, live=sys.stderr.isatty())
+    try:
+        result = wait_for_result(
+            submission.job_id,
+            settings=settings,
+            s3=s3,
+            timeout=args.timeout,
+            poll_interval=args.poll_interval,
+            display=display,
+        )
+    except KeyboardInterrupt:
+        _err(f"interrupted; job {submission.job_id} keeps running: xnat-upload status {submission.job_id}")
+        return EXIT_INTERRUPTED
+    if result is None:
+        _err(
+            f"timed out after {args.timeout:g}s waiting for job {submission.job_id}; "
+            f"it may still be running: xnat-upload status {submission.job_id}"
+        )
+        return EXIT_TIMEOUT
+    for url in render.url_lines(result):
+        _out(url)
+    for problem in render.problem_lines(result):
+        _err(problem)
+    _err(render.summary_line(result))
+    return EXIT_OK if result.get("status") == "succeeded" else EXIT_FAILED
+
+
+# -- status -------------------------------------------------------------------------------------
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    settings = make_settings(_bucket(args))
+    job_id = _check_job_id(args.job_id)
+    try:
+        state, document = job_status(job_id, settings=settings, s3=_s3_client())
+    except JobNotFoundError:
+        if args.json:
+            _out(json.dumps({"job_id": job_id, "state": "unknown"}))
+        _err(f"unknown job {job_id!r}: no manifest and no result in s3://{settings.data_bucket}")
+        return EXIT_UNKNOWN_JOB
+    if state == "pending" or document is None:
+        if args.json:
+            _out(json.dumps({"job_id": job_id, "state": "pending", "progress": document}, indent=2))
+        else:
+            _out(f"pending: {render.progress_line(document)}")
+        return EXIT_PENDING
+    if args.json:
+        _out(json.dumps(document, indent=2))
+    else:
+        _out(render.result_table(document))
+        _out(render.summary_line(document))
+    return EXIT_OK if document.get("status") == "succeeded" else EXIT_FAILED
+
+
+# -- plumbing -----------------------------------------------------------------------------------
+
+
+def _out(line: str) -> None:
+    print(line, flush=True)
+
+
+def _err(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _check_job_id(job_id: str) -> str:
+    try:
+        return check_job_id(job_id)
+    except ManifestError as exc:
+        raise CliError(exc.message, EXIT_USAGE) from None
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="xnat-upload",
+        description=DESCRIPTION,
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    validate = commands.add_parser(
+        "validate",
+        help="check a manifest offline, with the function's own rules",
+        description="Check a job manifest offline with the function's own models and path rules "
+        "(IMAGES_PREFIX from the environment). Prints 'valid: N files' or the problems.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    validate.add_argument("manifest", metavar="MANIFEST", help="path of the manifest JSON file ('-' for stdin)")
+    validate.set_defaults(handler=cmd_validate)
+
+    submit = commands.add_parser(
+        "submit",
+        help="validate, then put the manifest in the bucket (prints the job ID)",
+        description="Validate a manifest, put it at s3://BUCKET/manifests/<job_id>.json (once: the same "
+        "manifest under the same job ID is not put again) and print the job ID. With --wait, follow the "
+        "job and print the XNAT URLs of its files.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    submit.add_argument("manifest", metavar="MANIFEST", help="path of the manifest JSON file ('-' for stdin)")
+    submit.add_argument("--bucket", help="data bucket (default: $DATA_BUCKET)")
+    submit.add_argument("--job-id", help="job ID (default: a random one); resubmitting the same manifest is safe")
+    submit.add_argument("--wait", action="store_true", help="wait for the result, showing progress on stderr")
+    submit.add_argument("--timeout", type=_positive, default=900.0, help="seconds --wait waits (default 900)")
+    submit.add_argument(
+        "--poll-interval", type=_positive, default=2.0, help="seconds between polls with --wait (default 2)"
+    )
+    submit.set_defaults(handler=cmd_submit)
+
+    status = commands.add_parser(
+        "status",
+        help="show a job's result (table of files) or its progress",
+        description="Show a job's result manifest as a table (path, status, bytes, error or URL) and a "
+        "summary line, or 'pending' with its progress while it runs.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    status.add_argument("job_id", metavar="JOB_ID")
+    status.add_argument("--bucket", help="data bucket (default: $DATA_BUCKET)")
+    status.add_argument("--json", action="store_true", help="print the result manifest (or the state) as JSON")
+    status.set_defaults(handler=cmd_status)
+    return parser
+
+
+def aws_error_message(exc: Exception, bucket: str | None) -> str:
+    """One line saying what went wrong with S3, and what to check."""
+    where = f"bucket {bucket!r}" if bucket else "the bucket"
+    if isinstance(exc, NoCredentialsError):
+        return "no AWS credentials found: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+    if isinstance(exc, EndpointConnectionError):
+        endpoint = exc.kwargs.get("endpoint_url", "S3")
+        hint = " (is AWS_ENDPOINT_URL right, and is the server running?)" if os.environ.get("AWS_ENDPOINT_URL") else ""
+        return f"could not connect to {endpoint}{hint}"
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", "") or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "?"))
+        message = render.clean(error.get("Message", "") or "")
+        operation = exc.operation_name
+        if code == "NoSuchBucket":
+            return f"{where} does not exist (check --bucket or DATA_BUCKET)"
+        if code in _CREDENTIAL_CODES:
+            return f"AWS refused the credentials ({code}): {message}".rstrip(": ")
+        if code in ("AccessDenied", "403", "Forbidden", "AllAccessDisabled"):
+            return f"access denied to {where} ({operation}): check the credentials and their permissions"
+        return f"S3 {operation} failed ({code}): {message}".rstrip(": ")
+    return f"AWS error: {render.clean(exc)}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    bucket = getattr(args, "bucket", None) or os.environ.get("DATA_BUCKET")
+    try:
+        return args.handler(args)
+    except CliError as exc:
+        _err(f"error: {render.clean(exc.message)}")
+        return exc.code
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return EXIT_INTERRUPTED
+    except (NoCredentialsError, ClientError, BotoCoreError) as exc:
+        _err(f"error: {aws_error_message(exc, bucket)}")
+        return EXIT_AWS
+    except ConfigurationError as exc:
+        _err(f"error: {render.clean(exc.message)}")
+        return EXIT_USAGE
+    except XnatUploadError as exc:  # ManifestError, JobConflictError
+        _err(f"error: {render.clean(exc.message)}")
+        return EXIT_FAILED
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILED
+    except Exception as exc:
+        if os.environ.get("XNAT_UPLOAD_DEBUG"):
+            raise
+        _err(f"error: unexpected {type(exc).__name__}: {render.clean(exc)} (XNAT_UPLOAD_DEBUG=1 shows a traceback)")
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
