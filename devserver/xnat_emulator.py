@@ -134,7 +134,7 @@ class _Project:
 
 @dataclass
 class _Rule:
-    kind: str  # "fail" | "drop" | "delay"
+    kind: str  # "fail" | "drop" | "delay" | "delay_once" | "call"
     method: str | None
     path_contains: str | None
     remaining: int = 1
@@ -142,6 +142,8 @@ class _Rule:
     body: str = ""
     after_bytes: int = 0
     seconds: float = 0.0
+    callback: Callable[[], object] | None = None
+    skip: int = 0  # "call": matching requests to let pass before the callback fires
 
     def matches(self, method: str, path: str) -> bool:
         if self.method is not None and self.method.upper() != method.upper():
@@ -210,6 +212,7 @@ class XnatEmulator:
         self._next_experiment = 0
         self._next_resource = 0
         self._sessions: set[str] = set()
+        self._issued_sessions: list[str] = []
         self._logins = 0
         self._logouts = 0
         self._log: list[RequestRecord] = []
@@ -408,6 +411,12 @@ class XnatEmulator:
             return self._logouts
 
     @property
+    def session_ids(self) -> list[str]:
+        """Every JSESSIONID value this emulator has issued, in order (also the ended ones)."""
+        with self._meta:
+            return list(self._issued_sessions)
+
+    @property
     def active_sessions(self) -> int:
         with self._meta:
             return len(self._sessions)
@@ -461,9 +470,41 @@ class XnatEmulator:
             if seconds > 0:
                 self._rules.append(_Rule("delay", method, path_contains, seconds=float(seconds)))
 
+    def delay_next(
+        self, seconds: float, times: int = 1, method: str | None = None, path_contains: str | None = None
+    ) -> None:
+        """Sleep `seconds` before answering the next `times` matching requests only (then answer normally)."""
+        with self._meta:
+            self._rules.append(_Rule("delay_once", method, path_contains, remaining=times, seconds=float(seconds)))
+
+    def on_request(
+        self,
+        callback: Callable[[], object],
+        method: str | None = None,
+        path_contains: str | None = None,
+        times: int = 1,
+        skip: int = 0,
+    ) -> None:
+        """Call `callback()` when a matching request arrives, before XNAT looks at it.
+
+        The first `skip` matching requests pass untouched; the callback then runs for the next
+        `times` ones, in the server thread that handles the request (the client is waiting for
+        the answer, so what the callback does is ordered before the request's effect).
+        """
+        with self._meta:
+            self._rules.append(
+                _Rule("call", method, path_contains, remaining=times, callback=callback, skip=max(0, skip))
+            )
+
     def expire_sessions(self) -> None:
         with self._meta:
             self._sessions.clear()
+
+    def expire_sessions_after(
+        self, n_requests: int, method: str | None = None, path_contains: str | None = None
+    ) -> None:
+        """Let `n_requests` matching requests through, then expire every session as the next one arrives."""
+        self.on_request(self.expire_sessions, method, path_contains, times=1, skip=n_requests)
 
     def set_catalog_write_latency(self, seconds: float) -> None:
         self.catalog_write_latency = float(seconds)
@@ -485,7 +526,32 @@ class XnatEmulator:
 
     def _delay_for(self, method: str, path: str) -> float:
         with self._meta:
-            return max((r.seconds for r in self._rules if r.kind == "delay" and r.matches(method, path)), default=0)
+            delay = max((r.seconds for r in self._rules if r.kind == "delay" and r.matches(method, path)), default=0)
+            once = next((r for r in self._rules if r.kind == "delay_once" and r.matches(method, path)), None)
+            if once is not None:
+                once.remaining -= 1
+                if once.remaining <= 0:
+                    self._rules.remove(once)
+                delay = max(delay, once.seconds)
+            return delay
+
+    def _run_callbacks(self, method: str, path: str) -> None:
+        """Fire the `on_request` hooks matching this request (outside the lock: they may block)."""
+        due: list[Callable[[], object]] = []
+        with self._meta:
+            for rule in list(self._rules):
+                if rule.kind != "call" or not rule.matches(method, path):
+                    continue
+                if rule.skip > 0:
+                    rule.skip -= 1
+                    continue
+                rule.remaining -= 1
+                if rule.remaining <= 0:
+                    self._rules.remove(rule)
+                if rule.callback is not None:
+                    due.append(rule.callback)
+        for callback in due:
+            callback()
 
     def _take_fault(self, method: str, path: str) -> _Rule | None:
         with self._meta:
@@ -509,6 +575,7 @@ class XnatEmulator:
         session_id = secrets.token_hex(16).upper()
         with self._meta:
             self._sessions.add(session_id)
+            self._issued_sessions.append(session_id)
             self._logins += 1
         return session_id
 
@@ -775,6 +842,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, emulator: XnatEmulator, path: str, query: dict[str, str]) -> None:
         method = self.command
+        emulator._run_callbacks(method, path)
         emulator._sleep(emulator._delay_for(method, path))
         with emulator._meta:
             down = emulator._down

@@ -544,6 +544,36 @@ def test_requests_log_and_count(xnat: XnatEmulator, http: requests.Session) -> N
     assert xnat.count() == 2
 
 
+def test_delay_next_slows_only_the_next_matching_requests(xnat: XnatEmulator, http: requests.Session) -> None:
+    xnat.delay_next(5, times=1, method="GET", path_contains="/data/projects")
+    with pytest.raises(requests.Timeout):
+        http.get(xnat.url + "/data/projects", timeout=(5, 0.2))
+    assert http.get(xnat.url + "/data/projects", timeout=(5, 2)).status_code == 200
+
+
+def test_on_request_runs_the_callback_after_skipping_and_for_times_matches(
+    xnat: XnatEmulator, http: requests.Session
+) -> None:
+    seen: list[int] = []
+    xnat.on_request(lambda: seen.append(xnat.count("GET", "/data/projects")), "GET", "/data/projects", times=2, skip=1)
+    for _ in range(4):
+        http.get(xnat.url + "/data/projects", timeout=5)
+    assert seen == [1, 2], "runs before the request it matched is logged: after 1 and 2 earlier ones"
+
+
+def test_expire_sessions_after_n_requests_makes_the_next_one_401(xnat: XnatEmulator, http: requests.Session) -> None:
+    xnat.expire_sessions_after(2, method="GET")
+    statuses = [http.get(xnat.url + "/data/projects", timeout=5).status_code for _ in range(3)]
+    assert statuses == [200, 200, 401]
+    assert xnat.active_sessions == 0
+
+
+def test_session_ids_lists_every_issued_session(xnat: XnatEmulator, http: requests.Session) -> None:
+    assert xnat.session_ids == [http.cookies["JSESSIONID"]]
+    http.delete(xnat.url + "/data/JSESSION", timeout=5)
+    assert xnat.session_ids == [http.cookies["JSESSIONID"]], "ended sessions stay listed"
+
+
 # -- process mode --------------------------------------------------------------------------------
 
 

@@ -114,7 +114,8 @@ class JobStore:
         """(path, S3 ETag) -> MD5 of files an earlier run of this job put or found in XNAT."""
         previous = self.read_result(job_id) or {}
         known: dict[tuple[str, str], str] = {}
-        for entry in previous.get("files", []):
+        entries = previous.get("files")
+        for entry in entries if isinstance(entries, list) else []:  # a hand-edited result must not crash a re-run
             if not isinstance(entry, dict) or not entry.get("md5") or not entry.get("source_etag"):
                 continue
             if entry.get("status") == "uploaded" or (

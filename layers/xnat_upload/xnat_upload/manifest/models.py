@@ -60,6 +60,8 @@ class JobManifest(BaseModel):
     @classmethod
     def from_data(cls, data: Any, max_files: int = MAX_FILES) -> JobManifest:
         """Validate decoded JSON; every problem becomes one ManifestError that lists them all."""
+        if not isinstance(data, dict):  # the parser would JSON-decode a string: a double-encoded manifest
+            raise ManifestError(f"manifest must be a JSON object, not {type(data).__name__}")
         try:
             manifest = parse(event=data, model=cls)
         except ValidationError as exc:

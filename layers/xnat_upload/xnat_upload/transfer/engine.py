@@ -22,6 +22,7 @@ from ..exceptions import IntegrityError, SourceChangedError, XnatDuplicateError,
 from ..result import FileResult, FileStatus
 from ..xnat import Experiment, XnatClient
 from .hashing import HashingBody
+from .readahead import ReadAhead
 from .sources import SourceObject, SourceStream
 from .zipstream import StoredZipBody, ZipEntry
 
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 ZIP_ENTRY_MAX_BYTES = 16 * 1024 * 1024  # entries are held whole while their CRC is computed
 ZIP_MIN_FILES = 4  # below this, one PUT per file costs no more than a batch
 ASSUMED_RATE = 20 * 1024 * 1024  # bytes/s until a transfer has been measured
+READ_AHEAD_MIN_BYTES = 4 * 1024 * 1024  # smaller objects arrive in one or two reads anyway
 
 
 @dataclass
@@ -150,19 +152,23 @@ class TransferEngine:
         bodies: list[HashingBody] = []
 
         def open_body() -> HashingBody:
-            body = HashingBody(SourceStream(self._s3, self._bucket, item.source), item.source.size)
+            stream = SourceStream(self._s3, self._bucket, item.source)
+            body = HashingBody(
+                ReadAhead(stream) if item.source.size > READ_AHEAD_MIN_BYTES else stream, item.source.size
+            )
             bodies.append(body)
             return body
 
         started = time.monotonic()
         file = item.file
+        duplicate: XnatDuplicateError | None = None
         try:
             file.url = self._xnat.upload_file_to_xnat(
                 self._experiment, self._scan, self._resource, item.file.path, open_body,
                 overwrite=item.overwrite, overwrite_on_retry=True,
             )  # fmt: skip
         except XnatDuplicateError as exc:
-            self._kept_existing(file, exc)
+            duplicate = exc
         except XnatUploadError as exc:
             file.fail(FileStatus.FAILED, _cause(exc))
         else:
@@ -170,6 +176,13 @@ class TransferEngine:
             self._budget.record(item.source.size, time.monotonic() - started)
         finally:
             file.attempts += len(bodies)
+            for body in bodies:
+                body.close()  # a retried or failed attempt leaves its S3 stream half read
+        if duplicate is not None:
+            sent = bodies[-1].md5 if bodies and bodies[-1].complete else None
+            self._resolve_duplicates([item], duplicate, {item.file.path: sent} if sent else {})
+            for body in bodies:
+                body.close()
 
     def _send_batch(self, batch: Sequence[WorkItem]) -> None:
         self._batches += 1
@@ -192,6 +205,7 @@ class TransferEngine:
 
         started = time.monotonic()
         kept: set[str] = set()
+        duplicate: XnatDuplicateError | None = None
         try:
             self._xnat.upload_file_to_xnat(
                 self._experiment, self._scan, self._resource, name, open_body,
@@ -199,22 +213,63 @@ class TransferEngine:
                 extract=True, content_type="application/zip",
             )  # fmt: skip
         except XnatDuplicateError as exc:
-            kept = set(exc.duplicates)
+            kept, duplicate = set(exc.duplicates), exc
         except XnatUploadError as exc:
             for item in batch:
                 item.file.fail(FileStatus.FAILED, _cause(exc))
                 item.file.attempts += len(bodies)
             return
+        finally:
+            for body in bodies:
+                body.close()
         digests = {d.name: d.md5 for d in bodies[-1].digests} if bodies else {}
         for item in batch:
             file = item.file
             file.attempts += len(bodies)
             if file.path in kept:
-                self._kept_existing(file, XnatDuplicateError("XNAT kept its existing copy", 200, [file.path]))
                 continue
             file.url = self._xnat.file_url(self._experiment, self._scan, self._resource, file.path)
             file.mark_uploaded(digests.get(file.path, item.source.md5), item.source.size)
         self._budget.record(sum(w.source.size for w in batch), time.monotonic() - started)
+        if duplicate is not None and kept:
+            self._resolve_duplicates([w for w in batch if w.file.path in kept], duplicate, digests)
+
+    def _resolve_duplicates(self, items: Sequence[WorkItem], exc: XnatDuplicateError, sent_md5: dict[str, str]) -> None:
+        """XNAT answered `duplicates` for files the job's listing did not have: find out why.
+
+        Either someone else put the file meanwhile (it is catalogued: compare its MD5), or an
+        earlier PUT died after writing the bytes but before cataloguing them (XNAT's catalog
+        conflict): such a file is in no listing and only `overwrite=true` gets it in, so it is
+        re-sent once with overwrite. Without this a re-run could never finish the file.
+        """
+        try:
+            listing = self._xnat.list_resource_files(self._experiment, self._scan, self._resource)
+        except XnatError:
+            listing = None
+        orphans: list[WorkItem] = []
+        for item in items:
+            file = item.file
+            remote = listing.get(file.path) if listing is not None else None
+            if listing is not None and remote is None and not item.overwrite:
+                orphans.append(item)
+                continue
+            expected = sent_md5.get(file.path) or item.source.md5
+            if (
+                remote is not None
+                and expected
+                and remote.digest == expected
+                and remote.size in (None, item.source.size)
+            ):
+                file.status, file.identical, file.md5, file.bytes = (
+                    FileStatus.ALREADY_EXISTS, True, remote.digest, item.source.size,
+                )  # fmt: skip
+                file.error = file.error_code = None
+                file.url = self._xnat.file_url(self._experiment, self._scan, self._resource, file.path)
+                continue
+            self._kept_existing(file, XnatDuplicateError(exc.message, exc.status, [file.path]))
+        for item in orphans:
+            item.overwrite = True
+            self._send_single(item) if item.source.size else self._send_batch([item])
 
     @staticmethod
     def _kept_existing(file: FileResult, exc: XnatDuplicateError) -> None:

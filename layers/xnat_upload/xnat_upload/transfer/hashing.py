@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from typing import Protocol
 
 from ..exceptions import SourceChangedError
@@ -19,7 +20,7 @@ class HashingBody:
     A source that ends early or runs long raises instead of sending a wrong file.
     """
 
-    block_size = 1024 * 1024
+    block_size = 256 * 1024
 
     def __init__(self, source: Readable, size: int) -> None:
         self._source = source
@@ -43,6 +44,16 @@ class HashingBody:
         self.bytes_read += len(chunk)
         self._md5.update(chunk)
         return chunk
+
+    def __iter__(self) -> Iterator[bytes]:
+        """Whole blocks for the HTTP client: one `sendall` per block instead of one per 16 KiB."""
+        while block := self.read(self.block_size):
+            yield block
+
+    def close(self) -> None:
+        close = getattr(self._source, "close", None)
+        if close is not None:
+            close()
 
     @property
     def md5(self) -> str:

@@ -97,6 +97,10 @@ class StoredZipBody:
             parts.append(bytes(piece))
         return b"".join(parts)
 
+    def close(self) -> None:
+        """Stop fetching ahead (an abandoned attempt leaves its generator and thread pool open)."""
+        self._chunks.close()
+
     def _generate(self) -> Iterator[bytes]:
         central: list[bytes] = []
         offset = 0

@@ -77,7 +77,11 @@ class XnatClient:
     # -- session -----------------------------------------------------------------------------
 
     def __enter__(self) -> XnatClient:
-        self.login()
+        try:
+            self.login()
+        except BaseException:
+            self._session.close()  # `__exit__` does not run when entering fails
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -93,6 +97,12 @@ class XnatClient:
         response = self._with_retries(attempt, "log in to XNAT")
         if response.status_code in (401, 403):
             raise XnatAuthError("XNAT rejected the service credentials", response.status_code)
+        if response.status_code == 429 or response.status_code >= 500:
+            # XNAT is down or overloaded: not a credentials problem, and a re-run may succeed.
+            raise XnatError(
+                f"could not log in to XNAT: it answered {response.status_code}{_error_detail(response)}",
+                response.status_code,
+            )
         if response.status_code != 200 or "JSESSIONID" not in self._session.cookies:
             raise XnatAuthError(f"XNAT login answered {response.status_code} without a session", response.status_code)
         self._session_generation += 1
@@ -160,7 +170,7 @@ class XnatClient:
                 retry_hook(attempts)
             attempts += 1
             body = open_body() if open_body is not None else None
-            return self._send(method, path, params=params, data=body, headers=headers)
+            return self._send(method, path, params=params, data=_as_blocks(body), headers=headers)
 
         while True:
             generation = self._session_generation
@@ -309,6 +319,24 @@ class XnatClient:
                 f"XNAT kept its existing copy of {duplicates} and ignored the upload", response.status_code, duplicates
             )
         return self.file_url(experiment, scan_id, resource_id, relative_path)
+
+
+class _Blocks:
+    """An iterable-only view of a body: requests then sends each block with one `sendall`
+    (with only `read`, urllib3 would pull 16 KiB at a time), Content-Length still from `len`."""
+
+    def __init__(self, body: Body) -> None:
+        self._body = body
+
+    def __len__(self) -> int:
+        return len(self._body)
+
+    def __iter__(self) -> Any:
+        return iter(self._body)  # type: ignore[call-overload]
+
+
+def _as_blocks(body: Body | None) -> Body | _Blocks | None:
+    return _Blocks(body) if body is not None and hasattr(body, "__iter__") else body
 
 
 def _result_rows(response: requests.Response) -> list[dict[str, Any]]:

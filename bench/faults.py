@@ -1,0 +1,344 @@
+"""Fault table (GitHub issue 4): `python -m bench.faults`. Nothing may be lost, whatever fails.
+
+Each scenario runs the real trigger handler end to end on loopback (moto's S3 server and the XNAT
+emulator, `devserver.stack.LocalStack`) with `--files` objects, injects one fault, then puts the
+same manifest again (a re-run, as a client would after a partial result) and checks both results
+against XNAT's catalog and the S3 bytes.
+
+A file is **lost** when the result manifest does not list it, or reports it in XNAT (`uploaded`,
+or `already_exists` with `identical`) while XNAT does not hold exactly its bytes, or reports any
+other status without saying why. After the re-run, every file must be in XNAT byte for byte.
+Exit status 1 when anything is lost or a re-run does not succeed.
+
+Example::
+
+    python -m bench.faults               # every scenario, 20 files each (about 30 s)
+    python -m bench.faults --files 50 --only dropped
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from devserver.handlers import load_handler_module
+from devserver.local_s3 import LocalAws
+from devserver.stack import DEMO_ACCESSION, DEMO_PROJECT, DEMO_SECONDARY_ID, LocalStack
+
+SCAN, RESOURCE = "1", "NIFTI"
+BASE_ENV = {"XNAT_RETRY_BASE_DELAY": "0.01", "XNAT_MAX_RETRIES": "3", "UPLOAD_MODE": "per_file"}
+
+
+def content(path: str, size: int) -> bytes:
+    seed = f"<{path}>".encode()
+    return (seed * (size // len(seed) + 1))[:size]
+
+
+@dataclass
+class Scenario:
+    """One fault: `inject` before the first run, `repair` before the re-run; jobs -> their files."""
+
+    name: str
+    inject: Callable[[Run], None] = lambda run: None
+    repair: Callable[[Run], None] = lambda run: None
+    env: dict[str, str] = field(default_factory=dict)
+    timeout_seconds: float = 900.0
+    jobs: int = 1  # >1: that many jobs run at once into the same resource
+
+
+@dataclass
+class Run:
+    """The state of one scenario: the stack, what each job asks for, what S3 holds now."""
+
+    stack: LocalStack
+    files: dict[str, dict[str, bytes]]  # job -> path -> bytes in S3
+
+    def paths(self) -> list[str]:
+        return [p for files in self.files.values() for p in files]
+
+    def nth(self, index: int) -> str:
+        return self.paths()[index]
+
+
+@dataclass
+class Row:
+    fault: str
+    files: int
+    uploaded: int = 0
+    failed: int = 0
+    pending: int = 0
+    skipped: int = 0
+    lost: int = 0
+    after: str = ""
+    lost_after: int = 0
+    seconds: float = 0.0
+
+
+# -- scenarios --------------------------------------------------------------------------------------
+
+
+def _delete(run: Run, path: str) -> None:
+    run.stack.s3().delete_object(Bucket=run.stack.bucket, Key=f"net-1/upload/{path}")
+
+
+def _overwrite(run: Run, path: str) -> None:
+    newer = content(f"newer {path}", 5555)
+    run.stack.put_image("net-1", path, newer)
+    for files in run.files.values():
+        if path in files:
+            files[path] = newer
+
+
+def _restore(run: Run, path: str) -> None:
+    for files in run.files.values():
+        if path in files:
+            run.stack.put_image("net-1", path, files[path])
+
+
+def _collide(run: Run) -> None:
+    barrier = threading.Barrier(2)
+    run.stack.xnat.on_request(lambda: barrier.wait(10), "PUT", "/files/", times=2)
+    run.stack.xnat.set_catalog_write_latency(0.05)
+
+
+def _wait_for_puts(run: Run, count: int, timeout: float = 15.0) -> None:
+    """Requests the client gave up on (timeouts) still run on the server: let them finish."""
+    deadline = time.monotonic() + timeout
+    while run.stack.xnat.count("PUT", "/files/") < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+SCENARIOS = [
+    Scenario("none (baseline)"),
+    Scenario(
+        "5xx burst on file PUTs (3 x 503)",
+        inject=lambda r: r.stack.xnat.fail_next(503, times=3, method="PUT", path_contains="/files/"),
+    ),
+    Scenario(
+        "5xx on one file beyond the retries",
+        inject=lambda r: r.stack.xnat.fail_next(500, times=4, method="PUT", path_contains=r.nth(5)),
+    ),
+    Scenario(
+        "429 throttling (2 x)",
+        inject=lambda r: r.stack.xnat.fail_next(429, times=2, method="PUT", path_contains="/files/"),
+    ),
+    Scenario(
+        "403 on one file (not retried)",
+        inject=lambda r: r.stack.xnat.fail_next(403, times=1, method="PUT", path_contains=r.nth(3)),
+    ),
+    Scenario(
+        "connection dropped mid-body (3 x)",
+        inject=lambda r: r.stack.xnat.drop_connection_next(times=3, after_bytes=1024),
+    ),
+    Scenario(
+        "connection dropped mid zip batch (zip mode)",
+        inject=lambda r: r.stack.xnat.drop_connection_next(times=1, path_contains=".zip", after_bytes=4096),
+        env={"UPLOAD_MODE": "zip", "ZIP_BATCH_MAX_FILES": "8"},
+    ),
+    Scenario(
+        "slow answers past the read timeout (2 x)",
+        inject=lambda r: r.stack.xnat.delay_next(1.0, times=2, method="PUT", path_contains="/files/"),
+        repair=lambda r: _wait_for_puts(r, r.stack.xnat.count("PUT", "/files/")),
+        env={"XNAT_READ_TIMEOUT": "0.3"},
+    ),
+    Scenario(
+        "one file always slower than the read timeout",
+        inject=lambda r: r.stack.xnat.set_delay(0.8, method="PUT", path_contains=r.nth(7)),
+        repair=lambda r: (
+            r.stack.xnat.set_delay(0, method="PUT", path_contains=r.nth(7)),
+            _wait_for_puts(r, len(r.paths()) - 1 + 4),
+        ),
+        env={"XNAT_READ_TIMEOUT": "0.3"},
+    ),
+    Scenario(
+        "session expired after 5 file PUTs",
+        inject=lambda r: r.stack.xnat.expire_sessions_after(5, method="PUT", path_contains="/files/"),
+    ),
+    Scenario(
+        "401 on one file after the re-login",
+        inject=lambda r: r.stack.xnat.fail_next(401, times=2, method="PUT", path_contains=r.nth(4)),
+    ),
+    Scenario(
+        "XNAT down at login",
+        inject=lambda r: r.stack.xnat.set_down(True),
+        repair=lambda r: r.stack.xnat.set_down(False),
+    ),
+    Scenario(
+        "XNAT down after 10 file PUTs",
+        inject=lambda r: r.stack.xnat.on_request(
+            lambda: r.stack.xnat.set_down(True), "PUT", "/files/", times=1, skip=10
+        ),
+        repair=lambda r: r.stack.xnat.set_down(False),
+    ),
+    Scenario(
+        "S3 object deleted after validation",
+        inject=lambda r: r.stack.xnat.on_request(lambda: _delete(r, r.nth(6)), "GET", "/files"),
+        repair=lambda r: _restore(r, r.nth(6)),
+    ),
+    Scenario(
+        "S3 object overwritten after validation",
+        inject=lambda r: r.stack.xnat.on_request(lambda: _overwrite(r, r.nth(6)), "GET", "/files"),
+    ),
+    Scenario(
+        "catalog conflict: 2 concurrent jobs, 1 resource",
+        inject=_collide,
+        repair=lambda r: r.stack.xnat.set_catalog_write_latency(0),
+        jobs=2,
+    ),
+    Scenario(
+        "Lambda timeout: 5 s, margin 3 s, 0.3 s per PUT",
+        inject=lambda r: r.stack.xnat.set_delay(0.3, method="PUT", path_contains="/files/"),
+        repair=lambda r: r.stack.xnat.set_delay(0, method="PUT", path_contains="/files/"),
+        env={"TIME_BUDGET_MARGIN_SECONDS": "3"},
+        timeout_seconds=5,
+    ),
+]
+
+
+# -- running and judging ----------------------------------------------------------------------------
+
+
+def manifest(paths: list[str]) -> dict[str, Any]:
+    return {
+        "central_hub_project_id": DEMO_SECONDARY_ID,
+        "accession_id": DEMO_ACCESSION,
+        "net_id": "net-1",
+        "scan_id": SCAN,
+        "resource_id": RESOURCE,
+        "files_relative_paths_to_upload": paths,
+        "exist_ok": False,
+    }
+
+
+def invoke_all(run: Run, timeout_seconds: float) -> dict[str, dict[str, Any]]:
+    """Put every job's manifest and run the trigger for each, concurrently when there are several."""
+    events = {job: run.stack.put_manifest(job, manifest(list(files))) for job, files in run.files.items()}
+    threads = [
+        threading.Thread(target=run.stack.invoke_trigger, args=(event,), kwargs={"timeout_seconds": timeout_seconds})
+        for event in events.values()
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return {job: run.stack.read_result(job) or {} for job in run.files}
+
+
+def in_place(entry: dict[str, Any]) -> bool:
+    return entry.get("status") == "uploaded" or (entry.get("status") == "already_exists" and entry.get("identical"))
+
+
+def judge(run: Run, results: dict[str, dict[str, Any]], row: Row) -> None:
+    """Count statuses and lost files (see the module docstring)."""
+    for job, files in run.files.items():
+        entries = {e.get("path"): e for e in results[job].get("files", [])}
+        for path, data in files.items():
+            entry = entries.get(path)
+            if entry is None:
+                row.lost += 1
+                continue
+            stored = run.stack.xnat.get_file(DEMO_PROJECT, DEMO_ACCESSION, SCAN, RESOURCE, path)
+            status = entry.get("status")
+            if in_place(entry):
+                row.uploaded += 1
+                row.lost += stored != data
+            elif status in ("failed", "pending", "skipped", "already_exists"):
+                row.failed += status in ("failed", "already_exists")
+                row.pending += status == "pending"
+                row.skipped += status == "skipped"
+                row.lost += not entry.get("error")
+            else:
+                row.lost += 1
+
+
+def run_scenario(aws: LocalAws, scenario: Scenario, count: int) -> Row:
+    from xnat_upload.aws import s3_client
+
+    aws.reset()
+    with LocalStack(aws=aws) as stack:
+        os.environ.update(stack.environment(**{**BASE_ENV, **scenario.env}))
+        s3_client.cache_clear()
+        per_job = count // scenario.jobs
+        run = Run(stack, {})
+        for j in range(scenario.jobs):
+            job = f"job-{j}"
+            files = {f"j{j}/file-{i:03d}.nii": content(f"{job}/{i}", 3000 + 211 * i) for i in range(per_job)}
+            for path, data in files.items():
+                stack.put_image("net-1", path, data)
+            run.files[job] = files
+        if scenario.jobs > 1:
+            stack.xnat.add_resource(DEMO_PROJECT, DEMO_ACCESSION, SCAN, RESOURCE)
+        row = Row(scenario.name, len(run.paths()))
+        started = time.monotonic()
+        scenario.inject(run)
+        judge(run, invoke_all(run, scenario.timeout_seconds), row)
+        scenario.repair(run)
+        rerun = Row(scenario.name, row.files)
+        results = {}
+        for job in run.files:  # one at a time: the re-run is the client's calm second try
+            results[job] = invoke_all(Run(stack, {job: run.files[job]}), 900.0)[job]
+        judge(run, results, rerun)
+        missing = sum(
+            stack.xnat.get_file(DEMO_PROJECT, DEMO_ACCESSION, SCAN, RESOURCE, p) != d
+            for files in run.files.values()
+            for p, d in files.items()
+        )
+        statuses = {r.get("status") for r in results.values()}
+        row.lost_after = rerun.lost + missing
+        row.after = f"{'/'.join(sorted(s or '?' for s in statuses))}, {row.files - missing}/{row.files} in XNAT"
+        row.seconds = time.monotonic() - started
+        for name in (*BASE_ENV, *scenario.env):
+            os.environ.pop(name, None)
+        return row
+
+
+def table(rows: list[Row]) -> str:
+    header = "| fault | files | uploaded | failed | pending | skipped | lost | after re-run | lost after |"
+    lines = [header, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |"]
+    for r in rows:
+        lines.append(
+            f"| {r.fault} | {r.files} | {r.uploaded} | {r.failed} | {r.pending} | {r.skipped} | {r.lost} "
+            f"| {r.after} | {r.lost_after} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--files", type=int, default=20, help="objects per scenario (default 20)")
+    parser.add_argument("--only", default="", help="run the scenarios whose name contains this text")
+    args = parser.parse_args(argv)
+    load_handler_module("manifest_trigger")  # puts the layer on sys.path, as Lambda would
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+    import logging
+
+    from xnat_upload.observability import logger
+
+    logger.setLevel(os.environ["POWERTOOLS_LOG_LEVEL"])
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
+
+    rows: list[Row] = []
+    with LocalAws() as aws:
+        for scenario in SCENARIOS:
+            if args.only.lower() not in scenario.name.lower():
+                continue
+            row = run_scenario(aws, scenario, args.files)
+            rows.append(row)
+            print(f"  {row.fault}: {row.seconds:.1f} s", file=sys.stderr, flush=True)
+    print(table(rows))
+    bad = [r for r in rows if r.lost or r.lost_after or "succeeded" not in r.after or "/" in r.after.split(",")[0]]
+    if bad:
+        print(f"\nFAILED: files lost or re-run incomplete in: {', '.join(r.fault for r in bad)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

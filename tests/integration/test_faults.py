@@ -1,0 +1,504 @@
+"""Nothing is lost under faults: the real handler over real HTTP, with faults injected into XNAT and S3.
+
+Every case checks the same three promises:
+
+* the result manifest lists every requested file, in manifest order, with a truthful status
+  (anything not reported in XNAT says why);
+* every file reported in XNAT (`uploaded`, or `already_exists` with `identical`) is there byte
+  for byte, compared with the S3 object that was validated;
+* putting the same manifest again (a new S3 event) finishes the rest: the job then succeeds,
+  every file is in XNAT, and files already there are not sent again.
+
+Faults are deterministic: they are tied to requests (the emulator's `fail_next`,
+`drop_connection_next`, `delay_next`, `on_request` hooks), never to wall-clock luck.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from devserver.handlers import load_handler_module
+from devserver.stack import DEMO_ACCESSION, DEMO_PROJECT, LocalStack
+from xnat_upload.aws import s3_client
+from xnat_upload.config import Settings
+
+from .conftest import make_manifest
+
+SCAN, RESOURCE = "1", "NIFTI"
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def content(path: str, size: int) -> bytes:
+    """Deterministic bytes that differ per file (so a mix-up between two files is caught)."""
+    seed = f"<{path}>".encode()
+    return (seed * (size // len(seed) + 1))[:size]
+
+
+def seed_files(stack: LocalStack, count: int = 6, prefix: str = "scan", size: int = 6000) -> dict[str, bytes]:
+    """`count` objects under net-1/upload/, larger than the 1 KiB a dropped connection lets through."""
+    files = {f"{prefix}/file-{i:02d}.nii": content(f"{prefix}/{i}", size + 97 * i) for i in range(count)}
+    for path, data in files.items():
+        stack.put_image("net-1", path, data)
+    return files
+
+
+def run(stack: LocalStack, job_id: str, files: dict[str, bytes], timeout_seconds: float = 900.0, **manifest: Any):
+    """Put the manifest (a fresh S3 event, as a client re-putting it would cause) and run the trigger."""
+    event = stack.put_manifest(job_id, make_manifest(files_relative_paths_to_upload=list(files), **manifest))
+    stack.invoke_trigger(event, timeout_seconds=timeout_seconds)
+    result = stack.read_result(job_id)
+    assert result is not None, "a result manifest is written for every job"
+    return result
+
+
+def stored(stack: LocalStack, path: str) -> bytes | None:
+    return stack.xnat.get_file(DEMO_PROJECT, DEMO_ACCESSION, SCAN, RESOURCE, path)
+
+
+def in_place(entry: dict[str, Any]) -> bool:
+    return entry["status"] == "uploaded" or (entry["status"] == "already_exists" and entry.get("identical") is True)
+
+
+def by_path(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {entry["path"]: entry for entry in result["files"]}
+
+
+def assert_truthful(stack: LocalStack, result: dict[str, Any], expected: dict[str, bytes]) -> None:
+    """Every file listed once, in order; in XNAT means byte-identical; anything else carries an error."""
+    assert [entry["path"] for entry in result["files"]] == list(expected)
+    for entry in result["files"]:
+        if in_place(entry):
+            assert stored(stack, entry["path"]) == expected[entry["path"]], f"reported in XNAT but differs: {entry}"
+            assert entry["url"] in result["urls"]
+        else:
+            assert entry["status"] in ("failed", "pending", "skipped", "already_exists"), entry
+            assert entry.get("error"), f"a file not in XNAT must say why: {entry}"
+            assert entry.get("url") not in result["urls"]
+    assert len(result["urls"]) == sum(in_place(e) for e in result["files"])
+    if all(in_place(e) for e in result["files"]) and "error" not in result:
+        assert result["status"] == "succeeded"
+    else:
+        assert result["status"] in ("partial", "failed")
+        assert result["status"] == "partial" or not any(in_place(e) for e in result["files"])
+
+
+def assert_complete(stack: LocalStack, result: dict[str, Any], expected: dict[str, bytes]) -> None:
+    assert_truthful(stack, result, expected)
+    assert result["status"] == "succeeded", result
+    assert "error" not in result
+    for path, data in expected.items():
+        assert stored(stack, path) == data
+
+
+def count_s3_gets() -> Counter[str]:
+    """GetObject calls per key made by the function's own (cached) S3 client from now on."""
+    gets: Counter[str] = Counter()
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        gets[params["Key"]] += 1
+
+    s3_client(Settings.from_env()).meta.events.register("before-parameter-build.s3.GetObject", record)
+    return gets
+
+
+def file_puts(stack: LocalStack, path: str) -> list[Any]:
+    return [r for r in stack.xnat.requests_log if r.method == "PUT" and r.path.endswith("/files/" + path)]
+
+
+@pytest.fixture
+def per_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One PUT per file, so a fault aimed at one file's PUT hits that file only."""
+    monkeypatch.setenv("UPLOAD_MODE", "per_file")
+
+
+# -- transient XNAT failures ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["per_file", "zip"])
+def test_a_burst_of_5xx_on_file_puts_is_retried_and_the_job_succeeds(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    monkeypatch.setenv("UPLOAD_MODE", mode)
+    files = seed_files(stack)
+    stack.xnat.fail_next(503, times=2, method="PUT", path_contains="/files/")
+    stack.xnat.fail_next(500, times=1, method="PUT", path_contains="/files/")
+
+    result = run(stack, "burst", files)
+
+    assert_complete(stack, result, files)
+    assert max(entry["attempts"] for entry in result["files"]) == 4
+    assert stack.xnat.count("PUT", "/files/") == (len(files) + 3 if mode == "per_file" else 4)
+
+
+def test_a_5xx_burst_longer_than_the_retries_fails_that_file_only_and_a_rerun_sends_only_it(
+    stack: LocalStack, per_file: None
+) -> None:
+    files = seed_files(stack)
+    victim = list(files)[2]
+    stack.xnat.fail_next(500, times=4, method="PUT", path_contains=victim)  # 1 try + XNAT_MAX_RETRIES=3
+
+    result = run(stack, "long-burst", files)
+
+    assert_truthful(stack, result, files)
+    assert result["status"] == "partial"
+    assert by_path(result)[victim]["status"] == "failed"
+    assert "500" in by_path(result)[victim]["error"]
+    assert by_path(result)[victim]["attempts"] == 4
+    assert stored(stack, victim) is None
+    assert sum(e["status"] == "uploaded" for e in result["files"]) == len(files) - 1
+
+    puts_before = stack.xnat.count("PUT", "/files/")
+    rerun = run(stack, "long-burst", files)
+
+    assert_complete(stack, rerun, files)
+    assert stack.xnat.count("PUT", "/files/") - puts_before == 1, "only the missing file is sent again"
+    assert by_path(rerun)[victim]["status"] == "uploaded"
+    assert all(by_path(rerun)[p]["status"] == "already_exists" for p in files if p != victim)
+
+
+def test_429_too_many_requests_is_retried(stack: LocalStack, per_file: None) -> None:
+    files = seed_files(stack, count=2)
+    stack.xnat.fail_next(429, times=2, method="PUT", path_contains="/files/")
+
+    result = run(stack, "throttled", files)
+
+    assert_complete(stack, result, files)
+    assert result["files"][0]["attempts"] == 3
+
+
+@pytest.mark.parametrize("status", [400, 403, 404, 409, 413, 422])
+def test_a_4xx_other_than_401_and_429_is_not_retried(stack: LocalStack, per_file: None, status: int) -> None:
+    files = seed_files(stack, count=3)
+    victim = list(files)[1]
+    stack.xnat.fail_next(status, times=1, method="PUT", path_contains=victim)
+
+    result = run(stack, f"client-error-{status}", files)
+
+    assert_truthful(stack, result, files)
+    assert by_path(result)[victim]["status"] == "failed"
+    assert str(status) in by_path(result)[victim]["error"]
+    assert len(file_puts(stack, victim)) == 1, "a 4xx answer is final: exactly one request"
+    assert by_path(result)[victim]["attempts"] == 1
+    assert_complete(stack, run(stack, f"client-error-{status}", files), files)
+
+
+# -- broken connections and slow answers ----------------------------------------------------------
+
+
+def test_a_connection_dropped_mid_body_is_retried_from_a_fresh_s3_stream(stack: LocalStack, per_file: None) -> None:
+    files = seed_files(stack, count=3)
+    victim = list(files)[1]
+    stack.xnat.drop_connection_next(times=1, method="PUT", path_contains=victim, after_bytes=1024)
+    gets = count_s3_gets()
+
+    result = run(stack, "dropped", files)
+
+    assert_complete(stack, result, files)
+    attempts = file_puts(stack, victim)
+    assert [(r.status, r.body_bytes) for r in attempts] == [(0, 1024), (200, len(files[victim]))]
+    assert by_path(result)[victim]["attempts"] == 2
+    assert gets[f"net-1/upload/{victim}"] == 2, "each attempt reads the object again from its first byte"
+    assert all(gets[f"net-1/upload/{p}"] == 1 for p in files if p != victim)
+
+
+def test_a_connection_dropped_mid_zip_batch_resends_the_whole_batch(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UPLOAD_MODE", "zip")
+    files = seed_files(stack, count=6)
+    stack.xnat.drop_connection_next(times=1, method="PUT", path_contains=".zip", after_bytes=4096)
+    gets = count_s3_gets()
+
+    result = run(stack, "dropped-zip", files)
+
+    assert_complete(stack, result, files)
+    assert [r.status for r in stack.xnat.requests_log if r.method == "PUT" and ".zip" in r.path] == [0, 200]
+    assert all(gets[f"net-1/upload/{p}"] == 2 for p in files), "the retry re-reads every entry from S3"
+
+
+def test_a_response_slower_than_the_read_timeout_is_retried(
+    stack: LocalStack, per_file: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XNAT_READ_TIMEOUT", "0.3")
+    files = seed_files(stack, count=3)
+    victim = next(iter(files))
+    stack.xnat.delay_next(1.0, times=1, method="PUT", path_contains=victim)
+
+    result = run(stack, "slow-once", files)
+
+    assert_complete(stack, result, files)
+    assert by_path(result)[victim]["attempts"] == 2
+
+
+def test_an_xnat_that_stays_slower_than_the_read_timeout_fails_the_file_and_a_rerun_finishes(
+    stack: LocalStack, per_file: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XNAT_READ_TIMEOUT", "0.3")
+    files = seed_files(stack, count=3)
+    victim = list(files)[1]
+    stack.xnat.set_delay(0.8, method="PUT", path_contains=victim)
+
+    result = run(stack, "slow-always", files)
+
+    assert_truthful(stack, result, files)
+    assert by_path(result)[victim]["status"] == "failed"
+    assert "Timeout" in by_path(result)[victim]["error"]
+    assert by_path(result)[victim]["attempts"] == 4
+    # The server still works through the requests the client gave up on; let them finish first.
+    stack.xnat.set_delay(0, method="PUT", path_contains=victim)
+    assert wait_until(lambda: len(file_puts(stack, victim)) == 4)
+
+    assert_complete(stack, run(stack, "slow-always", files), files)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Wait for a condition the test caused (not for luck); False after `timeout`."""
+    event = threading.Event()
+    for _ in range(int(timeout / 0.02)):
+        if condition():
+            return True
+        event.wait(0.02)
+    return condition()
+
+
+# -- sessions ------------------------------------------------------------------------------------
+
+
+def test_a_session_expiring_between_files_is_renewed_once_and_the_job_succeeds(
+    stack: LocalStack, per_file: None
+) -> None:
+    files = seed_files(stack, count=5)
+    stack.xnat.expire_sessions_after(2, method="PUT", path_contains="/files/")
+
+    result = run(stack, "expiry", files)
+
+    assert_complete(stack, result, files)
+    assert stack.xnat.logins == 2, "one login, one re-login after the expiry"
+    third = list(files)[2]
+    assert [r.status for r in file_puts(stack, third)] == [401, 200]
+    assert stack.xnat.active_sessions == 0, "the renewed session is logged out too"
+
+
+def test_a_401_mid_job_re_logs_in_once_and_the_job_succeeds(stack: LocalStack, per_file: None) -> None:
+    files = seed_files(stack, count=3)
+    stack.xnat.fail_next(401, times=1, method="PUT", path_contains=list(files)[1])
+
+    result = run(stack, "one-401", files)
+
+    assert_complete(stack, result, files)
+    assert stack.xnat.logins == 2
+
+
+def test_a_401_that_persists_after_the_re_login_fails_that_file_without_looping(
+    stack: LocalStack, per_file: None
+) -> None:
+    files = seed_files(stack, count=3)
+    victim = list(files)[1]
+    stack.xnat.fail_next(401, times=2, method="PUT", path_contains=victim)
+
+    result = run(stack, "two-401", files)
+
+    assert_truthful(stack, result, files)
+    assert by_path(result)[victim]["status"] == "failed"
+    assert by_path(result)[victim]["error_code"] == "xnat_auth_failed"
+    assert len(file_puts(stack, victim)) == 2, "re-login once, then give up on that file"
+    assert stack.xnat.logins == 2
+    assert_complete(stack, run(stack, "two-401", files), files)
+
+
+# -- XNAT unavailable ----------------------------------------------------------------------------
+
+
+def test_xnat_down_at_login_fails_the_job_clearly_skips_every_file_and_a_rerun_succeeds(stack: LocalStack) -> None:
+    files = seed_files(stack, count=4)
+    stack.xnat.set_down(True)
+
+    result = run(stack, "down", files)
+
+    assert_truthful(stack, result, files)
+    assert result["status"] == "failed"
+    assert result["error"]["code"] == "xnat_error", "an unavailable XNAT is not a credentials problem"
+    assert "503" in result["error"]["message"]
+    assert "log in" in result["error"]["message"]
+    assert {e["status"] for e in result["files"]} == {"skipped"}
+    assert stack.xnat.count("PUT") == 0
+
+    stack.xnat.set_down(False)
+    assert_complete(stack, run(stack, "down", files), files)
+
+
+def test_xnat_going_down_mid_job_reports_every_file_truthfully_and_a_rerun_finishes(
+    stack: LocalStack, per_file: None
+) -> None:
+    files = seed_files(stack, count=5)
+    stack.xnat.on_request(lambda: stack.xnat.set_down(True), method="PUT", path_contains="/files/", skip=2)
+
+    result = run(stack, "goes-down", files)
+
+    assert_truthful(stack, result, files)
+    assert result["status"] in ("partial", "failed")
+    assert all(e["status"] == "failed" for e in result["files"][2:])
+
+    stack.xnat.set_down(False)
+    rerun = run(stack, "goes-down", files)
+    assert_complete(stack, rerun, files)
+    assert [e["status"] for e in rerun["files"][:2]] == ["already_exists"] * 2
+
+
+# -- S3 objects changing under the job ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["per_file", "zip"])
+def test_an_object_deleted_after_validation_fails_without_sending_other_bytes(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    monkeypatch.setenv("UPLOAD_MODE", mode)
+    files = seed_files(stack, count=5)
+    victim = list(files)[3]
+    key = f"net-1/upload/{victim}"
+    # Fires on the job's resource listing: after every HEAD, before any S3 GET.
+    stack.xnat.on_request(lambda: stack.s3().delete_object(Bucket=stack.bucket, Key=key), "GET", "/files")
+
+    result = run(stack, f"deleted-{mode}", files)
+
+    assert_truthful(stack, result, files)
+    assert by_path(result)[victim]["status"] == "failed"
+    assert by_path(result)[victim]["error_code"] == "source_changed"
+    assert stored(stack, victim) is None
+    if mode == "per_file":
+        assert [e["status"] for e in result["files"]].count("uploaded") == len(files) - 1
+
+    stack.put_image("net-1", victim, files[victim])  # the owner restores it
+    assert_complete(stack, run(stack, f"deleted-{mode}", files), files)
+
+
+def test_an_object_overwritten_after_validation_is_not_sent_and_a_rerun_sends_the_new_bytes(
+    stack: LocalStack, per_file: None
+) -> None:
+    files = seed_files(stack, count=4)
+    victim = list(files)[1]
+    newer = content("newer", 7777)
+    stack.xnat.on_request(lambda: stack.put_image("net-1", victim, newer), "GET", "/files")
+
+    result = run(stack, "overwritten", files)
+
+    assert_truthful(stack, result, files)
+    assert by_path(result)[victim]["status"] == "failed"
+    assert by_path(result)[victim]["error_code"] == "source_changed"
+    assert stored(stack, victim) is None, "neither the validated nor the new bytes were sent"
+
+    rerun = run(stack, "overwritten", files)
+    assert_complete(stack, rerun, {**files, victim: newer})
+
+
+# -- two jobs writing into one resource -----------------------------------------------------------
+
+
+def run_concurrently(stack: LocalStack, jobs: dict[str, dict[str, bytes]]) -> dict[str, dict[str, Any]]:
+    """Invoke the trigger for several jobs at once, one thread each (as parallel Lambdas would)."""
+    load_handler_module("manifest_trigger")  # import once, before the threads race to do it
+    events = {
+        job: stack.put_manifest(job, make_manifest(files_relative_paths_to_upload=list(files)))
+        for job, files in jobs.items()
+    }
+    errors: list[BaseException] = []
+
+    def invoke(event: dict[str, Any]) -> None:
+        try:
+            stack.invoke_trigger(event)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=invoke, args=(event,)) for event in events.values()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+    return {job: stack.read_result(job) for job in jobs}  # type: ignore[misc]
+
+
+def collide_first_puts(stack: LocalStack) -> None:
+    """Hold the first file PUT of each of two jobs until both have arrived: their catalog writes overlap."""
+    barrier = threading.Barrier(2)
+    stack.xnat.on_request(lambda: barrier.wait(10), "PUT", "/files/", times=2)
+    stack.xnat.set_catalog_write_latency(0.2)
+
+
+def test_two_concurrent_jobs_into_one_resource_survive_the_catalog_conflict(stack: LocalStack, per_file: None) -> None:
+    a, b = seed_files(stack, count=3, prefix="a"), seed_files(stack, count=3, prefix="b")
+    stack.xnat.add_resource(DEMO_PROJECT, DEMO_ACCESSION, SCAN, RESOURCE)
+    collide_first_puts(stack)
+
+    results = run_concurrently(stack, {"job-a": a, "job-b": b})
+
+    assert stack.xnat.catalog_conflicts_count >= 1
+    assert_complete(stack, results["job-a"], a)
+    assert_complete(stack, results["job-b"], b)
+    assert max(e["attempts"] for r in results.values() for e in r["files"]) >= 2
+
+
+def test_a_file_a_catalog_conflict_left_uncatalogued_is_catalogued_by_the_rerun(
+    stack: LocalStack, per_file: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No retries: the conflicted PUT fails and its bytes stay on XNAT's disk, outside the catalog.
+    # A plain re-send is then answered `duplicates` forever; only overwrite=true catalogues it.
+    monkeypatch.setenv("XNAT_MAX_RETRIES", "0")
+    a, b = seed_files(stack, count=1, prefix="a"), seed_files(stack, count=1, prefix="b")
+    stack.xnat.add_resource(DEMO_PROJECT, DEMO_ACCESSION, SCAN, RESOURCE)
+    collide_first_puts(stack)
+
+    results = run_concurrently(stack, {"job-a": a, "job-b": b})
+
+    assert stack.xnat.catalog_conflicts_count == 1
+    for job, files in (("job-a", a), ("job-b", b)):
+        assert_truthful(stack, results[job], files)
+    failed = [e["path"] for r in results.values() for e in r["files"] if e["status"] == "failed"]
+    assert len(failed) == 1
+    disk = stack.xnat.disk_files(DEMO_PROJECT, DEMO_ACCESSION, SCAN, RESOURCE)
+    assert failed[0] in disk and stored(stack, failed[0]) is None, "on disk, not in the catalog"
+
+    stack.xnat.set_catalog_write_latency(0)
+    job = "job-a" if failed[0].startswith("a/") else "job-b"
+    assert_complete(stack, run(stack, job, a if job == "job-a" else b), a if job == "job-a" else b)
+
+
+# -- the Lambda's time budget ----------------------------------------------------------------------
+
+
+def test_files_not_started_before_the_deadline_stay_pending_and_a_rerun_sends_only_those(
+    stack: LocalStack, per_file: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each file PUT takes 0.5 s; the Lambda has 5 s and stops starting files 3 s before its end:
+    # one or two files fit, the rest must be reported pending.
+    monkeypatch.setenv("TIME_BUDGET_MARGIN_SECONDS", "3")
+    files = seed_files(stack, count=8)
+    stack.xnat.set_delay(0.5, method="PUT", path_contains="/files/")
+
+    result = run(stack, "budget", files, timeout_seconds=5)
+
+    assert_truthful(stack, result, files)
+    assert result["status"] == "partial"
+    assert result["error"]["code"] == "time_budget_exceeded"
+    statuses = [e["status"] for e in result["files"]]
+    done = statuses.count("uploaded")
+    assert done >= 1 and statuses == ["uploaded"] * done + ["pending"] * (len(files) - done)
+    for entry in result["files"][done:]:
+        assert "url" not in entry and "re-put the manifest" in entry["error"]
+        assert stored(stack, entry["path"]) is None, "pending means not started"
+
+    stack.xnat.set_delay(0, method="PUT", path_contains="/files/")
+    puts_before = stack.xnat.count("PUT", "/files/")
+    rerun = run(stack, "budget", files, exist_ok=False)
+
+    assert_complete(stack, rerun, files)
+    assert stack.xnat.count("PUT", "/files/") - puts_before == len(files) - done
+    for entry in rerun["files"][:done]:
+        assert entry["status"] == "already_exists" and entry["identical"] is True and "error" not in entry

@@ -1,0 +1,114 @@
+"""No secret reaches a log line or a result manifest, even with every logger at DEBUG.
+
+Secrets: the XNAT service password (the right one and a wrong one), the HTTP Basic credentials
+built from them, and every JSESSIONID the XNAT emulator handed out. Logs: the Powertools logger's
+JSON lines (its own stream), everything that propagates to the root logger (botocore, urllib3,
+boto3 at DEBUG) and anything printed to stdout or stderr (metrics).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from devserver.stack import LocalStack
+from xnat_upload.observability import logger as powertools_logger
+
+from .conftest import make_manifest
+
+WRONG_PASSWORD = "wrong-Pa55word-that-must-not-leak"
+THIRD_PARTY = ("botocore", "boto3", "urllib3", "s3transfer", "requests")
+
+
+@pytest.fixture
+def powertools_output(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
+    """The Powertools logger at DEBUG, writing its JSON lines into a buffer for the test."""
+    monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "DEBUG")
+    handler = powertools_logger.registered_handler
+    assert isinstance(handler, logging.StreamHandler)
+    buffer = io.StringIO()
+    previous_stream, previous_level = handler.setStream(buffer), powertools_logger.log_level
+    powertools_logger.setLevel("DEBUG")
+    try:
+        yield buffer
+    finally:
+        handler.setStream(previous_stream)
+        powertools_logger.setLevel(previous_level)
+
+
+def secrets_of(stack: LocalStack) -> dict[str, str]:
+    found = {
+        "password": stack.xnat_password,
+        "wrong password": WRONG_PASSWORD,
+    }
+    for name, password in (("basic", stack.xnat_password), ("wrong basic", WRONG_PASSWORD)):
+        found[name] = base64.b64encode(f"{stack.xnat_user}:{password}".encode()).decode()
+    for index, session_id in enumerate(stack.xnat.session_ids):
+        found[f"JSESSIONID #{index}"] = session_id
+    return found
+
+
+def test_no_password_basic_credentials_or_session_id_is_ever_logged_or_reported(
+    stack: LocalStack,
+    powertools_output: io.StringIO,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    for name in THIRD_PARTY:
+        caplog.set_level(logging.DEBUG, logger=name)
+    monkeypatch.setenv("UPLOAD_MODE", "per_file")
+    for path in ("a.nii", "b.nii", "c.nii"):
+        stack.put_image("net-1", path, path.encode() * 2000)
+    manifest = make_manifest(files_relative_paths_to_upload=["a.nii", "b.nii", "c.nii"])
+    outputs: list[str] = []
+
+    # 1. a job that succeeds, with a session that expires half-way (a re-login sends credentials again)
+    stack.xnat.expire_sessions_after(1, method="PUT", path_contains="/files/")
+    outputs.append(repr(stack.invoke_trigger(stack.put_manifest("ok", manifest))))
+    # 2. XNAT errors: a failed PUT, a dropped connection, a 401 that survives the re-login
+    stack.xnat.fail_next(500, times=10, method="PUT", path_contains="a.nii", body="Internal error")
+    stack.xnat.drop_connection_next(times=1, path_contains="b.nii")
+    stack.xnat.fail_next(401, times=2, method="PUT", path_contains="c.nii")
+    outputs.append(repr(stack.invoke_trigger(stack.put_manifest("errors", {**manifest, "resource_id": "OTHER"}))))
+    # 3. wrong credentials
+    monkeypatch.setenv("XNAT_SERVICE_PASSWORD", WRONG_PASSWORD)
+    outputs.append(repr(stack.invoke_trigger(stack.put_manifest("bad-auth", manifest))))
+
+    results = {job: stack.read_result(job) for job in ("ok", "errors", "bad-auth")}
+    assert results["ok"]["status"] == "succeeded"
+    assert results["errors"]["status"] in ("partial", "failed")
+    assert results["bad-auth"]["error"]["code"] == "xnat_auth_failed"
+    assert len(stack.xnat.session_ids) >= 3, "the scenario really issued and renewed sessions"
+
+    captured = capsys.readouterr()
+    texts = {
+        "powertools logger": powertools_output.getvalue(),
+        "root logger": "\n".join(_render(record) for record in caplog.records),
+        "stdout": captured.out,
+        "stderr": captured.err,
+        "handler return values": "\n".join(outputs),
+        **{f"results/{job}.json": _raw_result(stack, job) for job in results},
+    }
+    assert '"level":"DEBUG"' in texts["powertools logger"] or '"level":"INFO"' in texts["powertools logger"]
+    assert any(r.name.startswith("urllib3") for r in caplog.records), "urllib3 debug logging was captured"
+    for where, text in texts.items():
+        for what, secret in secrets_of(stack).items():
+            assert secret not in text, f"{what} appears in {where}"
+        assert "Basic " not in text, f"an Authorization: Basic header appears in {where}"
+        assert "JSESSIONID=" not in text, f"a session cookie appears in {where}"
+
+
+def _render(record: logging.LogRecord) -> str:
+    """Everything a handler could print: message, arguments, exception text, extra fields."""
+    formatted = logging.Formatter("%(name)s %(levelname)s %(message)s").format(record)
+    return f"{formatted} {record.__dict__!r}"
+
+
+def _raw_result(stack: LocalStack, job: str) -> str:
+    return stack.s3().get_object(Bucket=stack.bucket, Key=f"results/{job}.json")["Body"].read().decode()
