@@ -165,6 +165,7 @@ class FakeXnat:
         self.store = store
         self.calls = 0
         self.requests_made = 0
+        self.retries = 0
 
     def __enter__(self) -> FakeXnat:
         self.calls += 1

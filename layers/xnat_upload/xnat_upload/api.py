@@ -26,6 +26,7 @@ from .exceptions import (
 )
 from .job import run_job
 from .manifest import JobManifest
+from .observability import record_job_metrics
 from .result import FileStatus, JobResult
 from .store import JobStore
 
@@ -65,6 +66,7 @@ def upload_data_to_xnat(
     job_id = job_id or f"{SYNC_JOB_PREFIX}{uuid.uuid4().hex}"
     result = run_job(manifest, job_id=job_id, settings=settings, s3=s3, remaining_seconds=remaining_seconds)
     JobStore(s3, settings).write_result(result)
+    record_job_metrics(result)
     raise_for_result(result)
     return result.urls
 

@@ -22,10 +22,26 @@ tracer = Tracer(service=SERVICE)
 metrics = Metrics(service=SERVICE, namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "XnatUpload"))
 
 
+_FILE_METRICS = {
+    "uploaded": "FilesUploaded",
+    "already_exists": "FilesAlreadyExisting",
+    "failed": "FilesFailed",
+    "rejected": "FilesRejected",
+    "missing": "FilesMissing",
+    "skipped": "FilesSkipped",
+    "pending": "FilesPending",
+}
+
+
 def record_job_metrics(result: JobResult) -> None:
-    """One data point per job outcome and per file status, plus bytes moved."""
+    """One data point per job: outcome, files by status, bytes, duration, XNAT requests and retries."""
     metrics.add_metric(name=f"Jobs{result.status.value.capitalize()}", unit=MetricUnit.Count, value=1)
-    for status, count in result.counts().items():
-        metrics.add_metric(name=f"Files_{status}", unit=MetricUnit.Count, value=count)
+    counts = result.counts()
+    for status, name in _FILE_METRICS.items():
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=counts.get(status, 0))
     sent = sum(f.bytes or 0 for f in result.files if f.status.value == "uploaded")
     metrics.add_metric(name="BytesUploaded", unit=MetricUnit.Bytes, value=sent)
+    if result.duration_seconds is not None:
+        metrics.add_metric(name="JobDuration", unit=MetricUnit.Seconds, value=result.duration_seconds)
+    metrics.add_metric(name="XnatRequests", unit=MetricUnit.Count, value=result.xnat_requests or 0)
+    metrics.add_metric(name="XnatRetries", unit=MetricUnit.Count, value=result.xnat_retries or 0)

@@ -69,6 +69,8 @@ class JobResult:
     started_at: str | None = None
     finished_at: str | None = None
     xnat_requests: int | None = None
+    xnat_retries: int | None = None
+    duration_seconds: float | None = None
 
     @property
     def status(self) -> JobStatus:
@@ -112,6 +114,8 @@ class JobResult:
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "xnat_requests": self.xnat_requests,
+            "xnat_retries": self.xnat_retries,
+            "duration_seconds": self.duration_seconds,
         }
         data.update({k: v for k, v in optional.items() if v is not None})
         return data

@@ -11,6 +11,7 @@ manifest uploads nothing. Expected failures become the result's `error`; nothing
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -26,11 +27,11 @@ from ..exceptions import (
     XnatUploadError,
 )
 from ..manifest import JobManifest, confined_key, find_collisions, requested_paths
-from ..observability import logger
+from ..observability import logger, tracer
 from ..result import FileResult, FileStatus, JobResult
 from ..session import open_xnat
 from ..transfer.engine import TimeBudget, TransferEngine, WorkItem
-from ..transfer.sources import SourceObject, head_objects
+from ..transfer.sources import SourceObject, find_objects, head_objects
 from ..xnat import XnatClient
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+@tracer.capture_method(capture_response=False)
 def run_job(
     manifest: JobManifest | Mapping[str, Any],
     *,
@@ -58,6 +60,7 @@ def run_job(
     files it already put in XNAT even when the ETag is not an MD5; a changed object does not match.
     """
     result = JobResult(job_id, started_at=_now())
+    started = time.monotonic()
     try:
         if not isinstance(manifest, JobManifest):
             data = manifest
@@ -70,6 +73,19 @@ def run_job(
     except XnatUploadError as exc:
         result.fail_job(exc)
     result.finished_at = _now()
+    result.duration_seconds = round(time.monotonic() - started, 3)
+    for file in result.files:
+        logger.info(
+            "file " + file.status.value,
+            extra={
+                "path": file.path,
+                "status": file.status.value,
+                "bytes": file.bytes,
+                "attempts": file.attempts,
+                "error_code": file.error_code,
+                "error": file.error,
+            },
+        )
     logger.info(
         "job finished",
         extra={"job_id": job_id, "status": result.status.value, "counts": result.counts(), "error": result.error},
@@ -98,7 +114,7 @@ def _validate_sources(
         )
         raise error_type(f"{len(rejected)} of {len(result.files)} paths refused; nothing was uploaded")
 
-    found = head_objects(s3, settings.data_bucket, keys)
+    found = find_objects(s3, settings.data_bucket, keys)
     for file in result.files:
         source = found[file.path]
         if source is None:
@@ -144,6 +160,7 @@ def _upload(
             )
             listing = xnat.list_resource_files(experiment, manifest.scan_id, manifest.resource_id)
 
+            sources = _with_md5_where_xnat_has_the_file(sources, listing, known_md5, s3, settings)
             work: list[WorkItem] = []
             for file in result.files:
                 source = sources[file.path]
@@ -183,3 +200,24 @@ def _upload(
                 raise TimeBudgetExceededError(f"{len(pending)} files not started before the time budget ran out")
     finally:
         result.xnat_requests = client.requests_made
+        result.xnat_retries = client.retries
+
+
+def _with_md5_where_xnat_has_the_file(
+    sources: dict[str, SourceObject],
+    listing: Mapping[str, Any],
+    known_md5: Mapping[tuple[str, str], str],
+    s3: S3Client,
+    settings: Settings,
+) -> dict[str, SourceObject]:
+    """A listing-found object has no trusted MD5; HEAD only those XNAT already holds, to tell
+    an identical copy (skip it) from a different one."""
+    unknown = {
+        path: source.key
+        for path, source in sources.items()
+        if path in listing and source.md5 is None and (path, source.etag) not in known_md5
+    }
+    if not unknown:
+        return sources
+    refreshed = head_objects(s3, settings.data_bucket, unknown)
+    return {path: refreshed.get(path) or source for path, source in sources.items()}

@@ -154,7 +154,9 @@ class TransferEngine:
         def open_body() -> HashingBody:
             stream = SourceStream(self._s3, self._bucket, item.source)
             body = HashingBody(
-                ReadAhead(stream) if item.source.size > READ_AHEAD_MIN_BYTES else stream, item.source.size
+                ReadAhead(stream) if item.source.size > READ_AHEAD_MIN_BYTES else stream,
+                item.source.size,
+                known_md5=item.source.md5,
             )
             bodies.append(body)
             return body

@@ -22,10 +22,13 @@ class HashingBody:
 
     block_size = 256 * 1024
 
-    def __init__(self, source: Readable, size: int) -> None:
+    def __init__(self, source: Readable, size: int, known_md5: str | None = None) -> None:
+        """`known_md5`: the S3 ETag is the object's MD5 and `IfMatch` pins those bytes, so hashing
+        again would only spend CPU; XNAT's digest is then checked against it after the upload."""
         self._source = source
         self._size = size
-        self._md5 = hashlib.md5(usedforsecurity=False)
+        self._known_md5 = known_md5
+        self._md5 = None if known_md5 else hashlib.md5(usedforsecurity=False)
         self.bytes_read = 0
 
     def __len__(self) -> int:
@@ -42,7 +45,8 @@ class HashingBody:
         if not chunk:
             raise SourceChangedError(f"source ended after {self.bytes_read} of {self._size} bytes")
         self.bytes_read += len(chunk)
-        self._md5.update(chunk)
+        if self._md5 is not None:
+            self._md5.update(chunk)
         return chunk
 
     def __iter__(self) -> Iterator[bytes]:
@@ -57,7 +61,7 @@ class HashingBody:
 
     @property
     def md5(self) -> str:
-        return self._md5.hexdigest()
+        return self._md5.hexdigest() if self._md5 is not None else str(self._known_md5)
 
     @property
     def complete(self) -> bool:

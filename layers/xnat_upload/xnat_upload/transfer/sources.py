@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,6 +29,45 @@ class SourceObject:
     size: int
     etag: str
     md5: str | None  # known without reading when the ETag is a plain MD5 (single-part, SSE-S3)
+
+
+LIST_MIN_KEYS = 32  # from this many files, listing the prefix is cheaper than a HEAD per object
+
+
+def find_objects(s3: S3Client, bucket: str, keys: dict[str, str]) -> dict[str, SourceObject | None]:
+    """path -> object, or None when it does not exist: a HEAD each for a few, a listing for many.
+
+    A listing (1000 keys a request) turns 500 HEADs into one call. It does not say how an
+    object is encrypted, so its ETag is not trusted as an MD5 (the transfer computes it instead).
+    The listing stops after a few pages more than the request needs; what it did not reach is
+    HEADed, so a huge prefix never costs more than the HEADs would have.
+    """
+    if len(keys) < LIST_MIN_KEYS:
+        return head_objects(s3, bucket, keys)
+    values = list(keys.values())
+    prefix = os.path.commonprefix(values)  # noqa: RUF071 - cut back to a "/" on the next line
+    prefix = prefix[: prefix.rfind("/") + 1]
+    wanted = {key: path for path, key in keys.items()}
+    found: dict[str, SourceObject | None] = {}
+    max_pages = len(keys) // 1000 + 3
+    complete = False
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    for number, page in enumerate(pages, start=1):
+        for item in page.get("Contents", []):
+            path = wanted.get(item["Key"])
+            if path is not None:
+                found[path] = SourceObject(path, item["Key"], int(item["Size"]), item["ETag"], None)
+        if not page.get("IsTruncated"):
+            complete = True
+            break
+        if number >= max_pages or len(found) == len(keys):
+            break
+    rest = {path: key for path, key in keys.items() if path not in found}
+    if complete:
+        found.update(dict.fromkeys(rest))
+    elif rest:
+        found.update(head_objects(s3, bucket, rest))
+    return found
 
 
 def head_objects(

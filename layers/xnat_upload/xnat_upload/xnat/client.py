@@ -32,6 +32,7 @@ from ..exceptions import (
     XnatDuplicateError,
     XnatError,
 )
+from ..observability import logger
 from . import urls
 from .models import Experiment, RemoteFile
 from .retry import RetryPolicy
@@ -73,6 +74,7 @@ class XnatClient:
         self._login_lock = threading.Lock()
         self._session_generation = 0
         self.requests_made = 0
+        self.retries = 0
 
     # -- session -----------------------------------------------------------------------------
 
@@ -138,14 +140,22 @@ class XnatClient:
             try:
                 response = attempt()
             except XnatError as exc:
+                self._note_retry(what, tries, exc.message)
                 if not self._retry.wait(tries):
                     raise XnatError(f"could not {what}: {exc.message}") from exc
                 tries += 1
                 continue
-            if (response.status_code == 429 or response.status_code >= 500) and self._retry.wait(tries):
-                tries += 1
-                continue
+            if response.status_code == 429 or response.status_code >= 500:
+                self._note_retry(what, tries, f"XNAT answered {response.status_code}")
+                if self._retry.wait(tries):
+                    tries += 1
+                    continue
             return response
+
+    def _note_retry(self, what: str, tries: int, reason: str) -> None:
+        if tries < self._retry.max_retries:
+            self.retries += 1
+            logger.warning("XNAT call failed; retrying", extra={"call": what, "attempt": tries + 1, "reason": reason})
 
     def request(
         self,
