@@ -6,9 +6,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format bench serve openapi clean
+.PHONY: demo test lint format bench faults serve openapi clean
 
-$(STAMP): requirements-dev.txt layers/xnat_upload/requirements.txt
+$(STAMP): requirements-dev.txt layers/xnat_upload/requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
@@ -30,6 +30,9 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+
+faults: $(STAMP)
+	$(BIN)/python -m bench.faults
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

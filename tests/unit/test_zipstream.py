@@ -56,3 +56,28 @@ def test_reading_everything_at_once_gives_the_same_bytes() -> None:
     _, small_reads = build(read_size=3)
     entries = [ZipEntry(name, len(data)) for name, data in CONTENT.items()]
     assert StoredZipBody(entries, lambda e: CONTENT[e.name]).read() == small_reads
+
+
+def test_fetching_ahead_is_bounded_in_bytes_not_only_in_entries() -> None:
+    import threading
+
+    sizes = {f"e{i}": 1000 for i in range(20)}
+    in_flight = 0
+    peak = 0
+    lock = threading.Lock()
+
+    def fetch(entry: ZipEntry) -> bytes:
+        nonlocal in_flight, peak
+        with lock:
+            in_flight += entry.size
+            peak = max(peak, in_flight)
+        return b"x" * entry.size
+
+    body = StoredZipBody(
+        [ZipEntry(n, s) for n, s in sizes.items()], fetch, workers=8, lookahead=16, max_ahead_bytes=3000
+    )
+    for chunk in body:
+        if chunk.startswith(b"x"):
+            with lock:
+                in_flight -= len(chunk)
+    assert peak <= 3000

@@ -22,6 +22,6 @@ def s3_client(settings: Settings) -> S3Client:
     import boto3
     from botocore.config import Config
 
-    pool = max(10, settings.upload_concurrency * 4)
+    pool = max(10, settings.upload_concurrency * 4 + 4)
     config = Config(max_pool_connections=pool, retries={"mode": "standard", "max_attempts": 5})
     return boto3.client("s3", config=config)

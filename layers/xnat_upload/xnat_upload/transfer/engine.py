@@ -23,7 +23,7 @@ from ..result import FileResult, FileStatus
 from ..xnat import Experiment, XnatClient
 from .hashing import HashingBody
 from .readahead import ReadAhead
-from .sources import SourceObject, SourceStream
+from .sources import SourceObject, SourceStream, fetch_whole
 from .zipstream import StoredZipBody, ZipEntry
 
 if TYPE_CHECKING:
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 ZIP_ENTRY_MAX_BYTES = 16 * 1024 * 1024  # entries are held whole while their CRC is computed
 ZIP_MIN_FILES = 4  # below this, one PUT per file costs no more than a batch
 ASSUMED_RATE = 20 * 1024 * 1024  # bytes/s until a transfer has been measured
+ZIP_AHEAD_MAX_BYTES = 64 * 1024 * 1024  # zip entries fetched ahead of the sender, at most
 READ_AHEAD_MIN_BYTES = 4 * 1024 * 1024  # smaller objects arrive in one or two reads anyway
 
 
@@ -194,14 +195,14 @@ class TransferEngine:
         bodies: list[StoredZipBody] = []
 
         def fetch(entry: ZipEntry) -> bytes:
-            stream = SourceStream(self._s3, self._bucket, sources[entry.name])
-            try:
-                return stream.read(-1) if entry.size else b""
-            finally:
-                stream.close()
+            return fetch_whole(self._s3, self._bucket, sources[entry.name]) if entry.size else b""
 
         def open_body() -> StoredZipBody:
-            body = StoredZipBody(entries, fetch, workers=self._settings.upload_concurrency)
+            # S3 GETs of small objects wait on the network, not the CPU: many in flight, bounded in bytes.
+            workers = self._settings.upload_concurrency * 4
+            body = StoredZipBody(
+                entries, fetch, workers=workers, lookahead=workers * 2, max_ahead_bytes=ZIP_AHEAD_MAX_BYTES
+            )
             bodies.append(body)
             return body
 

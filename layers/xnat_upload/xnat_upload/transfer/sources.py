@@ -97,6 +97,21 @@ def _source(path: str, key: str, meta: dict[str, Any]) -> SourceObject:
     return SourceObject(path, key, int(meta.get("ContentLength", 0)), etag, match.group(1) if plain else None)
 
 
+def fetch_whole(s3: S3Client, bucket: str, source: SourceObject) -> bytes:
+    """A small object in one plain GET pinned to the validated ETag (zip entries are held whole)."""
+    try:
+        body = s3.get_object(Bucket=bucket, Key=source.key, IfMatch=source.etag)["Body"]
+        try:
+            return body.read()
+        finally:
+            body.close()
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        raise SourceChangedError(f"S3 object for {source.path!r} changed or vanished during the job ({code})") from exc
+    except BotoCoreError as exc:
+        raise SourceChangedError(f"reading S3 object for {source.path!r} failed: {type(exc).__name__}") from exc
+
+
 class SourceStream:
     """The object's bytes, fetched lazily by one ranged GET pinned to the validated ETag.
 

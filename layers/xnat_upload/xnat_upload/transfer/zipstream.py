@@ -3,8 +3,8 @@
 XNAT extracts uploaded archives with `java.util.zip.ZipInputStream`, which refuses STORED
 entries that defer their CRC to a data descriptor. So each entry's CRC must be in its local
 header, before its data: entries are small (bounded by `ZIP_ENTRY_MAX_BYTES`) and fetched whole,
-a few ahead, by a thread pool while earlier entries are being sent. Memory stays at
-`lookahead x entry size`, never the archive.
+a few ahead, by a thread pool while earlier entries are being sent. Memory stays under
+`max_ahead_bytes` plus one entry, never the archive.
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ class StoredZipBody:
         *,
         workers: int = 4,
         lookahead: int = 8,
+        max_ahead_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         if len(entries) > MAX_ENTRIES:
             raise ValueError(f"a batch holds at most {MAX_ENTRIES} entries")
@@ -71,6 +72,7 @@ class StoredZipBody:
         self._fetch = fetch
         self._workers = workers
         self._lookahead = max(1, lookahead)
+        self._max_ahead_bytes = max_ahead_bytes
         self._chunks = self._generate()
         self._current = memoryview(b"")
         self._offset = 0
@@ -101,30 +103,46 @@ class StoredZipBody:
         """Stop fetching ahead (an abandoned attempt leaves its generator and thread pool open)."""
         self._chunks.close()
 
+    def __iter__(self) -> Iterator[bytes]:
+        """The archive in its natural pieces (headers, whole entries): one `sendall` each."""
+        if self._offset < len(self._current):
+            yield bytes(self._current[self._offset :])
+            self._current, self._offset = memoryview(b""), 0
+        yield from self._chunks
+
+    def _fetch_and_digest(self, entry: ZipEntry) -> tuple[bytes, int, str]:
+        """On a worker thread: the bytes, their CRC-32 (for the local header) and MD5 (to verify)."""
+        data = self._fetch(entry)
+        if len(data) != entry.size:
+            raise ValueError(f"{entry.name!r} has {len(data)} bytes, expected {entry.size}")
+        return data, zlib.crc32(data), hashlib.md5(data, usedforsecurity=False).hexdigest()
+
     def _generate(self) -> Iterator[bytes]:
         central: list[bytes] = []
         offset = 0
         with ThreadPoolExecutor(max_workers=self._workers) as pool:
-            futures: list[Future[bytes]] = []
+            futures: list[Future[tuple[bytes, int, str]]] = []
             submitted = 0
+            ahead_bytes = 0  # fetched or being fetched, not yet sent: what bounds memory
             for index, entry in enumerate(self._entries):
-                while submitted < len(self._entries) and submitted < index + self._lookahead:
-                    futures.append(pool.submit(self._fetch, self._entries[submitted]))
+                while (
+                    submitted < len(self._entries)
+                    and submitted < index + self._lookahead
+                    and (submitted == index or ahead_bytes + self._entries[submitted].size <= self._max_ahead_bytes)
+                ):
+                    futures.append(pool.submit(self._fetch_and_digest, self._entries[submitted]))
+                    ahead_bytes += self._entries[submitted].size
                     submitted += 1
-                data = futures[index].result()
+                data, crc, md5 = futures[index].result()
+                ahead_bytes -= entry.size
                 futures[index] = None  # type: ignore[call-overload]  # release the bytes once sent
-                if len(data) != entry.size:
-                    raise ValueError(f"{entry.name!r} has {len(data)} bytes, expected {entry.size}")
-                crc = zlib.crc32(data)
                 name = entry.name.encode()
                 yield _LOCAL.pack(
                     0x04034B50, 20, _UTF8_FLAG, 0, 0, _DOS_DATE, crc, entry.size, entry.size, len(name), 0
                 )
                 yield name
                 yield data
-                self.digests.append(
-                    EntryDigest(entry.name, entry.size, hashlib.md5(data, usedforsecurity=False).hexdigest())
-                )
+                self.digests.append(EntryDigest(entry.name, entry.size, md5))
                 central.append(
                     _CENTRAL.pack(
                         0x02014B50,
