@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 
     manifest = json.loads(args.manifest.read_text())
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # EMF lines would bury the result
     with LocalStack() as stack:
         os.environ.update(stack.environment())
         print(f"S3 (moto server):  {stack.aws.url}   bucket {stack.bucket}")
