@@ -27,6 +27,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+# The table is the output: the handler's JSON logs and EMF lines would bury it (set before its import).
+os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")
+os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+
 from devserver.handlers import load_handler_module
 from devserver.local_s3 import LocalAws
 from devserver.stack import DEMO_ACCESSION, DEMO_PROJECT, DEMO_SECONDARY_ID, LocalStack

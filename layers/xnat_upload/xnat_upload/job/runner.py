@@ -24,13 +24,14 @@ from ..exceptions import (
     ObjectNotFoundError,
     PathCollisionError,
     TimeBudgetExceededError,
+    XnatError,
     XnatUploadError,
 )
 from ..manifest import JobManifest, confined_key, find_collisions, requested_paths
 from ..observability import logger, tracer
 from ..result import FileResult, FileStatus, JobResult
 from ..session import open_xnat
-from ..transfer.engine import TimeBudget, TransferEngine, WorkItem
+from ..transfer.engine import UNAVAILABLE_AFTER, TimeBudget, TransferEngine, WorkItem
 from ..transfer.sources import SourceObject, find_objects, head_objects
 from ..xnat import XnatClient
 
@@ -181,7 +182,7 @@ def _upload(
                 work.append(WorkItem(file, source, overwrite=remote is not None))
 
             budget = TimeBudget(remaining_seconds, settings.time_budget_margin_seconds)
-            result.upload_mode = TransferEngine(
+            engine = TransferEngine(
                 xnat,
                 s3,
                 settings.data_bucket,
@@ -191,8 +192,16 @@ def _upload(
                 settings,
                 budget,
                 on_progress=progress,
-            ).run(work)
+            )
+            result.upload_mode = engine.run(work)
             pending = [f for f in result.files if f.status is FileStatus.PENDING]
+            if pending and engine.xnat_unavailable:
+                for file in pending:
+                    file.status, file.url = FileStatus.SKIPPED, None
+                raise XnatError(
+                    f"XNAT failed {UNAVAILABLE_AFTER} transfers in a row after retries; {len(pending)} files were "
+                    "not attempted: re-put the manifest once XNAT answers again"
+                )
             if pending:
                 for file in pending:
                     file.error = "not started before the time budget ran out; re-put the manifest to finish"

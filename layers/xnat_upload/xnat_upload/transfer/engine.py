@@ -35,6 +35,7 @@ ZIP_ENTRY_MAX_BYTES = 16 * 1024 * 1024  # entries are held whole while their CRC
 ZIP_MIN_FILES = 4  # below this, one PUT per file costs no more than a batch
 ASSUMED_RATE = 20 * 1024 * 1024  # bytes/s until a transfer has been measured
 ZIP_AHEAD_MAX_BYTES = 64 * 1024 * 1024  # zip entries fetched ahead of the sender, at most
+UNAVAILABLE_AFTER = 3  # transfers in a row that XNAT failed after retries: stop starting new ones
 READ_AHEAD_MIN_BYTES = 4 * 1024 * 1024  # smaller objects arrive in one or two reads anyway
 
 
@@ -91,6 +92,8 @@ class TransferEngine:
         self._settings = settings
         self._budget = budget
         self._on_progress = on_progress
+        self._failed_in_a_row = 0
+        self.xnat_unavailable = False
         self._batches = 0
 
     # -- planning ----------------------------------------------------------------------------
@@ -131,20 +134,32 @@ class TransferEngine:
     # -- running -----------------------------------------------------------------------------
 
     def run(self, work: Sequence[WorkItem]) -> str:
-        """Send everything there is time for; files not started stay `pending`. Returns the mode."""
+        """Send everything there is time for; files not started stay `pending`. Returns the mode.
+
+        Stops starting transfers when the time budget runs out, or when XNAT has failed
+        `UNAVAILABLE_AFTER` transfers in a row after their retries (`xnat_unavailable`): hammering
+        a server that is down only delays the result; a re-run finishes the job.
+        """
         zipped, single, mode = self.plan(work)
-        for batch in self.batches(zipped):
-            if not self._budget.allows(sum(w.source.size for w in batch)):
-                return mode
-            self._send_batch(batch)
-            self._on_progress()
-        for item in single:
-            if not self._budget.allows(item.source.size):
-                return mode
-            self._send_single(item)
+        sends: list[tuple[Callable[[], None], int]] = [
+            ((lambda b=batch: self._send_batch(b)), sum(w.source.size for w in batch)) for batch in self.batches(zipped)
+        ]
+        sends += [((lambda i=item: self._send_single(i)), item.source.size) for item in single]
+        for send, size in sends:
+            if self.xnat_unavailable or not self._budget.allows(size):
+                break
+            send()
             self._on_progress()
         self.verify([w for w in work if w.file.status is FileStatus.UPLOADED])
         return mode
+
+    def _note_outcome(self, error: XnatUploadError | None) -> None:
+        """Count transfers in a row that XNAT failed even after retries (down, 5xx, timeouts)."""
+        if isinstance(error, XnatError) and error.retryable:
+            self._failed_in_a_row += 1
+            self.xnat_unavailable = self.xnat_unavailable or self._failed_in_a_row >= UNAVAILABLE_AFTER
+        else:
+            self._failed_in_a_row = 0
 
     def _send_single(self, item: WorkItem) -> None:
         if item.source.size == 0:
@@ -174,7 +189,9 @@ class TransferEngine:
             duplicate = exc
         except XnatUploadError as exc:
             file.fail(FileStatus.FAILED, _cause(exc))
+            self._note_outcome(exc)
         else:
+            self._note_outcome(None)
             file.mark_uploaded(bodies[-1].md5 if bodies and bodies[-1].complete else item.source.md5, item.source.size)
             self._budget.record(item.source.size, time.monotonic() - started)
         finally:
@@ -184,8 +201,6 @@ class TransferEngine:
         if duplicate is not None:
             sent = bodies[-1].md5 if bodies and bodies[-1].complete else None
             self._resolve_duplicates([item], duplicate, {item.file.path: sent} if sent else {})
-            for body in bodies:
-                body.close()
 
     def _send_batch(self, batch: Sequence[WorkItem]) -> None:
         self._batches += 1
@@ -218,6 +233,7 @@ class TransferEngine:
         except XnatDuplicateError as exc:
             kept, duplicate = set(exc.duplicates), exc
         except XnatUploadError as exc:
+            self._note_outcome(exc)
             for item in batch:
                 item.file.fail(FileStatus.FAILED, _cause(exc))
                 item.file.attempts += len(bodies)
