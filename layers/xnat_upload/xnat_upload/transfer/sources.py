@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -97,19 +99,26 @@ def _source(path: str, key: str, meta: dict[str, Any]) -> SourceObject:
     return SourceObject(path, key, int(meta.get("ContentLength", 0)), etag, match.group(1) if plain else None)
 
 
-def fetch_whole(s3: S3Client, bucket: str, source: SourceObject) -> bytes:
-    """A small object in one plain GET pinned to the validated ETag (zip entries are held whole)."""
+@contextmanager
+def _reading(source: SourceObject) -> Iterator[None]:
+    """S3 failures while reading a validated object become `SourceChangedError` (never other bytes)."""
     try:
-        body = s3.get_object(Bucket=bucket, Key=source.key, IfMatch=source.etag)["Body"]
-        try:
-            return body.read()
-        finally:
-            body.close()
+        yield
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
         raise SourceChangedError(f"S3 object for {source.path!r} changed or vanished during the job ({code})") from exc
     except BotoCoreError as exc:
         raise SourceChangedError(f"reading S3 object for {source.path!r} failed: {type(exc).__name__}") from exc
+
+
+def fetch_whole(s3: S3Client, bucket: str, source: SourceObject) -> bytes:
+    """A small object in one plain GET pinned to the validated ETag (zip entries are held whole)."""
+    with _reading(source):
+        body = s3.get_object(Bucket=bucket, Key=source.key, IfMatch=source.etag)["Body"]
+        try:
+            return body.read()
+        finally:
+            body.close()
 
 
 class SourceStream:
@@ -124,17 +133,8 @@ class SourceStream:
         self._object = S3Object(bucket=bucket, key=source.key, boto3_client=s3, IfMatch=source.etag)
 
     def read(self, size: int = -1) -> bytes:
-        try:
+        with _reading(self._source):
             return self._object.read(size)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            raise SourceChangedError(
-                f"S3 object for {self._source.path!r} changed or vanished during the job ({code})"
-            ) from exc
-        except BotoCoreError as exc:
-            raise SourceChangedError(
-                f"reading S3 object for {self._source.path!r} failed: {type(exc).__name__}"
-            ) from exc
 
     def close(self) -> None:
         self._object.close()
