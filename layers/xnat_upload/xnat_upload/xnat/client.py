@@ -358,7 +358,12 @@ def _result_rows(response: requests.Response) -> list[dict[str, Any]]:
 
 
 def _relative_path_from_uri(uri: str) -> str | None:
-    """`/data/experiments/E/scans/1/resources/7/files/a/b.nii` -> `a/b.nii` (Name is only the basename)."""
+    """`/data/experiments/E/scans/1/resources/7/files/a/b.nii` -> `a/b.nii` (Name is only the basename).
+
+    Unquoting is safe because accepted paths never contain `%` (manifest/paths.py): whether XNAT
+    writes a space raw or as `%20` in the URI, the same relative path comes back, and a name XNAT
+    stored literally with an escape cannot be mistaken for one of ours.
+    """
     path = urlsplit(uri).path
     marker = "/files/"
     index = path.find(marker)
