@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from aws_lambda_powertools.utilities.data_classes import S3Event
+from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from xnat_upload import Settings, process_manifest_object
@@ -59,6 +60,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         logger.append_keys(manifest_key=key)
         try:
             jobs.append(run_once(job=job))
+        except IdempotencyAlreadyInProgressError:
+            # A duplicate delivery while the first is still running: that run writes the result.
+            logger.info("this manifest version is already being processed", extra={"key": key})
+            jobs.append({"key": key, "status": "already_in_progress"})
         except Exception as exc:  # the result is already written; fail the invocation after the other records
             logger.exception("manifest processing failed", extra={"key": key})
             crashes.append(exc)

@@ -149,6 +149,15 @@ def handle_upload_error(exc: XnatUploadError) -> Response:
     return _error(exc.http_status, exc.error_code, message, **extra)
 
 
+@app.exception_handler(Exception)
+def handle_unexpected_error(exc: Exception) -> Response:
+    """A bug: a JSON 500 with what the job did until then, instead of API Gateway's bare 502."""
+    logger.exception("request crashed")
+    partial = getattr(exc, "job_result", None)
+    extra = {"result": partial.to_dict()} if partial is not None else {}
+    return _error(500, "internal_error", f"unexpected {type(exc).__name__}; see the logs", **extra)
+
+
 @app.exception_handler(RequestValidationError)
 def handle_validation_error(exc: RequestValidationError) -> Response:
     problems = [

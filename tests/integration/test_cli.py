@@ -207,7 +207,7 @@ def test_pending_job_status_and_wait_timeout(
     assert status.stdout.strip() == "pending: waiting for the job to start"
 
     progress = {"files_total": 4, "files_done": 1, "files_failed": 0, "bytes_total": 4096, "bytes_done": 1024}
-    stack.s3().put_object(Bucket=stack.bucket, Key="results/cli-slow.progress.json", Body=json.dumps(progress))
+    stack.s3().put_object(Bucket=stack.bucket, Key="results/.progress/cli-slow.json", Body=json.dumps(progress))
     assert main(["status", "cli-slow"]) == 4
     assert capsys.readouterr().out.strip() == "pending: 1/4 files, 1.0 KiB of 4.0 KiB, 0 failed"
     assert main(["status", "cli-slow", "--json"]) == 4

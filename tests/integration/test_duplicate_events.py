@@ -80,3 +80,25 @@ def test_a_crashed_run_leaves_no_record_so_the_retry_runs(
 
     monkeypatch.setattr(trigger, "run_job", real_run_job)
     assert idempotent.invoke_trigger(event)["jobs"][0]["status"] == "succeeded"
+
+
+def test_a_duplicate_arriving_while_the_first_run_is_busy_is_not_a_failure(
+    idempotent: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
+
+    from devserver.handlers import load_handler_module
+
+    app = load_handler_module("manifest_trigger")
+
+    def busy(function, settings, context=None):
+        def run(job):
+            raise IdempotencyAlreadyInProgressError("in progress")
+
+        return run
+
+    monkeypatch.setattr(app, "deduplicated", busy)
+    summary = idempotent.invoke_trigger(idempotent.put_manifest("busy", make_manifest()))
+
+    assert summary["jobs"] == [{"key": "manifests/busy.json", "status": "already_in_progress"}]
+    assert idempotent.xnat.logins == 0

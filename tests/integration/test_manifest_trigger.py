@@ -301,3 +301,12 @@ def test_several_records_in_one_event_each_get_a_result(stack: LocalStack) -> No
     summary = stack.invoke_trigger(event)
 
     assert [(j["job_id"], j["status"]) for j in summary["jobs"]] == [("one", "succeeded"), ("two", "failed")]
+
+
+def test_a_scan_named_files_does_not_confuse_the_listing(stack: LocalStack) -> None:
+    stack.xnat.add_file(DEMO_PROJECT, DEMO_ACCESSION, "files", "NIFTI", "ct_scan.nii.gz", b"older version")
+    seed(stack)
+    result = run(stack, make_manifest(scan_id="files", exist_ok=False))
+
+    assert result["files"][0]["status"] == "already_exists"
+    assert stack.xnat.get_file(DEMO_PROJECT, DEMO_ACCESSION, "files", "NIFTI", "ct_scan.nii.gz") == b"older version"

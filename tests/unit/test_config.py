@@ -61,3 +61,12 @@ def test_job_id_is_the_manifest_key_without_prefix_and_suffix(key: str, job_id: 
 def test_the_password_is_never_in_the_settings_repr() -> None:
     settings = Settings.from_env({**BASE, "XNAT_SERVICE_USER": "svc", "XNAT_SERVICE_PASSWORD": "hunter2"})
     assert "hunter2" not in repr(settings)
+
+
+@pytest.mark.parametrize("net_id", ["manifests", "results"])
+def test_a_net_cannot_read_from_the_manifests_or_results_prefix(net_id: str) -> None:
+    from xnat_upload.exceptions import KeyOutsidePrefixError
+
+    with pytest.raises(KeyOutsidePrefixError):
+        Settings.from_env(BASE).upload_prefix(net_id)
+    assert Settings.from_env({**BASE, "IMAGES_PREFIX": "images/"}).upload_prefix(net_id) == f"images/{net_id}/upload/"

@@ -73,3 +73,41 @@ def test_a_body_with_a_known_md5_does_not_hash_again() -> None:
     assert b"".join(body) == b"abc"
     assert body.complete
     assert body.md5 == "900150983cd24fb0d6963f7d28e17f72"
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        ({"Error": {"Code": "PreconditionFailed"}, "ResponseMetadata": {"HTTPStatusCode": 412}}, "SourceChangedError"),
+        ({"Error": {"Code": "NoSuchKey"}, "ResponseMetadata": {"HTTPStatusCode": 404}}, "SourceChangedError"),
+        ({"Error": {"Code": "SlowDown"}, "ResponseMetadata": {"HTTPStatusCode": 503}}, "SourceReadError"),
+        ({"Error": {"Code": "InternalError"}, "ResponseMetadata": {"HTTPStatusCode": 500}}, "SourceReadError"),
+    ],
+)
+def test_a_changed_object_is_final_but_a_passing_s3_failure_is_retryable(error: dict, expected: str) -> None:
+    from botocore.exceptions import ClientError
+
+    from xnat_upload.transfer.sources import SourceObject, fetch_whole
+
+    class Failing:
+        def get_object(self, **kwargs):
+            raise ClientError(error, "GetObject")
+
+    with pytest.raises(Exception) as caught:
+        fetch_whole(Failing(), "data-bucket", SourceObject("a.nii", "net-1/upload/a.nii", 1, '"e"', None))
+    assert type(caught.value).__name__ == expected
+    assert caught.value.retryable if expected == "SourceReadError" else True
+
+
+def test_a_dropped_s3_stream_is_retryable() -> None:
+    from botocore.exceptions import ReadTimeoutError
+
+    from xnat_upload.exceptions import SourceReadError
+    from xnat_upload.transfer.sources import SourceObject, fetch_whole
+
+    class Dropping:
+        def get_object(self, **kwargs):
+            raise ReadTimeoutError(endpoint_url="http://s3")
+
+    with pytest.raises(SourceReadError):
+        fetch_whole(Dropping(), "data-bucket", SourceObject("a.nii", "net-1/upload/a.nii", 1, '"e"', None))

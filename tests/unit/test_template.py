@@ -271,14 +271,33 @@ def test_functions_can_list_the_bucket(resources: dict[str, Any]) -> None:
         assert listed == {bucket_arn}, function
 
 
-def test_functions_may_read_the_xnat_secret_and_idempotency_table(resources: dict[str, Any]) -> None:
+def test_functions_read_the_secret_and_only_the_trigger_touches_the_idempotency_table(
+    resources: dict[str, Any],
+) -> None:
     for function in FUNCTIONS:
         policies = _props(resources, function)["Policies"]
         secret = [p for p in policies if isinstance(p, dict) and "AWSSecretsManagerGetSecretValuePolicy" in p]
         assert secret and secret[0]["AWSSecretsManagerGetSecretValuePolicy"]["SecretArn"] == {"Ref": "XnatSecretArn"}
-    trigger_policies = _props(resources, "ManifestTriggerFunction")["Policies"]
-    crud = [p for p in trigger_policies if isinstance(p, dict) and "DynamoDBCrudPolicy" in p]
-    assert crud and crud[0]["DynamoDBCrudPolicy"]["TableName"] == {"Ref": "IdempotencyTable"}
+    table_actions = {
+        function: {
+            action
+            for policy in _props(resources, function)["Policies"]
+            if isinstance(policy, dict)
+            for statement in policy.get("Statement", [])
+            if statement.get("Resource") == {"Fn::GetAtt": ["IdempotencyTable", "Arn"]}
+            for action in statement["Action"]
+        }
+        for function in FUNCTIONS
+    }
+    assert table_actions["ManifestTriggerFunction"] == {
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+    }, "exactly what Powertools idempotency needs: no Scan, no batch operations"
+    assert table_actions["UploadApiFunction"] == set(), "the API does not deduplicate events"
+    api_policies = str(_props(resources, "UploadApiFunction")["Policies"])
+    assert "DynamoDB" not in api_policies
 
 
 def test_failed_invocations_are_retried_then_dead_lettered(resources: dict[str, Any]) -> None:

@@ -64,8 +64,15 @@ def upload_data_to_xnat(
         max_files=settings.max_manifest_files,
     )
     job_id = job_id or f"{SYNC_JOB_PREFIX}{uuid.uuid4().hex}"
-    result = run_job(manifest, job_id=job_id, settings=settings, s3=s3, remaining_seconds=remaining_seconds)
-    JobStore(s3, settings).write_result(result)
+    store = JobStore(s3, settings)
+    try:
+        result = run_job(manifest, job_id=job_id, settings=settings, s3=s3, remaining_seconds=remaining_seconds)
+    except Exception as exc:
+        partial = getattr(exc, "job_result", None)
+        if isinstance(partial, JobResult):
+            store.write_result(partial)
+        raise
+    store.write_result(result)
     record_job_metrics(result)
     raise_for_result(result)
     return result.urls
@@ -92,7 +99,8 @@ def _outcome_error(result: JobResult) -> XnatUploadError | None:
     existing = [f for f in result.files if f.status is FileStatus.ALREADY_EXISTS and not f.in_place]
     if existing:
         return AlreadyExistsError(
-            f"{len(existing)} files already exist in XNAT and exist_ok is false: {[f.path for f in existing][:10]}"
+            f"{len(existing)} files are already in XNAT with other content and were kept: {[f.path for f in existing][:10]}"
+            + ("" if any(f.error_code == "xnat_kept_existing_file" for f in existing) else " (exist_ok is false)")
         )
     pending = [f for f in result.files if f.status is FileStatus.PENDING]
     if pending:

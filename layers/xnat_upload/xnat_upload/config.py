@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .exceptions import ConfigurationError
+from .exceptions import ConfigurationError, KeyOutsidePrefixError
 
 UploadMode = Literal["auto", "zip", "per_file"]
 
@@ -135,5 +135,13 @@ class Settings:
         return f"{self.results_prefix}{job_id}.json"
 
     def upload_prefix(self, net_id: str) -> str:
-        """Where a net's images must live: the S3 counterpart of the seed's `<net_id>/upload/`."""
-        return f"{self.images_prefix}{net_id}/upload/"
+        """Where a net's images must live: the S3 counterpart of the seed's `<net_id>/upload/`.
+
+        Never inside the manifests or results prefixes (possible when IMAGES_PREFIX is empty and a
+        net is called `manifests` or `results`): those objects are not images to hand out.
+        """
+        prefix = f"{self.images_prefix}{net_id}/upload/"
+        for reserved in (self.manifests_prefix, self.results_prefix):
+            if reserved and (prefix.startswith(reserved) or reserved.startswith(prefix)):
+                raise KeyOutsidePrefixError(f"net_id {net_id!r} would read from {reserved!r}, which holds no images")
+        return prefix

@@ -25,6 +25,13 @@ class ConfigurationError(XnatUploadError):
     http_status = 500
 
 
+class InternalError(XnatUploadError):
+    """Something unforeseen (a bug): the job stopped; its result says what was done until then."""
+
+    error_code = "internal_error"
+    http_status = 500
+
+
 class ManifestError(XnatUploadError):
     """The job manifest is not valid JSON or does not match the schema."""
 
@@ -116,6 +123,13 @@ class SourceChangedError(XnatUploadError):
 
     error_code = "source_changed"
     http_status = 409
+
+
+class SourceReadError(XnatError):
+    """Reading the S3 object failed in passing (network, throttling, 5xx): retried like XNAT's
+    own transient failures, each attempt from the first byte."""
+
+    error_code = "source_read_failed"
 
 
 class TimeBudgetExceededError(XnatUploadError):

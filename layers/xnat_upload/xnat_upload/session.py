@@ -37,6 +37,7 @@ def open_xnat(settings: Settings, remaining_seconds: Callable[[], float] | None 
         verify=settings.ca_bundle or True,
         timeout=(settings.connect_timeout, settings.read_timeout),
         pool_size=settings.upload_concurrency + 2,
+        deadline_margin=settings.time_budget_margin_seconds / 2,
         retry=RetryPolicy(
             max_retries=settings.max_retries,
             base_delay=settings.retry_base_delay,

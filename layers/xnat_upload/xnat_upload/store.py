@@ -50,13 +50,6 @@ class JobStore:
             raise ManifestError(f"manifest is larger than {limit} bytes")
         return data
 
-    def put_manifest(self, job_id: str, manifest: dict[str, Any]) -> str:
-        key = self._settings.manifest_key(job_id)
-        self._s3.put_object(
-            Bucket=self._bucket, Key=key, Body=json.dumps(manifest).encode(), ContentType="application/json"
-        )
-        return key
-
     def put_manifest_once(self, job_id: str, manifest: dict[str, Any]) -> bool:
         """Put the manifest unless one exists (an S3 conditional write); False when it was there."""
         try:
@@ -83,7 +76,8 @@ class JobStore:
         return key
 
     def progress_key(self, job_id: str) -> str:
-        return f"{self._settings.results_prefix}{job_id}.progress.json"
+        # Its own folder: no job ID (they start with a letter or digit) maps a result onto it.
+        return f"{self._settings.results_prefix}.progress/{job_id}.json"
 
     def write_progress(self, job_id: str, progress: dict[str, Any]) -> None:
         body = json.dumps(progress).encode()

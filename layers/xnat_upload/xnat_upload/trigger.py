@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .config import Settings
-from .exceptions import ManifestError, XnatUploadError
+from .exceptions import InternalError, ManifestError
 from .job import run_job
 from .manifest import JobManifest, decode_json, requested_paths
 from .observability import logger
@@ -21,11 +21,6 @@ from .store import JobStore
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-
-
-class InternalError(XnatUploadError):
-    error_code = "internal_error"
-    http_status = 500
 
 
 def process_manifest_object(
@@ -73,7 +68,11 @@ def process_manifest_object(
         result.fail_job(exc)
     except Exception as exc:
         logger.exception("job crashed", extra={"job_id": job_id})
-        result.fail_job(InternalError(f"unexpected {type(exc).__name__}; the job was not completed"))
+        partial = getattr(exc, "job_result", None)  # run_job's own record of what it had done
+        if isinstance(partial, JobResult):
+            result = partial
+        else:
+            result.fail_job(InternalError(f"unexpected {type(exc).__name__}; the job was not completed"))
         store.write_result(result)
         raise
     result.source = {**result.source, "manifest": key, **({"manifest_version": version_id} if version_id else {})}

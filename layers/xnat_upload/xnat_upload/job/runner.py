@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..config import Settings
 from ..exceptions import (
     AlreadyExistsError,
+    InternalError,
     KeyOutsidePrefixError,
     ManifestError,
     ObjectNotFoundError,
@@ -30,10 +31,9 @@ from ..exceptions import (
 from ..manifest import JobManifest, confined_key, find_collisions, requested_paths
 from ..observability import logger, tracer
 from ..result import FileResult, FileStatus, JobResult
-from ..session import open_xnat
+from ..session import XnatConnector, open_xnat
 from ..transfer.engine import UNAVAILABLE_AFTER, TimeBudget, TransferEngine, WorkItem
 from ..transfer.sources import SourceObject, find_objects, head_objects
-from ..xnat import XnatClient
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -52,7 +52,7 @@ def run_job(
     s3: S3Client,
     remaining_seconds: Callable[[], float] | None = None,
     known_md5: Mapping[tuple[str, str], str] | None = None,
-    connect: Callable[[Settings, Callable[[], float] | None], XnatClient] = open_xnat,
+    connect: XnatConnector = open_xnat,
     on_progress: Callable[[JobResult], object] | None = None,
 ) -> JobResult:
     """Run a job to the end and say what happened to every file.
@@ -71,8 +71,17 @@ def run_job(
         sources = _validate_sources(manifest, result, settings, s3)
         progress = (lambda: on_progress(result)) if on_progress is not None else (lambda: None)
         _upload(manifest, result, sources, settings, s3, remaining_seconds, known_md5 or {}, connect, progress)
+    except TimeBudgetExceededError as exc:
+        result.fail_job(exc, untouched=FileStatus.PENDING)  # a re-run does them
     except XnatUploadError as exc:
         result.fail_job(exc)
+    except Exception as exc:
+        # A bug or an unforeseen answer: record what did happen to each file, then fail loudly.
+        result.fail_job(InternalError(f"unexpected {type(exc).__name__}; the job was not completed"))
+        result.finished_at = _now()
+        exc.add_note("the partial result is attached as job_result")
+        exc.job_result = result  # type: ignore[attr-defined]
+        raise
     result.finished_at = _now()
     result.duration_seconds = round(time.monotonic() - started, 3)
     for file in result.files:
@@ -139,7 +148,7 @@ def _upload(
     s3: S3Client,
     remaining_seconds: Callable[[], float] | None,
     known_md5: Mapping[tuple[str, str], str],
-    connect: Callable[[Settings, Callable[[], float] | None], XnatClient],
+    connect: XnatConnector,
     progress: Callable[[], object],
 ) -> None:
     """Log in once, find the session, ensure scan and resource, decide per file, transfer, log out."""

@@ -10,14 +10,14 @@ from aws_lambda_powertools.utilities.parser import BaseModel, ValidationError, p
 from pydantic import ConfigDict, Field, StrictBool, StringConstraints, field_validator
 
 from ..exceptions import ManifestError
-from .paths import IDENTIFIER_PATTERN
+from .paths import IDENTIFIER_PATTERN, MAX_PATH_LENGTH
 
 MAX_FILES = 10_000
 
 Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN, min_length=1, max_length=255)]
 # Project IDs go into XNAT's secondary_ID filter, where `*` and `%` switch to a LIKE match.
 ProjectRef = Annotated[str, StringConstraints(pattern=r"^[^*%\x00-\x1f\x7f]+$", min_length=1, max_length=255)]
-RelativePath = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+RelativePath = Annotated[str, StringConstraints(min_length=1, max_length=MAX_PATH_LENGTH)]
 _SCAN_TYPE = re.compile(r"^xnat:[A-Za-z0-9]+ScanData$")
 
 

@@ -18,7 +18,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..exceptions import IntegrityError, SourceChangedError, XnatDuplicateError, XnatError, XnatUploadError
+from ..exceptions import (
+    IntegrityError,
+    SourceChangedError,
+    TimeBudgetExceededError,
+    XnatDuplicateError,
+    XnatError,
+    XnatUploadError,
+)
 from ..result import FileResult, FileStatus
 from ..xnat import Experiment, XnatClient
 from .hashing import HashingBody
@@ -94,6 +101,7 @@ class TransferEngine:
         self._on_progress = on_progress
         self._failed_in_a_row = 0
         self.xnat_unavailable = False
+        self.out_of_time = False
         self._batches = 0
 
     # -- planning ----------------------------------------------------------------------------
@@ -146,7 +154,7 @@ class TransferEngine:
         ]
         sends += [((lambda i=item: self._send_single(i)), item.source.size) for item in single]
         for send, size in sends:
-            if self.xnat_unavailable or not self._budget.allows(size):
+            if self.xnat_unavailable or self.out_of_time or not self._budget.allows(size):
                 break
             send()
             self._on_progress()
@@ -187,6 +195,8 @@ class TransferEngine:
             )  # fmt: skip
         except XnatDuplicateError as exc:
             duplicate = exc
+        except TimeBudgetExceededError:
+            self.out_of_time = True  # not sent: stays `pending`, a re-run does it
         except XnatUploadError as exc:
             file.fail(FileStatus.FAILED, _cause(exc))
             self._note_outcome(exc)
@@ -232,6 +242,11 @@ class TransferEngine:
             )  # fmt: skip
         except XnatDuplicateError as exc:
             kept, duplicate = set(exc.duplicates), exc
+        except TimeBudgetExceededError:
+            self.out_of_time = True
+            for item in batch:
+                item.file.attempts += len(bodies)
+            return
         except XnatUploadError as exc:
             self._note_outcome(exc)
             for item in batch:
@@ -241,6 +256,7 @@ class TransferEngine:
         finally:
             for body in bodies:
                 body.close()
+        self._note_outcome(None)
         digests = {d.name: d.md5 for d in bodies[-1].digests} if bodies else {}
         for item in batch:
             file = item.file
@@ -287,8 +303,15 @@ class TransferEngine:
                 continue
             self._kept_existing(file, XnatDuplicateError(exc.message, exc.status, [file.path]))
         for item in orphans:
-            item.overwrite = True
-            self._send_single(item) if item.source.size else self._send_batch([item])
+            self._resend(item)
+
+    def _resend(self, item: WorkItem) -> None:
+        """Send once more with overwrite=true, if the time budget still allows it."""
+        if self.out_of_time or not self._budget.allows(item.source.size):
+            self.out_of_time = True
+            return
+        item.overwrite = True
+        self._send_single(item)
 
     @staticmethod
     def _kept_existing(file: FileResult, exc: XnatDuplicateError) -> None:
@@ -306,7 +329,7 @@ class TransferEngine:
             return
         try:
             listing = self._xnat.list_resource_files(self._experiment, self._scan, self._resource)
-        except XnatError as exc:
+        except XnatUploadError as exc:  # XNAT failing, or no time left to ask
             for item in uploaded:
                 item.file.fail(FileStatus.FAILED, XnatError(f"could not verify the upload: {exc.message}"))
             return
@@ -326,8 +349,7 @@ class TransferEngine:
                 wrong.append(item)
         if wrong and resend:
             for item in wrong:
-                item.overwrite = True
-                self._send_single(item) if item.source.size else self._send_batch([item])
+                self._resend(item)
             self.verify([w for w in wrong if w.file.status is FileStatus.UPLOADED], resend=False)
 
 

@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools.utilities.streaming import S3Object
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..exceptions import SourceChangedError
+from ..exceptions import SourceChangedError, SourceReadError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 _PLAIN_MD5_ETAG = re.compile(r'^"?([0-9a-f]{32})"?$')
+_TRANSIENT = {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "Throttling"}
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
 
 
@@ -101,14 +102,18 @@ def _source(path: str, key: str, meta: dict[str, Any]) -> SourceObject:
 
 @contextmanager
 def _reading(source: SourceObject) -> Iterator[None]:
-    """S3 failures while reading a validated object become `SourceChangedError` (never other bytes)."""
+    """S3 failures while reading a validated object: a changed or vanished object is final
+    (`SourceChangedError`, never other bytes); a passing failure is retried (`SourceReadError`)."""
     try:
         yield
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        if status >= 500 or code in _TRANSIENT:
+            raise SourceReadError(f"reading S3 object for {source.path!r} failed ({code or status})") from exc
         raise SourceChangedError(f"S3 object for {source.path!r} changed or vanished during the job ({code})") from exc
     except BotoCoreError as exc:
-        raise SourceChangedError(f"reading S3 object for {source.path!r} failed: {type(exc).__name__}") from exc
+        raise SourceReadError(f"reading S3 object for {source.path!r} failed: {type(exc).__name__}") from exc
 
 
 def fetch_whole(s3: S3Client, bucket: str, source: SourceObject) -> bytes:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
@@ -28,9 +29,11 @@ from requests.adapters import HTTPAdapter
 from ..exceptions import (
     ExperimentNotFoundError,
     ProjectNotFoundError,
+    TimeBudgetExceededError,
     XnatAuthError,
     XnatDuplicateError,
     XnatError,
+    XnatUploadError,
 )
 from ..observability import logger
 from . import urls
@@ -60,11 +63,15 @@ class XnatClient:
         timeout: tuple[float, float] = (10.0, 120.0),
         pool_size: int = 8,
         retry: RetryPolicy | None = None,
+        deadline_margin: float = 0.0,
     ) -> None:
+        """`deadline_margin`: seconds kept free before `retry.remaining_seconds()` runs out, so that
+        no call (its timeouts included) can end after the point where the result must be written."""
         self.base_url = base_url.rstrip("/")
         self._credentials = (username, password)
         self._timeout = timeout
         self._retry = retry or RetryPolicy()
+        self._deadline_margin = deadline_margin
         self._session = requests.Session()
         self._session.verify = verify  # TLS is always verified; a CA bundle path may replace the default store
         self._session.headers["User-Agent"] = USER_AGENT
@@ -113,7 +120,7 @@ class XnatClient:
         """End the server session; failures are swallowed: the job's outcome does not depend on it."""
         if "JSESSIONID" not in self._session.cookies:
             return
-        with contextlib.suppress(requests.RequestException):
+        with contextlib.suppress(XnatUploadError):  # unreachable, or out of time: the session idles out
             self._send("DELETE", "/data/JSESSION")
         self._session.cookies.clear()
 
@@ -127,11 +134,24 @@ class XnatClient:
     # -- transport ---------------------------------------------------------------------------
 
     def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        timeout = self._attempt_timeout(method, path)
         self.requests_made += 1
         try:
-            return self._session.request(method, self.base_url + path, timeout=self._timeout, **kwargs)
+            # No redirects: a consumed streaming body cannot be sent again to another URL.
+            return self._session.request(method, self.base_url + path, timeout=timeout, allow_redirects=False, **kwargs)
         except requests.RequestException as exc:
             raise XnatError(f"{method} {_redact(path)} failed: {type(exc).__name__}") from exc
+
+    def _attempt_timeout(self, method: str, path: str) -> tuple[float, float]:
+        """The configured timeouts, shortened so the call cannot outlive the time budget."""
+        remaining = self._retry.remaining_seconds
+        if remaining is None:
+            return self._timeout
+        left = remaining() - self._deadline_margin
+        if left <= 0:
+            raise TimeBudgetExceededError(f"no time left for {method} {_redact(path)} before the deadline")
+        connect, read = self._timeout
+        return (min(connect, left), min(read, left))
 
     def _with_retries(self, attempt: Callable[[], requests.Response], what: str) -> requests.Response:
         """Run `attempt` until it answers something final; retries re-run it from scratch."""
@@ -357,6 +377,10 @@ def _result_rows(response: requests.Response) -> list[dict[str, Any]]:
     return [row for row in rows if isinstance(row, dict)]
 
 
+# Anchored on the resource: a scan or resource called "files" must not be taken for the marker.
+_FILE_URI = re.compile(r"/scans/[^/]+/resources/[^/]+/files/(.+)$")
+
+
 def _relative_path_from_uri(uri: str) -> str | None:
     """`/data/experiments/E/scans/1/resources/7/files/a/b.nii` -> `a/b.nii` (Name is only the basename).
 
@@ -364,12 +388,8 @@ def _relative_path_from_uri(uri: str) -> str | None:
     writes a space raw or as `%20` in the URI, the same relative path comes back, and a name XNAT
     stored literally with an escape cannot be mistaken for one of ours.
     """
-    path = urlsplit(uri).path
-    marker = "/files/"
-    index = path.find(marker)
-    if index < 0:
-        return None
-    return unquote(path[index + len(marker) :]) or None
+    match = _FILE_URI.search(urlsplit(uri).path)
+    return (unquote(match.group(1)) or None) if match else None
 
 
 def _duplicates(response: requests.Response) -> list[str]:

@@ -15,8 +15,12 @@ class RetryPolicy:
     Example::
 
         policy = RetryPolicy(max_retries=4, base_delay=0.5)
-        for attempt in policy.attempts():
-            ...
+        tries = 0
+        while not done():
+            ...  # one attempt
+            if not policy.wait(tries):  # False: out of retries or of time
+                break
+            tries += 1
     """
 
     max_retries: int = 4
