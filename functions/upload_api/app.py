@@ -108,7 +108,7 @@ def post_job(request: Annotated[JobRequest, Body()]) -> Response[dict[str, Any]]
         "application/json",
         body={
             "job_id": submission.job_id,
-            "status": "accepted" if submission.created else "already_submitted",
+            "status": "resumed" if submission.resumed else "accepted" if submission.created else "already_submitted",
             "status_url": f"/jobs/{submission.job_id}",
             "manifest": f"s3://{settings.data_bucket}/{submission.manifest_key}",
         },

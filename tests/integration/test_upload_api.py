@@ -244,3 +244,19 @@ def test_the_exported_openapi_file_is_current(api: str) -> None:
     served = requests.get(f"{api}/openapi.json", timeout=30).json()
     exported = json.loads((ROOT / "functions" / "upload_api" / "openapi.json").read_text())
     assert exported == served, "run `make openapi` to refresh functions/upload_api/openapi.json"
+
+
+def test_submitting_an_unfinished_job_again_resumes_it(api: str, stack: LocalStack) -> None:
+    body = {**make_manifest(files_relative_paths_to_upload=["a.nii", "b.nii"]), "job_id": "resume-me"}
+    stack.put_image("net-1", "a.nii", b"a")
+    requests.post(f"{api}/jobs", json=body, timeout=30)
+    stack.invoke_trigger(stack.manifest_event("resume-me"))
+    assert requests.get(f"{api}/jobs/resume-me", timeout=30).json()["status"] == "failed"  # b.nii was missing
+
+    stack.put_image("net-1", "b.nii", b"b")
+    again = requests.post(f"{api}/jobs", json=body, timeout=30)
+    assert again.status_code == 202
+    assert again.json()["status"] == "resumed"
+    stack.invoke_trigger(stack.manifest_event("resume-me"))
+
+    assert requests.get(f"{api}/jobs/resume-me", timeout=30).json()["status"] == "succeeded"

@@ -129,3 +129,14 @@ def test_paths_that_would_share_an_xnat_file_are_found() -> None:
 
 def test_the_same_basename_in_different_folders_is_not_a_collision() -> None:
     assert find_collisions(["a/seg.nii", "b/seg.nii"]) == {}
+
+
+def test_confined_keys_gives_every_key_and_every_refusal_with_its_reason() -> None:
+    from xnat_upload.exceptions import PathCollisionError
+    from xnat_upload.manifest import confined_keys
+
+    keys, refused = confined_keys("net-1/upload/", ["a.nii", "../b.nii", "A.NII"])
+
+    assert keys == {"a.nii": "net-1/upload/a.nii"}
+    assert isinstance(refused["../b.nii"], KeyOutsidePrefixError)
+    assert isinstance(refused["A.NII"], PathCollisionError)

@@ -50,6 +50,13 @@ class JobStore:
             raise ManifestError(f"manifest is larger than {limit} bytes")
         return data
 
+    def put_manifest(self, job_id: str, manifest: dict[str, Any]) -> str:
+        """Put the manifest (a new version: the trigger runs it again)."""
+        key = self._settings.manifest_key(job_id)
+        body = json.dumps(manifest).encode()
+        self._s3.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType="application/json")
+        return key
+
     def put_manifest_once(self, job_id: str, manifest: dict[str, Any]) -> bool:
         """Put the manifest unless one exists (an S3 conditional write); False when it was there."""
         try:

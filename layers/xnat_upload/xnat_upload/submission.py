@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from .config import Settings
-from .exceptions import JobConflictError, JobNotFoundError, ManifestError, PathCollisionError
-from .manifest import JobManifest, confined_key, find_collisions
+from .exceptions import JobConflictError, JobNotFoundError, ManifestError
+from .manifest import JobManifest, confined_keys
 from .store import JobStore
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ class Submission:
     job_id: str
     manifest_key: str
     created: bool  # False when the same manifest was already submitted under this ID
+    resumed: bool = False  # True when it had ended partial or failed and was put again to finish
 
 
 def check_job_id(job_id: str) -> str:
@@ -45,13 +46,9 @@ def submit_job(
 ) -> Submission:
     """Validate fully (the trigger would refuse it anyway), then put `manifests/<job_id>.json` once."""
     manifest = JobManifest.from_data(manifest_data, max_files=settings.max_manifest_files)
-    prefix = settings.upload_prefix(manifest.net_id)
-    for path in manifest.files_relative_paths_to_upload:
-        confined_key(prefix, path)
-    collisions = find_collisions(manifest.files_relative_paths_to_upload)
-    if collisions:
-        later, first = next(iter(collisions.items()))
-        raise PathCollisionError(f"{later!r} would be stored as the same file as {first!r}")
+    _, refused = confined_keys(settings.upload_prefix(manifest.net_id), manifest.files_relative_paths_to_upload)
+    if refused:
+        raise next(iter(refused.values()))
     job_id = check_job_id(job_id) if job_id else uuid.uuid4().hex
     store = JobStore(s3, settings)
     document = manifest.model_dump(exclude_none=True)
@@ -65,6 +62,12 @@ def submit_job(
         same = False
     if not same:
         raise JobConflictError(f"job {job_id!r} was already submitted with a different manifest")
+    previous = store.read_result(job_id)
+    if previous is not None and previous.get("status") != "succeeded":
+        # Submitting a finished, unfinished job again resumes it: a new manifest version is a new
+        # run, which skips what XNAT already holds (the S3 counterpart: re-put the manifest).
+        store.put_manifest(job_id, document)
+        return Submission(job_id, key, created=True, resumed=True)
     return Submission(job_id, key, created=False)
 
 

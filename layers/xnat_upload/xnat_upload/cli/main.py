@@ -20,11 +20,10 @@ from ..config import MIB, Settings
 from ..exceptions import (
     ConfigurationError,
     JobNotFoundError,
-    KeyOutsidePrefixError,
     ManifestError,
     XnatUploadError,
 )
-from ..manifest import JobManifest, confined_key, decode_json, find_collisions
+from ..manifest import JobManifest, confined_keys, decode_json
 from ..submission import check_job_id, job_status, submit_job
 from . import render
 
@@ -154,17 +153,12 @@ def manifest_problems(body: bytes, settings: Settings) -> tuple[JobManifest | No
         )
     except ManifestError as exc:
         return None, [exc.message]
-    problems = []
-    prefix = settings.upload_prefix(manifest.net_id)
-    paths = manifest.files_relative_paths_to_upload
-    for path in paths:
-        try:
-            confined_key(prefix, path)
-        except KeyOutsidePrefixError as exc:
-            problems.append(exc.message)
-    for later, first in find_collisions(paths).items():
-        problems.append(f"{later!r} would be stored as the same file as {first!r}")
-    return manifest, problems
+    try:
+        prefix = settings.upload_prefix(manifest.net_id)
+    except ManifestError as exc:
+        return manifest, [exc.message]
+    _, refused = confined_keys(prefix, manifest.files_relative_paths_to_upload)
+    return manifest, [exc.message for exc in refused.values()]
 
 
 def _validated(path: str, settings: Settings) -> JobManifest:

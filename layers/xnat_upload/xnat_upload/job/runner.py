@@ -21,14 +21,13 @@ from ..exceptions import (
     AlreadyExistsError,
     InternalError,
     KeyOutsidePrefixError,
-    ManifestError,
     ObjectNotFoundError,
     PathCollisionError,
     TimeBudgetExceededError,
     XnatError,
     XnatUploadError,
 )
-from ..manifest import JobManifest, confined_key, find_collisions, requested_paths
+from ..manifest import JobManifest, confined_keys, requested_paths
 from ..observability import logger, tracer
 from ..result import FileResult, FileStatus, JobResult
 from ..session import XnatConnector, open_xnat
@@ -108,15 +107,10 @@ def _validate_sources(
 ) -> dict[str, SourceObject]:
     """Confine every path, refuse collisions, then HEAD every object; any failure stops the job."""
     prefix = settings.upload_prefix(manifest.net_id)
-    collisions = find_collisions(manifest.files_relative_paths_to_upload)
-    keys: dict[str, str] = {}
+    keys, refused = confined_keys(prefix, manifest.files_relative_paths_to_upload)
     for file in result.files:
-        try:
-            keys[file.path] = confined_key(prefix, file.path)
-            if file.path in collisions:
-                raise PathCollisionError(f"{file.path!r} would be stored as the same file as {collisions[file.path]!r}")
-        except ManifestError as exc:
-            file.fail(FileStatus.REJECTED, exc)
+        if file.path in refused:
+            file.fail(FileStatus.REJECTED, refused[file.path])
     rejected = [f for f in result.files if f.status is FileStatus.REJECTED]
     if rejected:
         error_type = (

@@ -1,13 +1,14 @@
 """Job manifests: schema, and confinement of every file to its net's upload prefix."""
 
 from .models import JobManifest, decode_json, requested_paths
-from .paths import check_identifier, check_relative_path, confined_key, find_collisions
+from .paths import check_identifier, check_relative_path, confined_key, confined_keys, find_collisions
 
 __all__ = [
     "JobManifest",
     "check_identifier",
     "check_relative_path",
     "confined_key",
+    "confined_keys",
     "decode_json",
     "find_collisions",
     "requested_paths",

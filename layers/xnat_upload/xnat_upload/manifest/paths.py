@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
-from ..exceptions import KeyOutsidePrefixError
+from ..exceptions import KeyOutsidePrefixError, ManifestError, PathCollisionError
 
 # RFC 3986 unreserved characters: the seed's rule for IDs that become URL segments.
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9._~-]+$"
@@ -81,3 +81,22 @@ def find_collisions(paths: Iterable[str]) -> dict[str, str]:
         else:
             first_seen[folded] = path
     return collisions
+
+
+def confined_keys(upload_prefix: str, paths: Sequence[str]) -> tuple[dict[str, str], dict[str, ManifestError]]:
+    """Every path's S3 key, and every path's reason to be refused (hostile, or colliding).
+
+    The one check the trigger, the API and the CLI share: a job goes ahead only with no refusals.
+    """
+    collisions = find_collisions(paths)
+    keys: dict[str, str] = {}
+    refused: dict[str, ManifestError] = {}
+    for path in paths:
+        try:
+            key = confined_key(upload_prefix, path)
+            if path in collisions:
+                raise PathCollisionError(f"{path!r} would be stored as the same file as {collisions[path]!r}")
+            keys[path] = key
+        except ManifestError as exc:
+            refused[path] = exc
+    return keys, refused
