@@ -279,7 +279,7 @@ class TransferEngine:
         """
         try:
             listing = self._xnat.list_resource_files(self._experiment, self._scan, self._resource)
-        except XnatError:
+        except XnatUploadError:  # XNAT failing, or no time left to ask (as in `verify`)
             listing = None
         orphans: list[WorkItem] = []
         for item in items:
