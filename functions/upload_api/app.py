@@ -19,6 +19,7 @@ from xnat_upload import Settings
 from xnat_upload.api import upload_data_to_xnat
 from xnat_upload.aws import s3_client
 from xnat_upload.exceptions import XnatUploadError
+from xnat_upload.job import partial_result
 from xnat_upload.manifest.paths import IDENTIFIER_PATTERN
 from xnat_upload.observability import logger, metrics, tracer
 from xnat_upload.submission import JOB_ID_PATTERN, job_status, submit_job
@@ -153,7 +154,7 @@ def handle_upload_error(exc: XnatUploadError) -> Response:
 def handle_unexpected_error(exc: Exception) -> Response:
     """A bug: a JSON 500 with what the job did until then, instead of API Gateway's bare 502."""
     logger.exception("request crashed")
-    partial = getattr(exc, "job_result", None)
+    partial = partial_result(exc)
     extra = {"result": partial.to_dict()} if partial is not None else {}
     return _error(500, "internal_error", f"unexpected {type(exc).__name__}; see the logs", **extra)
 

@@ -24,7 +24,7 @@ from .exceptions import (
     XnatUploadError,
     error_for_code,
 )
-from .job import run_job
+from .job import partial_result, run_job
 from .manifest import JobManifest
 from .observability import record_job_metrics
 from .result import FileStatus, JobResult
@@ -68,8 +68,8 @@ def upload_data_to_xnat(
     try:
         result = run_job(manifest, job_id=job_id, settings=settings, s3=s3, remaining_seconds=remaining_seconds)
     except Exception as exc:
-        partial = getattr(exc, "job_result", None)
-        if isinstance(partial, JobResult):
+        partial = partial_result(exc)
+        if partial is not None:
             store.write_result(partial)
         raise
     store.write_result(result)

@@ -5,8 +5,8 @@ yet. Writes are throttled, so a job costs about `duration / interval + 1` extra 
 
 Example::
 
-    reporter = ProgressReporter(lambda doc: store.write_progress(job_id, doc), result, interval=5)
-    reporter.tick()  # after each file; publishes only when `interval` has passed
+    reporter = ProgressReporter(lambda doc: store.write_progress(job_id, doc), interval=5)
+    reporter.tick(result)  # after each file; publishes only when `interval` has passed
 """
 
 from __future__ import annotations
@@ -45,30 +45,24 @@ class ProgressReporter:
     def __init__(
         self,
         publish: Callable[[dict[str, Any]], object],
-        result: JobResult,
         interval: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._publish = publish
-        self._result = result
         self._interval = interval
         self._clock = clock
         self._last: float | None = None
         self._lock = threading.Lock()
         self.published = 0
 
-    def retarget(self, result: JobResult) -> None:
-        """Follow the job's own result object once the run has built it."""
-        self._result = result
-
-    def tick(self) -> None:
+    def tick(self, result: JobResult) -> None:
         with self._lock:
             now = self._clock()
             if self._last is not None and now - self._last < self._interval:
                 return
             self._last = now
         try:
-            self._publish(snapshot(self._result))
+            self._publish(snapshot(result))
             self.published += 1
         except Exception:  # progress is a courtesy: it never fails the job
             logger.warning("could not publish progress", exc_info=True)

@@ -52,26 +52,23 @@ class JobStore:
 
     def put_manifest(self, job_id: str, manifest: dict[str, Any]) -> str:
         """Put the manifest (a new version: the trigger runs it again)."""
-        key = self._settings.manifest_key(job_id)
-        body = json.dumps(manifest).encode()
-        self._s3.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType="application/json")
-        return key
+        return self._put_manifest(job_id, manifest)
 
     def put_manifest_once(self, job_id: str, manifest: dict[str, Any]) -> bool:
         """Put the manifest unless one exists (an S3 conditional write); False when it was there."""
         try:
-            self._s3.put_object(
-                Bucket=self._bucket,
-                Key=self._settings.manifest_key(job_id),
-                Body=json.dumps(manifest).encode(),
-                ContentType="application/json",
-                IfNoneMatch="*",
-            )
+            self._put_manifest(job_id, manifest, IfNoneMatch="*")
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
                 return False
             raise
         return True
+
+    def _put_manifest(self, job_id: str, manifest: dict[str, Any], **conditions: str) -> str:
+        key = self._settings.manifest_key(job_id)
+        body = json.dumps(manifest).encode()
+        self._s3.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType="application/json", **conditions)
+        return key
 
     def manifest_exists(self, job_id: str) -> bool:
         return self._exists(self._settings.manifest_key(job_id))

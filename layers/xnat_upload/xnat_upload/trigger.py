@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from .config import Settings
 from .exceptions import InternalError, ManifestError
-from .job import run_job
+from .job import partial_result, run_job
 from .manifest import JobManifest, decode_json, requested_paths
 from .observability import logger
 from .progress import ProgressReporter
@@ -51,9 +51,9 @@ def process_manifest_object(
         reporter = None
         if settings.progress_interval_seconds > 0:
             reporter = ProgressReporter(
-                lambda doc: store.write_progress(job_id, doc), result, settings.progress_interval_seconds
+                lambda doc: store.write_progress(job_id, doc), settings.progress_interval_seconds
             )
-            reporter.tick()
+            reporter.tick(result)
         result = run_job(
             manifest,
             job_id=job_id,
@@ -61,15 +61,15 @@ def process_manifest_object(
             s3=s3,
             remaining_seconds=remaining_seconds,
             known_md5=store.known_md5(job_id),
-            on_progress=(lambda r: _tick(reporter, r)) if reporter else None,
+            on_progress=reporter.tick if reporter else None,
             **run_options,  # type: ignore[arg-type]
         )
     except ManifestError as exc:
         result.fail_job(exc)
     except Exception as exc:
         logger.exception("job crashed", extra={"job_id": job_id})
-        partial = getattr(exc, "job_result", None)  # run_job's own record of what it had done
-        if isinstance(partial, JobResult):
+        partial = partial_result(exc)  # run_job's own record of what it had done
+        if partial is not None:
             result = partial
         else:
             result.fail_job(InternalError(f"unexpected {type(exc).__name__}; the job was not completed"))
@@ -78,8 +78,3 @@ def process_manifest_object(
     result.source = {**result.source, "manifest": key, **({"manifest_version": version_id} if version_id else {})}
     store.write_result(result)
     return result
-
-
-def _tick(reporter: ProgressReporter, result: JobResult) -> None:
-    reporter.retarget(result)
-    reporter.tick()

@@ -1,6 +1,6 @@
 """Job orchestration and the result manifest."""
 
 from ..result import FileResult, FileStatus, JobResult, JobStatus
-from .runner import run_job
+from .runner import partial_result, run_job
 
-__all__ = ["FileResult", "FileStatus", "JobResult", "JobStatus", "run_job"]
+__all__ = ["FileResult", "FileStatus", "JobResult", "JobStatus", "partial_result", "run_job"]

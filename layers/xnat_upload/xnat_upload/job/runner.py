@@ -78,7 +78,7 @@ def run_job(
         # A bug or an unforeseen answer: record what did happen to each file, then fail loudly.
         result.fail_job(InternalError(f"unexpected {type(exc).__name__}; the job was not completed"))
         result.finished_at = _now()
-        exc.add_note("the partial result is attached as job_result")
+        exc.add_note("the partial result is attached: partial_result(exc)")
         exc.job_result = result  # type: ignore[attr-defined]
         raise
     result.finished_at = _now()
@@ -100,6 +100,12 @@ def run_job(
         extra={"job_id": job_id, "status": result.status.value, "counts": result.counts(), "error": result.error},
     )
     return result
+
+
+def partial_result(exc: BaseException) -> JobResult | None:
+    """What `run_job` had done when an unexpected exception stopped it (None for other errors)."""
+    partial = getattr(exc, "job_result", None)
+    return partial if isinstance(partial, JobResult) else None
 
 
 def _validate_sources(
