@@ -1,8 +1,10 @@
 """The whole flow on this machine: `python -m devserver.demo` (what `make demo` runs).
 
-Starts moto's S3 server and the XNAT emulator on loopback, seeds sample images for the sample
-manifest (`events/manifest.json`), puts the manifest, delivers the S3 event to the real trigger
-handler, then prints the result manifest and checks every URL against XNAT.
+Starts moto's server (S3 and SQS) and the XNAT emulator on loopback, with the queues of template.yaml,
+seeds sample images for the sample manifest (`events/manifest.json`) and puts the manifest. The
+bucket's notification puts it on the intake queue; the real intake handler validates it and queues
+the job on the FIFO job queue; the real worker uploads it. Then the result manifest is printed and
+every URL checked against XNAT.
 """
 
 from __future__ import annotations
@@ -52,9 +54,10 @@ def main(argv: list[str] | None = None) -> int:
         for path in manifest["files_relative_paths_to_upload"]:
             key = stack.put_image(manifest["net_id"], path, sample_image(path, args.image_bytes))
             print(f"  seeded s3://{stack.bucket}/{key}")
-        event = stack.put_manifest(args.job_id, manifest)
-        print(f"put s3://{stack.bucket}/manifests/{args.job_id}.json; invoking the trigger with its S3 event\n")
-        stack.invoke_trigger(event)
+        stack.put_manifest(args.job_id, manifest)
+        print(f"put s3://{stack.bucket}/manifests/{args.job_id}.json: S3 -> intake queue -> intake -> job queue")
+        invocations = stack.drain()
+        print(f"ran {invocations} function invocations (intake and worker) until the queues were empty\n")
 
         result = stack.read_result(args.job_id)
         print(f"result manifest s3://{stack.bucket}/results/{args.job_id}.json:")

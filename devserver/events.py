@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote_plus
@@ -41,3 +43,35 @@ def s3_put_event(bucket: str, key: str, size: int, etag: str, version_id: str | 
             }
         ]
     }
+
+
+def sqs_event(bodies: list[str], queue_arn: str, group_id: str | None = None) -> dict[str, Any]:
+    """An SQS event as Lambda's event source mapping delivers it (one record per body)."""
+    records = []
+    for index, body in enumerate(bodies):
+        attributes = {
+            "ApproximateReceiveCount": "1",
+            "SentTimestamp": str(int(datetime.now(UTC).timestamp() * 1000)),
+            "SenderId": "AIDAEXAMPLE",
+            "ApproximateFirstReceiveTimestamp": str(int(datetime.now(UTC).timestamp() * 1000)),
+        }
+        if group_id is not None:
+            attributes |= {
+                "MessageGroupId": group_id,
+                "MessageDeduplicationId": f"dedup-{index}",
+                "SequenceNumber": str(index),
+            }
+        records.append(
+            {
+                "messageId": str(uuid.uuid4()),
+                "receiptHandle": f"local-receipt-{uuid.uuid4().hex}",
+                "body": body,
+                "attributes": attributes,
+                "messageAttributes": {},
+                "md5OfBody": hashlib.md5(body.encode()).hexdigest(),  # noqa: S324 - SQS's own checksum
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": queue_arn.split(":")[3],
+            }
+        )
+    return {"Records": records}

@@ -1,12 +1,18 @@
-"""The whole service on loopback: moto's S3 server, the XNAT emulator, a data bucket, the trigger.
+"""The whole service on loopback: moto's S3 and SQS, the XNAT emulator, the queue flow of template.yaml.
+
+What AWS does is done by moto for real: the bucket's notification puts every new manifest version
+on the intake queue (`s3:TestEvent` included), the job queue is FIFO with deduplication and
+redrive to dead-letter queues. What Lambda's event source mappings do is `SqsEventSource`'s job:
+the intake feeds `functions/manifest_trigger/app.py`, the job queue feeds
+`functions/upload_worker/app.py` (BatchSize 1, MaximumConcurrency as configured).
 
 Example::
 
     with LocalStack() as stack:
         os.environ.update(stack.environment())
         stack.put_image("net-1", "ct.nii.gz", b"...")
-        event = stack.put_manifest("job-1", {...})
-        stack.invoke_trigger(event)
+        stack.put_manifest("job-1", {...})
+        stack.drain()                      # runs intake and worker invocations until the queues are empty
         print(stack.read_result("job-1")["urls"])
 """
 
@@ -15,7 +21,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .events import s3_put_event
+from .event_source import SqsEventSource
+from .events import s3_put_event, sqs_event
 from .handlers import load_handler_module
 from .lambda_context import LocalLambdaContext
 from .local_s3 import LocalAws
@@ -28,17 +35,35 @@ DEMO_PROJECT = "PRJ001"
 DEMO_SECONDARY_ID = "CHP-001"
 DEMO_SUBJECT = "SUBJ001"
 DEMO_ACCESSION = "ACC0001"
+INTAKE_QUEUE = "xnat-upload-intake"
+JOB_QUEUE = "xnat-upload-jobs.fifo"
+MAX_RECEIVE_COUNT = 8  # JobQueue's redrive policy; the worker reads the same number (JOB_MAX_RECEIVE_COUNT)
+INTAKE_MAX_RECEIVE_COUNT = 3
+TRIGGER_TIMEOUT = 60.0
+WORKER_TIMEOUT = 900.0
 
 
 class LocalStack:
-    """Starts both servers, seeds the demo project and session, creates the versioned bucket."""
+    """Starts both servers, seeds the demo project and session, creates the bucket and the queues."""
 
-    def __init__(self, aws: LocalAws | None = None, xnat: XnatEmulator | None = None, bucket: str = BUCKET) -> None:
+    def __init__(
+        self,
+        aws: LocalAws | None = None,
+        xnat: XnatEmulator | None = None,
+        bucket: str = BUCKET,
+        worker_concurrency: int = 4,
+        worker_timeout: float = WORKER_TIMEOUT,
+    ) -> None:
         self._own_aws = aws is None
         self.aws = aws or LocalAws()
         self.xnat_user, self.xnat_password = XNAT_USER, XNAT_PASSWORD
         self.xnat = xnat or XnatEmulator(username=XNAT_USER, password=XNAT_PASSWORD)
         self.bucket = bucket
+        self.worker_concurrency = worker_concurrency
+        self.worker_timeout = worker_timeout
+        self.queue_urls: dict[str, str] = {}
+        self.intake: SqsEventSource | None = None
+        self.worker: SqsEventSource | None = None
 
     def start(self) -> LocalStack:
         if self._own_aws:
@@ -49,9 +74,72 @@ class LocalStack:
         s3 = self.s3()
         s3.create_bucket(Bucket=self.bucket)
         s3.put_bucket_versioning(Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"})
+        self._create_queues()
         return self
 
+    def _create_queues(self) -> None:
+        """The queues of template.yaml, and the bucket notification that feeds the intake."""
+        sqs = self.sqs()
+        intake_dlq = self._queue(f"{INTAKE_QUEUE}-dlq", {})
+        self.queue_urls["intake"] = self._queue(
+            INTAKE_QUEUE,
+            {"VisibilityTimeout": str(int(TRIGGER_TIMEOUT * 6)), **_redrive(sqs, intake_dlq, INTAKE_MAX_RECEIVE_COUNT)},
+        )
+        self.queue_urls["intake_dlq"] = intake_dlq
+        job_dlq = self._queue("xnat-upload-jobs-dlq.fifo", {"FifoQueue": "true"})
+        self.queue_urls["jobs"] = self._queue(
+            JOB_QUEUE,
+            {
+                "FifoQueue": "true",
+                "VisibilityTimeout": str(int(self.worker_timeout) + 60),
+                **_redrive(sqs, job_dlq, MAX_RECEIVE_COUNT),
+            },
+        )
+        self.queue_urls["jobs_dlq"] = job_dlq
+        intake_arn = _arn(sqs, self.queue_urls["intake"])
+        self.s3().put_bucket_notification_configuration(
+            Bucket=self.bucket,
+            NotificationConfiguration={
+                "QueueConfigurations": [
+                    {
+                        "Id": "ManifestCreated",
+                        "QueueArn": intake_arn,
+                        "Events": ["s3:ObjectCreated:*"],
+                        "Filter": {
+                            "Key": {
+                                "FilterRules": [
+                                    {"Name": "prefix", "Value": "manifests/"},
+                                    {"Name": "suffix", "Value": ".json"},
+                                ]
+                            }
+                        },
+                    }
+                ]
+            },
+        )
+        self.intake = SqsEventSource(
+            sqs,
+            self.queue_urls["intake"],
+            lambda event, context: load_handler_module("manifest_trigger").lambda_handler(event, context),
+            batch_size=10,
+            function_timeout=TRIGGER_TIMEOUT,
+            function_name="manifest-trigger",
+        )
+        self.worker = SqsEventSource(
+            sqs,
+            self.queue_urls["jobs"],
+            lambda event, context: load_handler_module("upload_worker").lambda_handler(event, context),
+            batch_size=1,
+            function_timeout=self.worker_timeout,
+            maximum_concurrency=self.worker_concurrency,
+            function_name="upload-worker",
+        )
+
+    def _queue(self, name: str, attributes: dict[str, str]) -> str:
+        return str(self.sqs().create_queue(QueueName=name, Attributes=attributes)["QueueUrl"])
+
     def stop(self) -> None:
+        self.stop_pollers()
         self.xnat.stop()
         if self._own_aws:
             self.aws.stop()
@@ -63,21 +151,28 @@ class LocalStack:
         self.stop()
 
     def environment(self, **overrides: str) -> dict[str, str]:
-        """The function's configuration, as template.yaml sets it, pointed at the local servers."""
+        """The functions' configuration, as template.yaml sets it, pointed at the local servers."""
         return {
             **self.aws.environment(),
             "XNAT_URL": self.xnat.url,
             "XNAT_SERVICE_USER": self.xnat_user,
             "XNAT_SERVICE_PASSWORD": self.xnat_password,
             "DATA_BUCKET": self.bucket,
+            "JOB_QUEUE_URL": self.queue_urls["jobs"],
+            "JOB_MAX_RECEIVE_COUNT": str(MAX_RECEIVE_COUNT),
             "POWERTOOLS_SERVICE_NAME": "xnat-upload",
             "POWERTOOLS_METRICS_NAMESPACE": "XnatUploadLocal",
             "POWERTOOLS_TRACE_DISABLED": "true",
             **overrides,
         }
 
+    # -- clients and data ----------------------------------------------------------------------
+
     def s3(self) -> Any:
         return self.aws.s3()
+
+    def sqs(self) -> Any:
+        return self.aws.client("sqs")
 
     def put_image(self, net_id: str, relative_path: str, data: bytes, images_prefix: str = "") -> str:
         key = f"{images_prefix}{net_id}/upload/{relative_path}"
@@ -85,7 +180,8 @@ class LocalStack:
         return key
 
     def put_manifest(self, job_id: str, manifest: dict[str, Any] | bytes) -> dict[str, Any]:
-        """Put `manifests/<job_id>.json` and return the S3 event AWS would deliver for it."""
+        """Put `manifests/<job_id>.json` (the bucket notifies the intake queue); returns the S3 event
+        AWS would deliver for it."""
         body = manifest if isinstance(manifest, bytes) else json.dumps(manifest).encode()
         key = f"manifests/{job_id}.json"
         put = self.s3().put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/json")
@@ -97,14 +193,75 @@ class LocalStack:
         head = self.s3().head_object(Bucket=self.bucket, Key=key)
         return s3_put_event(self.bucket, key, head["ContentLength"], head["ETag"], head.get("VersionId"))
 
-    def invoke_trigger(self, event: dict[str, Any], timeout_seconds: float = 900.0) -> dict[str, Any]:
-        """Call the real handler the way Lambda would (same module path, a context with a deadline)."""
-        app = load_handler_module("manifest_trigger")
-        return app.lambda_handler(event, LocalLambdaContext("manifest-trigger", timeout_seconds))
-
     def read_result(self, job_id: str) -> dict[str, Any] | None:
+        return self._read_json(f"results/{job_id}.json")
+
+    def read_progress(self, job_id: str) -> dict[str, Any] | None:
+        return self._read_json(f"results/.progress/{job_id}.json")
+
+    def _read_json(self, key: str) -> dict[str, Any] | None:
         try:
-            body = self.s3().get_object(Bucket=self.bucket, Key=f"results/{job_id}.json")["Body"].read()
+            body = self.s3().get_object(Bucket=self.bucket, Key=key)["Body"].read()
         except self.s3().exceptions.NoSuchKey:
             return None
         return json.loads(body)
+
+    # -- running the functions -----------------------------------------------------------------
+
+    def invoke_trigger(self, s3_event: dict[str, Any], timeout_seconds: float = TRIGGER_TIMEOUT) -> dict[str, Any]:
+        """Call the intake handler directly with `s3_event` wrapped in an SQS record, as the intake
+        queue would deliver it (the notification's own message still waits in the queue)."""
+        app = load_handler_module("manifest_trigger")
+        event = sqs_event([json.dumps(s3_event)], _arn(self.sqs(), self.queue_urls["intake"]))
+        return app.lambda_handler(event, LocalLambdaContext("manifest-trigger", timeout_seconds))
+
+    def drain(self, max_invocations: int = 10_000) -> int:
+        """Run intake and worker invocations, one at a time, until neither queue has a message
+        to deliver (messages hidden by a retry delay are left waiting). Returns the invocations."""
+        assert self.intake is not None and self.worker is not None
+        invocations = 0
+        while invocations < max_invocations:
+            if self.intake.poll_once():
+                invocations += 1
+                continue
+            if self.worker.poll_once():
+                invocations += 1
+                continue
+            return invocations
+        raise AssertionError(f"the queues were not empty after {max_invocations} invocations")
+
+    def run(self, job_id: str, manifest: dict[str, Any] | bytes) -> dict[str, Any] | None:
+        """Put the manifest, drain the queues, return the result."""
+        self.put_manifest(job_id, manifest)
+        self.drain()
+        return self.read_result(job_id)
+
+    def start_pollers(self) -> LocalStack:
+        """Background pollers, as Lambda runs them (for the API's waiting route and `make serve`)."""
+        assert self.intake is not None and self.worker is not None
+        self.intake.start()
+        self.worker.start()
+        return self
+
+    def stop_pollers(self) -> None:
+        for source in (self.intake, self.worker):
+            if source is not None:
+                source.stop()
+
+    def queue_depth(self, name: str) -> int:
+        """Messages in a queue: visible, in flight and delayed."""
+        attributes = self.sqs().get_queue_attributes(
+            QueueUrl=self.queue_urls[name],
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return sum(int(v) for v in attributes.values())
+
+
+def _arn(sqs: Any, queue_url: str) -> str:
+    return str(sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"])
+
+
+def _redrive(sqs: Any, dlq_url: str, max_receive_count: int) -> dict[str, str]:
+    return {
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": _arn(sqs, dlq_url), "maxReceiveCount": max_receive_count})
+    }

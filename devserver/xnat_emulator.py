@@ -212,6 +212,8 @@ class XnatEmulator:
         self._next_experiment = 0
         self._next_resource = 0
         self._sessions: set[str] = set()
+        self._max_sessions = 0
+        self._received: dict[str, int] = {}  # relative path -> times its bytes arrived (raw or zipped)
         self._issued_sessions: list[str] = []
         self._logins = 0
         self._logouts = 0
@@ -319,6 +321,22 @@ class XnatEmulator:
             resource.catalog[relative_path] = blob
             resource.version += 1
 
+    def add_uncatalogued_file(
+        self,
+        project_id: str,
+        experiment_label: str,
+        scan_id: str,
+        resource_label: str,
+        relative_path: str,
+        content: bytes,
+    ) -> None:
+        """Bytes on the resource's disk that no catalog lists: what another writer's PUT leaves while
+        it is in flight, or after it failed its catalog write."""
+        _check_relative(relative_path, "file path")
+        with self._lock:
+            resource = self._seed_resource(project_id, experiment_label, scan_id, resource_label)
+            resource.disk[relative_path] = _Blob(bytes(content), _md5(content))
+
     def _seed_resource(self, project_id: str, experiment_label: str, scan_id: str, label: str) -> _Resource:
         experiment = self._experiment(project_id, experiment_label)
         scan = experiment.scans.setdefault(scan_id, _Scan(scan_id, "xnat:mrScanData"))
@@ -422,6 +440,19 @@ class XnatEmulator:
             return len(self._sessions)
 
     @property
+    def max_active_sessions(self) -> int:
+        """The most sessions open at once: how many clients worked on this XNAT concurrently."""
+        with self._meta:
+            return self._max_sessions
+
+    def times_received(self, relative_path: str | None = None) -> dict[str, int]:
+        """How often each file's bytes arrived in a PUT body, raw or as a zip entry (duplicates too)."""
+        with self._meta:
+            if relative_path is not None:
+                return {relative_path: self._received.get(relative_path, 0)}
+            return dict(self._received)
+
+    @property
     def max_concurrent_file_puts(self) -> int:
         with self._meta:
             return self._max_inflight_puts
@@ -458,6 +489,13 @@ class XnatEmulator:
     ) -> None:
         with self._meta:
             self._rules.append(_Rule("drop", method, path_contains, remaining=times, after_bytes=after_bytes))
+
+    def conflict_next(self, times: int = 1, path_contains: str | None = "/files/") -> None:
+        """The next matching file PUTs lose a catalog race, deterministically: their bytes land on disk,
+        the catalog is not written, and XNAT answers 500 ConcurrentModificationException, exactly as
+        when another writer's catalog write came first."""
+        with self._meta:
+            self._rules.append(_Rule("conflict", "PUT", path_contains, remaining=times))
 
     def set_delay(self, seconds: float, method: str | None = None, path_contains: str | None = None) -> None:
         """Sleep `seconds` before answering matching requests; 0 removes the rule for that filter."""
@@ -563,6 +601,16 @@ class XnatEmulator:
                     return rule
             return None
 
+    def _take_conflict(self, path: str) -> bool:
+        with self._meta:
+            for rule in self._rules:
+                if rule.kind == "conflict" and rule.matches("PUT", path):
+                    rule.remaining -= 1
+                    if rule.remaining <= 0:
+                        self._rules.remove(rule)
+                    return True
+            return False
+
     def _sleep(self, seconds: float) -> None:
         if seconds > 0:
             self._stopping.wait(seconds)
@@ -575,6 +623,7 @@ class XnatEmulator:
         session_id = secrets.token_hex(16).upper()
         with self._meta:
             self._sessions.add(session_id)
+            self._max_sessions = max(self._max_sessions, len(self._sessions))
             self._issued_sessions.append(session_id)
             self._logins += 1
         return session_id
@@ -599,6 +648,11 @@ class XnatEmulator:
         with self._meta:
             self._inflight_puts -= 1
             self._meta.notify_all()
+
+    def _count_received(self, paths: Any) -> None:
+        with self._meta:
+            for path in paths:
+                self._received[path] = self._received.get(path, 0) + 1
 
     def _count_conflict(self) -> None:
         with self._meta:
@@ -1184,6 +1238,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             blob = self._read_body()  # (2) the body, not holding any lock
             entries = _unpack(archive, path, blob) if archive else [(path, blob)]
+            emulator._count_received(p for p, _ in entries)
             with emulator._lock:  # ... lands on disk
                 scan = self._scan(where)
                 resource = scan.resource(where.resource) or emulator._new_resource(scan, where.resource)
@@ -1194,7 +1249,8 @@ class _Handler(BaseHTTPRequestHandler):
             if added:
                 emulator._sleep(emulator.catalog_write_latency)  # (3)
                 with emulator._lock:  # (4) one catalog write, only if nobody else wrote it meanwhile
-                    if emulator.catalog_conflicts and resource.version != snapshot:
+                    lost_race = emulator._take_conflict(self._log_path)
+                    if lost_race or (emulator.catalog_conflicts and resource.version != snapshot):
                         emulator._count_conflict()
                         raise _HttpError(500, "java.util.ConcurrentModificationException: catalog was modified")
                     for p, b in added:

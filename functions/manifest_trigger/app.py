@@ -1,21 +1,31 @@
-"""S3 `ObjectCreated` on `manifests/*.json` -> run the job -> `results/<job_id>.json`.
+"""IntakeQueue (S3 `ObjectCreated` on `manifests/*.json`) -> a validated job on JobQueue.fifo.
 
-Thin by design: decode the event, hand each manifest version to the core once, shape a summary.
+Thin by design: each SQS record's body is an S3 event notification (or S3's `s3:TestEvent`, sent
+once when the notification is configured, which is ignored); each manifest version in it goes to
+the core (`xnat_upload.intake`) once. A record that fails (S3 unreachable) is reported as a batch
+item failure and retried; after the queue's redrive limit it lands in the intake's DLQ.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from urllib.parse import unquote_plus
 
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes import S3Event
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from xnat_upload import Settings, process_manifest_object
-from xnat_upload.aws import s3_client
+from xnat_upload import Settings
+from xnat_upload.aws import s3_client, sqs_client
 from xnat_upload.idempotency import deduplicated
-from xnat_upload.observability import logger, metrics, record_job_metrics, tracer
+from xnat_upload.intake import accept_manifest, current_version
+from xnat_upload.observability import logger, metrics, tracer
+from xnat_upload.queue import JobQueue
+
+processor = BatchProcessor(event_type=EventType.SQS)
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -24,49 +34,40 @@ from xnat_upload.observability import logger, metrics, record_job_metrics, trace
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = Settings.from_env()
     s3 = s3_client(settings)
+    queue = JobQueue(sqs_client(settings), settings.require_job_queue())
 
-    def remaining_seconds() -> float:
-        return context.get_remaining_time_in_millis() / 1000
+    def accept(job: dict[str, Any]) -> dict[str, Any]:
+        intake = accept_manifest(job["key"], version_id=job["version_id"], settings=settings, s3=s3, queue=queue)
+        metrics.add_metric(name=f"Manifests{intake.status.capitalize()}", unit="Count", value=1)
+        return {"job_id": intake.job_id, "status": intake.status, "reason": intake.reason}
 
-    def run(job: dict[str, Any]) -> dict[str, Any]:
-        result = process_manifest_object(
-            job["key"], settings=settings, s3=s3, version_id=job["version_id"], remaining_seconds=remaining_seconds
-        )
-        if result is None:
-            return {"key": job["key"], "status": "ignored"}
-        record_job_metrics(result)
-        return {
-            "job_id": result.job_id,
-            "status": result.status.value,
-            "result": settings.results_key(str(result.job_id)),
-        }
+    accept_once = deduplicated(accept, settings, context)
 
-    run_once = deduplicated(run, settings, context)
-    jobs: list[dict[str, Any]] = []
-    crashes: list[Exception] = []
-    for record in S3Event(event).records:
-        bucket = record.s3.bucket.name
-        key = unquote_plus(record.s3.get_object.key)  # S3 events encode keys, '+' for space
-        if bucket != settings.data_bucket or settings.job_id_for(key) is None:
-            logger.info("ignoring an object that is not a manifest", extra={"bucket": bucket, "key": key})
-            continue
-        job = {
-            "bucket": bucket,
-            "key": key,
-            "version_id": record.s3.get_object.version_id,
-            "etag": record.s3.get_object.etag,
-        }
-        logger.set_correlation_id(settings.job_id_for(key))
-        logger.append_keys(manifest_key=key)
-        try:
-            jobs.append(run_once(job=job))
-        except IdempotencyAlreadyInProgressError:
-            # A duplicate delivery while the first is still running: that run writes the result.
-            logger.info("this manifest version is already being processed", extra={"key": key})
-            jobs.append({"key": key, "status": "already_in_progress"})
-        except Exception as exc:  # the result is already written; fail the invocation after the other records
-            logger.exception("manifest processing failed", extra={"key": key})
-            crashes.append(exc)
-    if crashes:
-        raise crashes[0]
-    return {"jobs": jobs}
+    def handle(record: SQSRecord) -> list[dict[str, Any]]:
+        notification = json.loads(record.body)
+        if notification.get("Event") == "s3:TestEvent":
+            logger.info("ignoring S3's test event")
+            return []
+        handled = []
+        for s3_record in S3Event(notification).records:
+            bucket = s3_record.s3.bucket.name
+            key = unquote_plus(s3_record.s3.get_object.key)  # S3 events encode keys, '+' for space
+            if bucket != settings.data_bucket or settings.job_id_for(key) is None:
+                logger.info("ignoring an object that is not a manifest", extra={"bucket": bucket, "key": key})
+                continue
+            logger.set_correlation_id(settings.job_id_for(key))
+            job = {
+                "bucket": bucket,
+                "key": key,
+                # Events from a versioned bucket carry the version; one that does not (moto's) means the
+                # current one, resolved now so that each version has its own idempotency key.
+                "version_id": s3_record.s3.get_object.version_id or current_version(key, settings=settings, s3=s3),
+                "etag": s3_record.s3.get_object.etag,
+            }
+            try:
+                handled.append(accept_once(job=job))
+            except IdempotencyAlreadyInProgressError:  # a duplicate while the first is being handled
+                handled.append({"key": key, "status": "already_in_progress"})
+        return handled
+
+    return process_partial_response(event=event, record_handler=handle, processor=processor, context=context)

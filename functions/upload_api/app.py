@@ -2,31 +2,33 @@
 
 No `from __future__ import annotations` here: Powertools reads the real annotations to validate.
 Thin by design: Powertools validates the request, the core does the work, errors map once
-(`XnatUploadError.http_status`) to a JSON error body.
+(`XnatUploadError.http_status`) to a JSON error body. Nothing here talks to XNAT: every upload
+goes through JobQueue.fifo, the synchronous route included (it waits for the result).
 """
 
 import time
-from dataclasses import replace
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from aws_lambda_powertools.event_handler.openapi.params import Body, Path
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from xnat_upload import Settings
 from xnat_upload.api import upload_data_to_xnat
-from xnat_upload.aws import s3_client
-from xnat_upload.exceptions import XnatUploadError
-from xnat_upload.job import partial_result
+from xnat_upload.aws import s3_client, sqs_client
+from xnat_upload.exceptions import JobStillRunningError, XnatUploadError
 from xnat_upload.manifest.paths import IDENTIFIER_PATTERN
 from xnat_upload.observability import logger, metrics, tracer
-from xnat_upload.submission import JOB_ID_PATTERN, job_status, submit_job
+from xnat_upload.queue import JobQueue
+from xnat_upload.store import JobStore
+from xnat_upload.submission import JOB_ID_PATTERN, job_status, result_summary, submit_job
 
 API_TITLE = "XNAT S3 uploader"
-API_VERSION = "1.0.0"
+API_VERSION = "1.1.0"
 SYNC_MARGIN_SECONDS = 3.0  # answer before API Gateway's limit cuts the connection
+SUMMARY_AFTER_FILES = 1000  # an error body carries the whole result up to this many files, else its summary
 
 app = APIGatewayRestResolver(enable_validation=True)
 
@@ -74,26 +76,37 @@ def _error(status: int, code: str, message: str, **extra: Any) -> Response:
     return Response(status, "application/json", body={"error": code, "message": message, **extra})
 
 
-@app.put("/upload/images/<net_id>", summary="Upload files now and return their XNAT URLs (the seed's route)")
+@app.put(
+    "/upload/images/<net_id>",
+    summary="Upload files through the job queue and return their XNAT URLs (the seed's route)",
+    responses={
+        200: {"description": "every file is in XNAT: their URLs, in request order"},
+        202: {"description": "the job did not end in time; it keeps running: follow status_url"},
+    },
+)
 @tracer.capture_method
 def put_upload(
     net_id: Annotated[str, Path(pattern=IDENTIFIER_PATTERN)], request: Annotated[UploadRequest, Body()]
-) -> list[str]:
+) -> Response[Any]:
     settings = _settings()
     started = time.monotonic()
-    deadline = settings.api_time_limit_seconds
-
-    def remaining_seconds() -> float:
-        api_left = deadline - (time.monotonic() - started)
-        lambda_left = app.lambda_context.get_remaining_time_in_millis() / 1000 if app.lambda_context else api_left
-        return min(api_left, lambda_left)
-
-    return upload_data_to_xnat(
-        request.central_hub_project_id, request.accession_id, net_id, request.scan_id, request.resource_id,
-        request.files, request.exist_ok,
-        settings=replace(settings, time_budget_margin_seconds=SYNC_MARGIN_SECONDS), s3=s3_client(settings),
-        remaining_seconds=remaining_seconds,
-    )  # fmt: skip
+    lambda_left = app.lambda_context.get_remaining_time_in_millis() / 1000 if app.lambda_context else float("inf")
+    wait = min(settings.api_time_limit_seconds, lambda_left) - SYNC_MARGIN_SECONDS
+    try:
+        urls = upload_data_to_xnat(
+            request.central_hub_project_id, request.accession_id, net_id, request.scan_id, request.resource_id,
+            request.files, request.exist_ok,
+            settings=settings, s3=s3_client(settings), queue=JobQueue(sqs_client(settings), settings.require_job_queue()),
+            wait_seconds=max(0.0, wait - (time.monotonic() - started)),
+        )  # fmt: skip
+    except JobStillRunningError as running:
+        return Response(
+            202,
+            "application/json",
+            body={"job_id": running.job_id, "status": "running", "status_url": f"/jobs/{running.job_id}"},
+            headers={"Location": f"/jobs/{running.job_id}"},
+        )
+    return Response(200, "application/json", body=urls)
 
 
 @app.post(
@@ -117,14 +130,34 @@ def post_job(request: Annotated[JobRequest, Body()]) -> Response[dict[str, Any]]
     )
 
 
-@app.get("/jobs/<job_id>", summary="The job's result manifest, or pending")
+@app.get(
+    "/jobs/<job_id>",
+    summary="The job's status: queued, running (with progress) or its result (summary + a page of files)",
+    responses={
+        200: {"description": "finished: the summary, where the full result lies, and a page of its files"},
+        202: {"description": "queued, running or waiting_for_xnat, with progress"},
+    },
+)
 @tracer.capture_method
-def get_job(job_id: Annotated[str, Path(pattern=JOB_ID_PATTERN)]) -> Response[dict[str, Any]]:
+def get_job(
+    job_id: Annotated[str, Path(pattern=JOB_ID_PATTERN)],
+    files: Annotated[Literal["problems", "all"], Query(description="which files to list")] = "problems",
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+) -> Response[dict[str, Any]]:
     settings = _settings()
-    state, result = job_status(job_id, settings=settings, s3=s3_client(settings))
+    s3 = s3_client(settings)
+    state, document = job_status(job_id, settings=settings, s3=s3)
     if state == "pending":
-        return Response(202, "application/json", body={"job_id": job_id, "status": "pending", "progress": result})
-    return Response(200, "application/json", body=result)
+        progress = document or {}
+        return Response(
+            202,
+            "application/json",
+            body={"job_id": job_id, "status": progress.get("state", "queued"), "progress": progress},
+        )
+    location = JobStore(s3, settings).result_location(job_id)
+    body = result_summary(document or {}, location=location, files=files, offset=offset, limit=limit)
+    return Response(200, "application/json", body=body)
 
 
 @app.get("/openapi.json", summary="This API's OpenAPI document", include_in_schema=False)
@@ -142,21 +175,21 @@ def openapi_document() -> str:
 def handle_upload_error(exc: XnatUploadError) -> Response:
     extra: dict[str, Any] = {}
     if exc.result is not None:
-        extra = {"job_id": exc.result.get("job_id"), "result": exc.result}
-    message = exc.message
-    if exc.http_status == 504:
-        message += "; the API's time limit is too short for this job: submit it with POST /jobs instead"
+        result = exc.result
+        if len(result.get("files", [])) > SUMMARY_AFTER_FILES:  # keep error bodies small, as GET /jobs does
+            job_id = str(result.get("job_id"))
+            location = JobStore(s3_client(_settings()), _settings()).result_location(job_id)
+            result = result_summary(result, location=location)
+        extra = {"job_id": exc.result.get("job_id"), "result": result}
     logger.info("request failed", extra={"error": exc.error_code, "status": exc.http_status})
-    return _error(exc.http_status, exc.error_code, message, **extra)
+    return _error(exc.http_status, exc.error_code, exc.message, **extra)
 
 
 @app.exception_handler(Exception)
 def handle_unexpected_error(exc: Exception) -> Response:
-    """A bug: a JSON 500 with what the job did until then, instead of API Gateway's bare 502."""
+    """A bug: a JSON 500 instead of API Gateway's bare 502."""
     logger.exception("request crashed")
-    partial = partial_result(exc)
-    extra = {"result": partial.to_dict()} if partial is not None else {}
-    return _error(500, "internal_error", f"unexpected {type(exc).__name__}; see the logs", **extra)
+    return _error(500, "internal_error", f"unexpected {type(exc).__name__}; see the logs")
 
 
 @app.exception_handler(RequestValidationError)

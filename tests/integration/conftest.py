@@ -9,7 +9,7 @@ import pytest
 
 from devserver.local_s3 import LocalAws
 from devserver.stack import DEMO_ACCESSION, DEMO_SECONDARY_ID, LocalStack
-from xnat_upload.aws import s3_client
+from xnat_upload.aws import s3_client, sqs_client
 
 pytestmark = pytest.mark.integration
 
@@ -28,8 +28,10 @@ def stack(local_aws: LocalAws, monkeypatch: pytest.MonkeyPatch) -> Iterator[Loca
         for name, value in stack.environment(XNAT_RETRY_BASE_DELAY="0.01", XNAT_MAX_RETRIES="3").items():
             monkeypatch.setenv(name, value)
         s3_client.cache_clear()
+        sqs_client.cache_clear()
         yield stack
     s3_client.cache_clear()
+    sqs_client.cache_clear()
 
 
 def make_manifest(**overrides: Any) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """`xnat-upload` end to end: the CLI as a subprocess against moto's server, the XNAT emulator and the
-manifest watcher (S3 notifications), plus its rendering as plain functions."""
+queue flow (S3 notification -> intake -> job queue -> worker), plus its rendering as plain functions."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 
 from devserver.stack import DEMO_ACCESSION, DEMO_PROJECT, LocalStack
-from devserver.watcher import ManifestWatcher
 from xnat_upload.cli import render
 from xnat_upload.cli.main import ProgressDisplay, aws_error_message, main
 
@@ -48,15 +47,13 @@ def no_traceback(proc: subprocess.CompletedProcess[str]) -> None:
 
 
 @pytest.fixture
-def watcher(stack: LocalStack) -> Iterator[ManifestWatcher]:
-    """Runs the trigger for every manifest put, as the bucket's S3 notification does in AWS."""
-    errors: list[tuple[str, Exception]] = []
-    watcher = ManifestWatcher(stack, interval=0.2)
-    watcher.on_error = lambda key, exc: errors.append((key, exc))
-    watcher.start()
-    yield watcher
-    watcher.stop()
-    assert not errors
+def running(stack: LocalStack) -> Iterator[LocalStack]:
+    """The intake and the worker poll their queues, as Lambda does in AWS: a manifest put runs."""
+    stack.start_pollers()
+    yield stack
+    stack.stop_pollers()
+    assert stack.intake is not None and stack.worker is not None
+    assert stack.intake.stats.errors == stack.worker.stats.errors == 0
 
 
 def write_manifest(tmp_path: Path, name: str = "manifest.json", **overrides: Any) -> str:
@@ -116,7 +113,7 @@ def test_validate_refuses_bad_json_unknown_fields_and_unreadable_files(
 
 
 def test_submit_wait_uploads_and_status_shows_the_table(
-    stack: LocalStack, watcher: ManifestWatcher, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    stack: LocalStack, running: LocalStack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     files = {"ct_scan.nii.gz": b"\x1f\x8b" + b"ct" * 5000, "seg/ct seg.nii.gz": b"segmentation"}
     for relative, data in files.items():
@@ -147,7 +144,7 @@ def test_submit_wait_uploads_and_status_shows_the_table(
     assert table[2].startswith("seg/ct seg.nii.gz  uploaded")
     assert table[-1].startswith("job cli-ok succeeded: 2/2 files in XNAT")
 
-    watcher.stop()  # the trigger prints its metrics to this process's stdout: let it finish first
+    stack.stop_pollers()  # the functions print their metrics to this process's stdout: let them finish first
     capsys.readouterr()
     assert main(["status", "cli-ok", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["urls"] == lines[1:]
@@ -162,7 +159,7 @@ def test_submit_wait_uploads_and_status_shows_the_table(
     assert capsys.readouterr().err.strip() == "error: job 'cli-ok' was already submitted with a different manifest"
 
 
-def test_a_job_with_a_failure_exits_1(stack: LocalStack, watcher: ManifestWatcher, tmp_path: Path) -> None:
+def test_a_job_with_a_failure_exits_1(stack: LocalStack, running: LocalStack, tmp_path: Path) -> None:
     stack.put_image("net-1", "a.nii", b"new a")
     stack.put_image("net-1", "b.nii", b"new b")
     stack.xnat.add_file(DEMO_PROJECT, DEMO_ACCESSION, "1", "NIFTI", "a.nii", b"an older a")
@@ -182,7 +179,7 @@ def test_a_job_with_a_failure_exits_1(stack: LocalStack, watcher: ManifestWatche
     assert any(line.startswith("a.nii") and "already_exists" in line for line in status.stdout.splitlines())
 
 
-def test_a_failed_job_exits_1(stack: LocalStack, watcher: ManifestWatcher, tmp_path: Path) -> None:
+def test_a_failed_job_exits_1(stack: LocalStack, running: LocalStack, tmp_path: Path) -> None:
     missing = write_manifest(tmp_path, files_relative_paths_to_upload=["nowhere.nii"])
     argv = ["submit", missing, "--job-id", "cli-missing", "--wait", "--poll-interval", "0.2", "--timeout", "30"]
     proc = run_cli(*argv, env=stack.environment())
@@ -194,22 +191,31 @@ def test_a_failed_job_exits_1(stack: LocalStack, watcher: ManifestWatcher, tmp_p
 def test_pending_job_status_and_wait_timeout(
     stack: LocalStack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """No watcher: the manifest is put but nothing runs it."""
+    """No pollers: the manifest is put but nothing runs it."""
     argv = ["submit", write_manifest(tmp_path), "--job-id", "cli-slow", "--wait", "--timeout", "0.3"]
     assert main([*argv, "--poll-interval", "0.1"]) == 3
     out, err = capsys.readouterr()
     assert out.strip() == "cli-slow"
-    assert "job cli-slow: running: waiting for the job to start" in err  # not a TTY: plain lines
+    assert "job cli-slow: queued: waiting for the job to start" in err  # not a TTY: plain lines
     assert "timed out after 0.3s" in err
 
     status = run_cli("status", "cli-slow", env=stack.environment())
     assert status.returncode == 4
-    assert status.stdout.strip() == "pending: waiting for the job to start"
+    assert status.stdout.strip() == "queued: waiting for the job to start"
 
-    progress = {"files_total": 4, "files_done": 1, "files_failed": 0, "bytes_total": 4096, "bytes_done": 1024}
+    version = stack.s3().head_object(Bucket=stack.bucket, Key="manifests/cli-slow.json")["VersionId"]
+    progress = {
+        "manifest_version": version,
+        "state": "running",
+        "files_total": 4,
+        "files_done": 1,
+        "files_failed": 0,
+        "bytes_total": 4096,
+        "bytes_done": 1024,
+    }
     stack.s3().put_object(Bucket=stack.bucket, Key="results/.progress/cli-slow.json", Body=json.dumps(progress))
     assert main(["status", "cli-slow"]) == 4
-    assert capsys.readouterr().out.strip() == "pending: 1/4 files, 1.0 KiB of 4.0 KiB, 0 failed"
+    assert capsys.readouterr().out.strip() == "running: 1/4 files, 1.0 KiB of 4.0 KiB, 0 failed"
     assert main(["status", "cli-slow", "--json"]) == 4
     assert json.loads(capsys.readouterr().out) == {"job_id": "cli-slow", "state": "pending", "progress": progress}
 
@@ -255,7 +261,7 @@ def test_unreachable_endpoint_and_missing_credentials(
     proc = run_cli("status", "job-1", env={**stack.environment(), "AWS_ENDPOINT_URL": closed, "AWS_MAX_ATTEMPTS": "1"})
     assert proc.returncode == 6
     assert proc.stderr.splitlines() == [
-        f"error: could not connect to {closed}/{stack.bucket}/results/job-1.json "
+        f"error: could not connect to {closed}/{stack.bucket}/manifests/job-1.json "
         "(is AWS_ENDPOINT_URL right, and is the server running?)"
     ]
     no_traceback(proc)

@@ -31,21 +31,21 @@ def result_versions(stack: LocalStack, job_id: str) -> int:
     return len(listing.get("Versions", []))
 
 
-def test_the_same_event_twice_runs_the_job_once(idempotent: LocalStack) -> None:
+def test_the_same_event_twice_queues_the_job_once(idempotent: LocalStack) -> None:
     event = idempotent.put_manifest("dup", make_manifest())
 
     first = idempotent.invoke_trigger(event)
     second = idempotent.invoke_trigger(event)
+    idempotent.drain()  # the notification's own message too: a third delivery of the same version
 
-    assert first == second
-    assert first["jobs"][0]["status"] == "succeeded"
+    assert first == second == {"batchItemFailures": []}
     assert idempotent.xnat.logins == 1
     assert result_versions(idempotent, "dup") == 1
 
 
 def test_a_re_put_of_the_manifest_is_a_new_version_and_runs_again(idempotent: LocalStack) -> None:
-    idempotent.invoke_trigger(idempotent.put_manifest("again", make_manifest()))
-    idempotent.invoke_trigger(idempotent.put_manifest("again", make_manifest()))
+    idempotent.run("again", make_manifest())
+    idempotent.run("again", make_manifest())
 
     assert idempotent.xnat.logins == 2
     assert result_versions(idempotent, "again") == 2
@@ -53,36 +53,34 @@ def test_a_re_put_of_the_manifest_is_a_new_version_and_runs_again(idempotent: Lo
 
 
 def test_a_changed_manifest_under_the_same_key_is_a_new_job(idempotent: LocalStack) -> None:
-    idempotent.invoke_trigger(idempotent.put_manifest("changed", make_manifest()))
+    idempotent.run("changed", make_manifest())
     idempotent.put_image("net-1", "second.nii", b"2")
-    idempotent.invoke_trigger(
-        idempotent.put_manifest("changed", make_manifest(files_relative_paths_to_upload=["second.nii"]))
-    )
+    idempotent.run("changed", make_manifest(files_relative_paths_to_upload=["second.nii"]))
     assert idempotent.read_result("changed")["files"][0]["path"] == "second.nii"
     assert idempotent.read_result("changed")["status"] == "succeeded"
 
 
-def test_a_crashed_run_leaves_no_record_so_the_retry_runs(
+def test_a_crashed_worker_invocation_says_so_and_the_redelivered_message_finishes_the_job(
     idempotent: LocalStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import xnat_upload.trigger as trigger
+    import xnat_upload.worker as worker
 
-    event = idempotent.put_manifest("crash", make_manifest())
-    real_run_job = trigger.run_job
+    real_run_job = worker.run_job
 
     def crash(*args: object, **kwargs: object) -> None:
         raise RuntimeError("simulated bug")
 
-    monkeypatch.setattr(trigger, "run_job", crash)
-    with pytest.raises(RuntimeError):
-        idempotent.invoke_trigger(event)
-    assert idempotent.read_result("crash")["error"]["code"] == "internal_error"
+    monkeypatch.setattr(worker, "run_job", crash)
+    assert idempotent.run("crash", make_manifest())["error"]["code"] == "internal_error"
+    assert idempotent.worker is not None and idempotent.worker.stats.failed_items == 1
 
-    monkeypatch.setattr(trigger, "run_job", real_run_job)
-    assert idempotent.invoke_trigger(event)["jobs"][0]["status"] == "succeeded"
+    monkeypatch.setattr(worker, "run_job", real_run_job)
+    assert idempotent.worker.release_deferred() == 1  # its visibility timeout has passed
+    idempotent.drain()
+    assert idempotent.read_result("crash")["status"] == "succeeded"
 
 
-def test_a_duplicate_arriving_while_the_first_run_is_busy_is_not_a_failure(
+def test_a_duplicate_arriving_while_the_first_is_being_handled_is_not_a_failure(
     idempotent: LocalStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
@@ -98,7 +96,7 @@ def test_a_duplicate_arriving_while_the_first_run_is_busy_is_not_a_failure(
         return run
 
     monkeypatch.setattr(app, "deduplicated", busy)
-    summary = idempotent.invoke_trigger(idempotent.put_manifest("busy", make_manifest()))
+    response = idempotent.invoke_trigger(idempotent.put_manifest("busy", make_manifest()))
 
-    assert summary["jobs"] == [{"key": "manifests/busy.json", "status": "already_in_progress"}]
-    assert idempotent.xnat.logins == 0
+    assert response == {"batchItemFailures": []}
+    assert idempotent.queue_depth("jobs") == 0, "the first delivery queues the job; this one does nothing"

@@ -22,8 +22,7 @@ from typing import Any
 
 import pytest
 
-from devserver.handlers import load_handler_module
-from devserver.stack import DEMO_ACCESSION, DEMO_PROJECT, LocalStack
+from devserver.stack import DEMO_ACCESSION, DEMO_PROJECT, MAX_RECEIVE_COUNT, LocalStack
 from xnat_upload.aws import s3_client
 from xnat_upload.config import Settings
 
@@ -50,10 +49,10 @@ def seed_files(stack: LocalStack, count: int = 6, prefix: str = "scan", size: in
 
 
 def run(stack: LocalStack, job_id: str, files: dict[str, bytes], timeout_seconds: float = 900.0, **manifest: Any):
-    """Put the manifest (a fresh S3 event, as a client re-putting it would cause) and run the trigger."""
-    event = stack.put_manifest(job_id, make_manifest(files_relative_paths_to_upload=list(files), **manifest))
-    stack.invoke_trigger(event, timeout_seconds=timeout_seconds)
-    result = stack.read_result(job_id)
+    """Put the manifest (a new version, as a client re-putting it would) and run the queues dry."""
+    assert stack.worker is not None
+    stack.worker.function_timeout = timeout_seconds
+    result = stack.run(job_id, make_manifest(files_relative_paths_to_upload=list(files), **manifest))
     assert result is not None, "a result manifest is written for every job"
     return result
 
@@ -316,40 +315,73 @@ def test_a_401_that_persists_after_the_re_login_fails_that_file_without_looping(
 # -- XNAT unavailable ----------------------------------------------------------------------------
 
 
-def test_xnat_down_at_login_fails_the_job_clearly_skips_every_file_and_a_rerun_succeeds(stack: LocalStack) -> None:
+def test_xnat_down_at_login_makes_the_job_wait_and_it_finishes_by_itself_once_xnat_is_back(stack: LocalStack) -> None:
     files = seed_files(stack, count=4)
     stack.xnat.set_down(True)
 
-    result = run(stack, "down", files)
+    assert run_without_result(stack, "down", files)
+    progress = stack.read_progress("down")
+    assert progress["state"] == "waiting_for_xnat"
+    assert "503" in progress["reason"] and "log in" in progress["reason"], "an unavailable XNAT, not bad credentials"
+    assert progress["retry_at"] and progress["attempt"] == 1
+    assert stack.xnat.count("PUT") == 0
+    assert stack.queue_depth("jobs_dlq") == 0
+
+    stack.xnat.set_down(False)
+    assert stack.worker.release_deferred() == 1  # the retry delay has passed
+    stack.drain()
+
+    result = stack.read_result("down")
+    assert_complete(stack, result, files)
+    assert result["invocations"] == 2, "the same job resumed: nobody re-put the manifest"
+
+
+def test_xnat_down_for_every_delivery_ends_in_the_dead_letter_queue_with_a_result_that_says_so(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XNAT_UNAVAILABLE_RETRY_SECONDS", "0")  # every redelivery at once
+    files = seed_files(stack, count=3)
+    stack.xnat.set_down(True)
+
+    result = run(stack, "down-long", files)
 
     assert_truthful(stack, result, files)
     assert result["status"] == "failed"
-    assert result["error"]["code"] == "xnat_error", "an unavailable XNAT is not a credentials problem"
-    assert "503" in result["error"]["message"]
-    assert "log in" in result["error"]["message"]
+    assert result["error"]["code"] == "xnat_unavailable"
+    assert "dead-letter queue" in result["error"]["message"]
     assert {e["status"] for e in result["files"]} == {"skipped"}
-    assert stack.xnat.count("PUT") == 0
+    assert result["invocations"] == MAX_RECEIVE_COUNT
+    assert stack.queue_depth("jobs") == 0 and stack.queue_depth("jobs_dlq") == 1
 
     stack.xnat.set_down(False)
-    assert_complete(stack, run(stack, "down", files), files)
+    assert_complete(stack, run(stack, "down-long", files), files)
 
 
-def test_xnat_going_down_mid_job_reports_every_file_truthfully_and_a_rerun_finishes(
+def test_xnat_going_down_mid_job_keeps_what_was_sent_and_the_job_finishes_without_sending_it_again(
     stack: LocalStack, per_file: None
 ) -> None:
     files = seed_files(stack, count=5)
     stack.xnat.on_request(lambda: stack.xnat.set_down(True), method="PUT", path_contains="/files/", skip=2)
 
-    result = run(stack, "goes-down", files)
-
-    assert_truthful(stack, result, files)
-    assert result["status"] in ("partial", "failed")
-    assert all(e["status"] == "failed" for e in result["files"][2:])
+    assert run_without_result(stack, "goes-down", files)
+    assert stack.read_progress("goes-down")["state"] == "waiting_for_xnat"
 
     stack.xnat.set_down(False)
-    rerun = run(stack, "goes-down", files)
-    assert_complete(stack, rerun, files)
-    assert [e["status"] for e in rerun["files"][:2]] == ["already_exists"] * 2
+    stack.worker.release_deferred()
+    stack.drain()
+
+    result = stack.read_result("goes-down")
+    assert_complete(stack, result, files)
+    assert [e["status"] for e in result["files"]] == ["uploaded"] * 5
+    for path in list(files)[:2]:
+        assert len([r for r in file_puts(stack, path) if r.status == 200]) == 1, "sent once, verified later"
+
+
+def run_without_result(stack: LocalStack, job_id: str, files: dict[str, bytes]) -> bool:
+    """Run the queues dry; True when the job is still open (no result yet)."""
+    stack.put_manifest(job_id, make_manifest(files_relative_paths_to_upload=list(files)))
+    stack.drain()
+    return stack.read_result(job_id) is None
 
 
 # -- S3 objects changing under the job ------------------------------------------------------------
@@ -398,107 +430,68 @@ def test_an_object_overwritten_after_validation_is_not_sent_and_a_rerun_sends_th
     assert_complete(stack, rerun, {**files, victim: newer})
 
 
-# -- two jobs writing into one resource -----------------------------------------------------------
+# -- another writer in the same resource ----------------------------------------------------------
 
 
-def run_concurrently(stack: LocalStack, jobs: dict[str, dict[str, bytes]]) -> dict[str, dict[str, Any]]:
-    """Invoke the trigger for several jobs at once, one thread each (as parallel Lambdas would)."""
-    load_handler_module("manifest_trigger")  # import once, before the threads race to do it
-    events = {
-        job: stack.put_manifest(job, make_manifest(files_relative_paths_to_upload=list(files)))
-        for job, files in jobs.items()
-    }
-    errors: list[BaseException] = []
-
-    def invoke(event: dict[str, Any]) -> None:
-        try:
-            stack.invoke_trigger(event)
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=invoke, args=(event,)) for event in events.values()]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not errors, errors
-    return {job: stack.read_result(job) for job in jobs}  # type: ignore[misc]
-
-
-def collide_first_puts(stack: LocalStack) -> None:
-    """Hold the first file PUT of each of two jobs until both have arrived: their catalog writes overlap."""
-    barrier = threading.Barrier(2)
-    stack.xnat.on_request(lambda: barrier.wait(10), "PUT", "/files/", times=2)
-    stack.xnat.set_catalog_write_latency(0.2)
-
-
-def test_two_concurrent_jobs_into_one_resource_survive_the_catalog_conflict(stack: LocalStack, per_file: None) -> None:
-    a, b = seed_files(stack, count=3, prefix="a"), seed_files(stack, count=3, prefix="b")
+def test_a_put_that_loses_the_catalog_race_to_another_writer_is_retried_and_replaces_nothing(
+    stack: LocalStack, per_file: None
+) -> None:
+    # Another writer (a person, another tool: not this service, which has one writer per resource)
+    # wrote the catalog while the job's PUT was in flight: the job's bytes are on disk, uncatalogued.
+    files = seed_files(stack, count=3)
+    victim = list(files)[1]
     stack.xnat.add_resource(DEMO_PROJECT, DEMO_ACCESSION, SCAN, RESOURCE)
-    collide_first_puts(stack)
+    stack.xnat.conflict_next(path_contains=victim)
 
-    results = run_concurrently(stack, {"job-a": a, "job-b": b})
+    result = run(stack, "race", files)
 
-    assert stack.xnat.catalog_conflicts_count >= 1
-    assert_complete(stack, results["job-a"], a)
-    assert_complete(stack, results["job-b"], b)
-    assert max(e["attempts"] for r in results.values() for e in r["files"]) >= 2
+    assert stack.xnat.catalog_conflicts_count == 1
+    assert_complete(stack, result, files)
+    puts = file_puts(stack, victim)
+    assert [r.status for r in puts] == [500, 200, 200], "conflict; retry kept our orphan (duplicates); overwrite"
+    assert [("overwrite" in r.query) for r in puts] == [False, False, True], "overwrite only for our own bytes"
 
 
 def test_a_file_a_catalog_conflict_left_uncatalogued_is_catalogued_by_the_rerun(
     stack: LocalStack, per_file: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # No retries: the conflicted PUT fails and its bytes stay on XNAT's disk, outside the catalog.
-    # A plain re-send is then answered `duplicates` forever; only overwrite=true catalogues it.
+    # A plain re-send is then answered `duplicates` forever; only overwrite=true catalogues it, and
+    # the re-run may send it because the first run's result says those bytes are its own.
     monkeypatch.setenv("XNAT_MAX_RETRIES", "0")
-    a, b = seed_files(stack, count=1, prefix="a"), seed_files(stack, count=1, prefix="b")
+    files = seed_files(stack, count=2)
+    victim = next(iter(files))
     stack.xnat.add_resource(DEMO_PROJECT, DEMO_ACCESSION, SCAN, RESOURCE)
-    collide_first_puts(stack)
+    stack.xnat.conflict_next(path_contains=victim)
 
-    results = run_concurrently(stack, {"job-a": a, "job-b": b})
+    result = run(stack, "orphan", files)
 
-    assert stack.xnat.catalog_conflicts_count == 1
-    for job, files in (("job-a", a), ("job-b", b)):
-        assert_truthful(stack, results[job], files)
-    failed = [e["path"] for r in results.values() for e in r["files"] if e["status"] == "failed"]
-    assert len(failed) == 1
+    assert_truthful(stack, result, files)
+    assert by_path(result)[victim]["status"] == "failed"
+    assert by_path(result)[victim]["put_unconfirmed"] is True
     disk = stack.xnat.disk_files(DEMO_PROJECT, DEMO_ACCESSION, SCAN, RESOURCE)
-    assert failed[0] in disk and stored(stack, failed[0]) is None, "on disk, not in the catalog"
+    assert victim in disk and stored(stack, victim) is None, "on disk, not in the catalog"
 
-    stack.xnat.set_catalog_write_latency(0)
-    job = "job-a" if failed[0].startswith("a/") else "job-b"
-    assert_complete(stack, run(stack, job, a if job == "job-a" else b), a if job == "job-a" else b)
+    assert_complete(stack, run(stack, "orphan", files), files)
 
 
 # -- the Lambda's time budget ----------------------------------------------------------------------
 
 
-def test_files_not_started_before_the_deadline_stay_pending_and_a_rerun_sends_only_those(
+def test_a_job_longer_than_one_invocation_continues_itself_and_sends_every_file_once(
     stack: LocalStack, per_file: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Each file PUT takes 0.5 s; the Lambda has 5 s and stops starting files 3 s before its end:
-    # one or two files fit, the rest must be reported pending.
+    # Each file PUT takes 0.4 s; an invocation has 5 s and stops starting files 3 s before its end:
+    # a few files fit in each, and the job continues itself until every file is in XNAT.
     monkeypatch.setenv("TIME_BUDGET_MARGIN_SECONDS", "3")
     files = seed_files(stack, count=8)
-    stack.xnat.set_delay(0.5, method="PUT", path_contains="/files/")
+    stack.xnat.set_delay(0.4, method="PUT", path_contains="/files/")
 
     result = run(stack, "budget", files, timeout_seconds=5)
 
-    assert_truthful(stack, result, files)
-    assert result["status"] == "partial"
-    assert result["error"]["code"] == "time_budget_exceeded"
-    statuses = [e["status"] for e in result["files"]]
-    done = statuses.count("uploaded")
-    assert done >= 1 and statuses == ["uploaded"] * done + ["pending"] * (len(files) - done)
-    for entry in result["files"][done:]:
-        assert "url" not in entry and "re-put the manifest" in entry["error"]
-        assert stored(stack, entry["path"]) is None, "pending means not started"
-
-    stack.xnat.set_delay(0, method="PUT", path_contains="/files/")
-    puts_before = stack.xnat.count("PUT", "/files/")
-    rerun = run(stack, "budget", files, exist_ok=False)
-
-    assert_complete(stack, rerun, files)
-    assert stack.xnat.count("PUT", "/files/") - puts_before == len(files) - done
-    for entry in rerun["files"][:done]:
-        assert entry["status"] == "already_exists" and entry["identical"] is True and "error" not in entry
+    assert_complete(stack, result, files)
+    assert [e["status"] for e in result["files"]] == ["uploaded"] * len(files)
+    assert result["invocations"] >= 2
+    assert stack.worker.stats.overruns == 0, "no invocation outlived its timeout"
+    assert stack.xnat.times_received() == dict.fromkeys(files, 1), "every file sent exactly once"
+    assert stack.xnat.logins == stack.xnat.logouts == result["invocations"]

@@ -53,7 +53,7 @@ def wait_for_result(api: str, job_id: str, timeout: float = 60) -> requests.Resp
         time.sleep(0.2)
 
 
-def test_a_job_posted_to_the_local_api_is_run_by_the_watcher(local_stack: dict[str, str]) -> None:
+def test_a_job_posted_to_the_local_api_runs_through_the_queues(local_stack: dict[str, str]) -> None:
     s3 = boto3.client(
         "s3",
         endpoint_url=local_stack["AWS_ENDPOINT_URL"],
@@ -78,7 +78,8 @@ def test_a_job_posted_to_the_local_api_is_run_by_the_watcher(local_stack: dict[s
 
     assert result.status_code == 200
     assert result.json()["status"] == "succeeded"
-    assert result.json()["urls"][0].endswith("/files/ct.nii.gz")
+    listed = requests.get(f"{api}/jobs/served", params={"files": "all"}, timeout=30).json()
+    assert listed["files"][0]["url"].endswith("/files/ct.nii.gz")
 
 
 def test_the_sync_route_of_the_local_api_answers_with_urls(local_stack: dict[str, str]) -> None:

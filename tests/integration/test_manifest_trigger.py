@@ -1,4 +1,5 @@
-"""An S3 manifest put uploads its files into XNAT: the trigger handler end to end over real HTTP."""
+"""An S3 manifest put uploads its files into XNAT: S3 notification -> intake queue -> intake handler ->
+FIFO job queue -> worker handler, end to end over real HTTP (moto's S3 and SQS, the XNAT emulator)."""
 
 from __future__ import annotations
 
@@ -23,8 +24,7 @@ def xnat_files(stack: LocalStack, resource: str = "NIFTI") -> dict[str, bytes]:
 
 
 def run(stack: LocalStack, manifest: dict | bytes, job_id: str = "job-1") -> dict:
-    stack.invoke_trigger(stack.put_manifest(job_id, manifest))
-    result = stack.read_result(job_id)
+    result = stack.run(job_id, manifest)
     assert result is not None, "a result manifest is written for every job"
     return result
 
@@ -279,16 +279,17 @@ def test_an_s3_event_with_a_url_encoded_key_finds_the_manifest(stack: LocalStack
     event = stack.put_manifest("2026/batch one+two", make_manifest())
     assert event["Records"][0]["s3"]["object"]["key"] == "manifests/2026/batch+one%2Btwo.json"
 
-    summary = stack.invoke_trigger(event)
+    assert stack.invoke_trigger(event) == {"batchItemFailures": []}
+    stack.drain()
 
-    assert summary["jobs"][0]["job_id"] == "2026/batch one+two"
     assert stack.read_result("2026/batch one+two")["status"] == "succeeded"
 
 
 def test_objects_outside_the_manifests_prefix_are_ignored(stack: LocalStack) -> None:
     event = stack.put_manifest("ignored", make_manifest())
     event["Records"][0]["s3"]["object"]["key"] = "results/ignored.json"
-    assert stack.invoke_trigger(event) == {"jobs": []}
+    assert stack.invoke_trigger(event) == {"batchItemFailures": []}
+    assert stack.queue_depth("jobs") == 0
     assert stack.read_result("ignored") is None
 
 
@@ -298,9 +299,11 @@ def test_several_records_in_one_event_each_get_a_result(stack: LocalStack) -> No
     second = stack.put_manifest("two", b"not json")
     event = {"Records": first["Records"] + second["Records"]}
 
-    summary = stack.invoke_trigger(event)
+    assert stack.invoke_trigger(event) == {"batchItemFailures": []}
+    stack.drain()
 
-    assert [(j["job_id"], j["status"]) for j in summary["jobs"]] == [("one", "succeeded"), ("two", "failed")]
+    assert stack.read_result("one")["status"] == "succeeded"
+    assert stack.read_result("two")["status"] == "failed"
 
 
 def test_a_scan_named_files_does_not_confuse_the_listing(stack: LocalStack) -> None:

@@ -23,17 +23,34 @@ def seed_sample_images(stack: LocalStack) -> dict:
     return manifest
 
 
-def test_the_sample_s3_event_runs_the_sample_manifest(stack: LocalStack) -> None:
-    manifest = seed_sample_images(stack)
+def put_sample_manifest(stack: LocalStack, manifest: dict) -> None:
     event = load("s3_put_manifest.json")
-    key = event["Records"][0]["s3"]["object"]["key"]
     assert event["Records"][0]["s3"]["bucket"]["name"] == stack.bucket
+    key = event["Records"][0]["s3"]["object"]["key"]
     stack.s3().put_object(Bucket=stack.bucket, Key=key, Body=json.dumps(manifest).encode())
 
-    summary = stack.invoke_trigger(event)
 
-    assert summary["jobs"][0]["status"] == "succeeded"
+def test_the_sample_intake_event_queues_the_sample_manifest(stack: LocalStack) -> None:
+    manifest = seed_sample_images(stack)
+    put_sample_manifest(stack, manifest)
+    app = load_handler_module("manifest_trigger")
+
+    response = app.lambda_handler(load("sqs_intake_manifest.json"), LocalLambdaContext("manifest-trigger", 60))
+
+    assert response == {"batchItemFailures": []}
+    stack.drain()
     assert len(stack.read_result("demo-job")["urls"]) == len(manifest["files_relative_paths_to_upload"])
+
+
+def test_the_sample_job_message_runs_the_sample_manifest_in_the_worker(stack: LocalStack) -> None:
+    manifest = seed_sample_images(stack)
+    put_sample_manifest(stack, manifest)
+    app = load_handler_module("upload_worker")
+
+    response = app.lambda_handler(load("sqs_job_message.json"), LocalLambdaContext("upload-worker", 900))
+
+    assert response == {"batchItemFailures": []}
+    assert stack.read_result("demo-job")["status"] == "succeeded"
 
 
 def test_the_sample_api_events_drive_the_api_handler(stack: LocalStack) -> None:
@@ -43,7 +60,11 @@ def test_the_sample_api_events_drive_the_api_handler(stack: LocalStack) -> None:
     def call(name: str) -> dict:
         return app.lambda_handler(load(name), LocalLambdaContext("upload-api", 29))
 
-    upload = call("api_put_upload.json")
+    stack.start_pollers()  # the upload route waits for the worker
+    try:
+        upload = call("api_put_upload.json")
+    finally:
+        stack.stop_pollers()
     assert upload["statusCode"] == 200, upload["body"]
     assert json.loads(upload["body"])[0].endswith("/files/ct_scan.nii.gz")
 

@@ -9,6 +9,7 @@ boto3 at DEBUG) and anything printed to stdout or stderr (metrics).
 from __future__ import annotations
 
 import base64
+import gzip
 import io
 import logging
 from collections.abc import Iterator
@@ -70,15 +71,15 @@ def test_no_password_basic_credentials_or_session_id_is_ever_logged_or_reported(
 
     # 1. a job that succeeds, with a session that expires half-way (a re-login sends credentials again)
     stack.xnat.expire_sessions_after(1, method="PUT", path_contains="/files/")
-    outputs.append(repr(stack.invoke_trigger(stack.put_manifest("ok", manifest))))
+    outputs.append(repr(stack.run("ok", manifest)))
     # 2. XNAT errors: a failed PUT, a dropped connection, a 401 that survives the re-login
     stack.xnat.fail_next(500, times=10, method="PUT", path_contains="a.nii", body="Internal error")
     stack.xnat.drop_connection_next(times=1, path_contains="b.nii")
     stack.xnat.fail_next(401, times=2, method="PUT", path_contains="c.nii")
-    outputs.append(repr(stack.invoke_trigger(stack.put_manifest("errors", {**manifest, "resource_id": "OTHER"}))))
+    outputs.append(repr(stack.run("errors", {**manifest, "resource_id": "OTHER"})))
     # 3. wrong credentials
     monkeypatch.setenv("XNAT_SERVICE_PASSWORD", WRONG_PASSWORD)
-    outputs.append(repr(stack.invoke_trigger(stack.put_manifest("bad-auth", manifest))))
+    outputs.append(repr(stack.run("bad-auth", manifest)))
 
     results = {job: stack.read_result(job) for job in ("ok", "errors", "bad-auth")}
     assert results["ok"]["status"] == "succeeded"
@@ -94,6 +95,7 @@ def test_no_password_basic_credentials_or_session_id_is_ever_logged_or_reported(
         "stderr": captured.err,
         "handler return values": "\n".join(outputs),
         **{f"results/{job}.json": _raw_result(stack, job) for job in results},
+        **{f"progress and checkpoint of {job}": _raw_state(stack, job) for job in results},
     }
     assert '"level":"DEBUG"' in texts["powertools logger"] or '"level":"INFO"' in texts["powertools logger"]
     assert any(r.name.startswith("urllib3") for r in caplog.records), "urllib3 debug logging was captured"
@@ -108,6 +110,13 @@ def _render(record: logging.LogRecord) -> str:
     """Everything a handler could print: message, arguments, exception text, extra fields."""
     formatted = logging.Formatter("%(name)s %(levelname)s %(message)s").format(record)
     return f"{formatted} {record.__dict__!r}"
+
+
+def _raw_state(stack: LocalStack, job: str) -> str:
+    """What the job left for later invocations and for readers: progress and checkpoint."""
+    progress = stack.s3().get_object(Bucket=stack.bucket, Key=f"results/.progress/{job}.json")["Body"].read()
+    checkpoint = stack.s3().get_object(Bucket=stack.bucket, Key=f"results/.checkpoints/{job}.json.gz")["Body"].read()
+    return progress.decode() + gzip.decompress(checkpoint).decode()
 
 
 def _raw_result(stack: LocalStack, job: str) -> str:

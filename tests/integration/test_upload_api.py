@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,8 +20,20 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def api(stack: LocalStack) -> Iterator[str]:
+    """The API alone: jobs it queues run when the test drains the queues."""
     with LocalApiServer() as server:
         yield server.url
+
+
+@pytest.fixture
+def running_api(stack: LocalStack) -> Iterator[str]:
+    """The API with the functions polling their queues in the background, as in AWS."""
+    stack.start_pollers()
+    try:
+        with LocalApiServer() as server:
+            yield server.url
+    finally:
+        stack.stop_pollers()
 
 
 def upload_body(files: list[str], **overrides: object) -> dict:
@@ -47,7 +60,8 @@ def xnat_files(stack: LocalStack) -> dict[str, bytes]:
 # -- PUT /upload/images/{net_id}: the seed's synchronous route ------------------------------------
 
 
-def test_sync_upload_answers_200_with_the_urls_in_manifest_order(api: str, stack: LocalStack) -> None:
+def test_sync_upload_answers_200_with_the_urls_in_manifest_order(running_api: str, stack: LocalStack) -> None:
+    api = running_api
     names = [f"slices/slice_{i:03d}.dcm" for i in range(20)][::-1]
     for name in names:
         stack.put_image("net-1", name, name.encode() * 100)
@@ -61,11 +75,14 @@ def test_sync_upload_answers_200_with_the_urls_in_manifest_order(api: str, stack
     assert set(xnat_files(stack)) == set(names)
 
 
-def test_sync_upload_writes_a_result_manifest_too(api: str, stack: LocalStack) -> None:
+def test_sync_upload_goes_through_the_job_queue_and_writes_a_result_manifest(
+    running_api: str, stack: LocalStack
+) -> None:
     stack.put_image("net-1", "a.nii", b"a")
-    assert put_upload(api, upload_body(["a.nii"])).status_code == 200
-    results = stack.s3().list_objects_v2(Bucket=stack.bucket, Prefix="results/sync/")["KeyCount"]
-    assert results == 1
+    assert put_upload(running_api, upload_body(["a.nii"])).status_code == 200
+    results = stack.s3().list_objects_v2(Bucket=stack.bucket, Prefix="results/sync-")["Contents"]
+    assert len(results) == 1
+    assert stack.worker is not None and stack.worker.stats.invocations == 1, "the worker did the upload"
 
 
 @pytest.mark.parametrize(
@@ -115,34 +132,34 @@ def test_a_hostile_net_id_in_the_path_is_refused(api: str, stack: LocalStack) ->
         ({"files": ["not-there.nii"]}, "object_not_found"),
     ],
 )
-def test_what_cannot_be_found_is_404(api: str, stack: LocalStack, overrides: dict, code: str) -> None:
+def test_what_cannot_be_found_is_404(running_api: str, stack: LocalStack, overrides: dict, code: str) -> None:
     stack.put_image("net-1", "a.nii", b"a")
-    response = put_upload(api, {**upload_body(["a.nii"]), **overrides})
+    response = put_upload(running_api, {**upload_body(["a.nii"]), **overrides})
     assert response.status_code == 404
     assert response.json()["error"] == code
 
 
-def test_an_existing_file_with_exist_ok_false_is_409(api: str, stack: LocalStack) -> None:
+def test_an_existing_file_with_exist_ok_false_is_409(running_api: str, stack: LocalStack) -> None:
     stack.xnat.add_file(DEMO_PROJECT, DEMO_ACCESSION, "1", "NIFTI", "a.nii", b"old")
     stack.put_image("net-1", "a.nii", b"new")
-    response = put_upload(api, upload_body(["a.nii"]))
+    response = put_upload(running_api, upload_body(["a.nii"]))
 
     assert response.status_code == 409
     assert response.json()["error"] == "already_exists"
     assert xnat_files(stack) == {"a.nii": b"old"}
 
 
-def test_exist_ok_true_replaces_and_answers_200(api: str, stack: LocalStack) -> None:
+def test_exist_ok_true_replaces_and_answers_200(running_api: str, stack: LocalStack) -> None:
     stack.xnat.add_file(DEMO_PROJECT, DEMO_ACCESSION, "1", "NIFTI", "a.nii", b"old")
     stack.put_image("net-1", "a.nii", b"new")
-    assert put_upload(api, upload_body(["a.nii"], exist_ok=True)).status_code == 200
+    assert put_upload(running_api, upload_body(["a.nii"], exist_ok=True)).status_code == 200
     assert xnat_files(stack) == {"a.nii": b"new"}
 
 
-def test_xnat_failing_is_502_with_the_result(api: str, stack: LocalStack) -> None:
+def test_xnat_failing_is_502_with_the_result(running_api: str, stack: LocalStack) -> None:
     stack.put_image("net-1", "a.nii", b"a")
     stack.xnat.fail_next(500, times=100, method="PUT", path_contains="/files/")
-    response = put_upload(api, upload_body(["a.nii"]))
+    response = put_upload(running_api, upload_body(["a.nii"]))
 
     assert response.status_code == 502
     body = response.json()
@@ -150,36 +167,59 @@ def test_xnat_failing_is_502_with_the_result(api: str, stack: LocalStack) -> Non
     assert body["result"]["files"][0]["status"] == "failed"
 
 
-def test_a_job_too_long_for_the_api_is_504_and_points_to_the_async_route(
-    api: str, stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+def test_a_job_that_does_not_end_in_time_answers_202_and_keeps_running(
+    running_api: str, stack: LocalStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("API_TIME_LIMIT_SECONDS", "1")
+    monkeypatch.setenv("API_TIME_LIMIT_SECONDS", "1")  # the route cannot wait at all
     stack.put_image("net-1", "a.nii", b"a")
-    response = put_upload(api, upload_body(["a.nii"]))
+    response = put_upload(running_api, upload_body(["a.nii"]))
 
-    assert response.status_code == 504
-    assert "POST /jobs" in response.json()["message"]
-    assert response.json()["result"]["files"][0]["status"] == "pending"
+    assert response.status_code == 202
+    body = response.json()
+    assert body["job_id"].startswith("sync-") and body["status_url"] == f"/jobs/{body['job_id']}"
+    assert response.headers["Location"] == body["status_url"]
+    done = wait_for_job(running_api, body["job_id"])
+    assert done.status_code == 200 and done.json()["status"] == "succeeded"
+
+
+def wait_for_job(api: str, job_id: str, timeout: float = 30) -> requests.Response:
+    """GET the job until it is no longer queued or running (work on the pollers, not luck)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = requests.get(f"{api}/jobs/{job_id}", timeout=30)
+        if response.status_code != 202 or time.monotonic() > deadline:
+            return response
+        time.sleep(0.05)
 
 
 # -- POST /jobs and GET /jobs/{job_id}: the asynchronous route -----------------------------------
 
 
-def test_a_submitted_job_is_pending_until_the_trigger_runs_it(api: str, stack: LocalStack) -> None:
+def test_a_submitted_job_is_queued_then_answers_with_its_result(api: str, stack: LocalStack) -> None:
     stack.put_image("net-1", "ct_scan.nii.gz", b"ct")
     submitted = requests.post(f"{api}/jobs", json={**make_manifest(), "job_id": "job-42"}, timeout=30)
 
     assert submitted.status_code == 202
     assert submitted.json()["job_id"] == "job-42"
     assert submitted.json()["status_url"] == "/jobs/job-42"
-    assert requests.get(f"{api}/jobs/job-42", timeout=30).status_code == 202
+    queued = requests.get(f"{api}/jobs/job-42", timeout=30)
+    assert queued.status_code == 202 and queued.json()["status"] == "queued"
 
-    stack.invoke_trigger(stack.manifest_event("job-42"))
+    assert stack.intake is not None and stack.intake.poll_once() >= 1  # validated, on the job queue
+    queued = requests.get(f"{api}/jobs/job-42", timeout=30)
+    assert queued.status_code == 202 and queued.json()["progress"]["state"] == "queued"
+    assert queued.json()["progress"]["files_total"] == 1
+
+    stack.drain()
 
     done = requests.get(f"{api}/jobs/job-42", timeout=30)
     assert done.status_code == 200
-    assert done.json()["status"] == "succeeded"
-    assert done.json()["urls"][0].endswith("/files/ct_scan.nii.gz")
+    body = done.json()
+    assert body["status"] == "succeeded" and body["counts"] == {"uploaded": 1}
+    assert body["result_location"] == f"s3://{stack.bucket}/results/job-42.json"
+    assert body["files"] == [], "by default only the files that need attention are listed"
+    everything = requests.get(f"{api}/jobs/job-42", params={"files": "all"}, timeout=30).json()
+    assert everything["files"][0]["url"].endswith("/files/ct_scan.nii.gz")
 
 
 def test_a_job_id_is_generated_when_none_is_given(api: str) -> None:
@@ -250,13 +290,41 @@ def test_submitting_an_unfinished_job_again_resumes_it(api: str, stack: LocalSta
     body = {**make_manifest(files_relative_paths_to_upload=["a.nii", "b.nii"]), "job_id": "resume-me"}
     stack.put_image("net-1", "a.nii", b"a")
     requests.post(f"{api}/jobs", json=body, timeout=30)
-    stack.invoke_trigger(stack.manifest_event("resume-me"))
+    stack.drain()
     assert requests.get(f"{api}/jobs/resume-me", timeout=30).json()["status"] == "failed"  # b.nii was missing
 
     stack.put_image("net-1", "b.nii", b"b")
     again = requests.post(f"{api}/jobs", json=body, timeout=30)
     assert again.status_code == 202
     assert again.json()["status"] == "resumed"
-    stack.invoke_trigger(stack.manifest_event("resume-me"))
+    resumed = requests.get(f"{api}/jobs/resume-me", timeout=30)
+    assert resumed.status_code == 202, "the previous run's result is not the resumed job's answer"
+    stack.drain()
 
     assert requests.get(f"{api}/jobs/resume-me", timeout=30).json()["status"] == "succeeded"
+
+
+def test_a_finished_job_lists_its_problem_files_page_by_page(api: str, stack: LocalStack) -> None:
+    present = [f"ok/{i:02d}.nii" for i in range(5)]
+    missing_later = [f"bad/{i:02d}.nii" for i in range(25)]
+    for path in present:
+        stack.put_image("net-1", path, path.encode())
+    for path in missing_later:
+        stack.xnat.add_file(DEMO_PROJECT, DEMO_ACCESSION, "1", "NIFTI", path, b"someone else's")
+        stack.put_image("net-1", path, path.encode())
+    requests.post(
+        f"{api}/jobs",
+        json={**make_manifest(files_relative_paths_to_upload=present + missing_later), "job_id": "paged"},
+        timeout=30,
+    )
+    stack.drain()
+
+    pages, offset = [], 0
+    while offset is not None:
+        page = requests.get(f"{api}/jobs/paged", params={"offset": offset, "limit": 10}, timeout=30).json()
+        assert page["status"] == "partial" and page["files_matching"] == 25
+        pages.append([f["path"] for f in page["files"]])
+        offset = page["next_offset"]
+
+    assert [len(p) for p in pages] == [10, 10, 5]
+    assert [path for page in pages for path in page] == missing_later, "every problem file once, in order"

@@ -34,7 +34,11 @@ def third_party_imports(path: Path) -> set[str]:
             names.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names.add(node.module.split(".")[0])
-    return {n for n in names if n not in sys.stdlib_module_names and n not in ("xnat_upload", "mypy_boto3_s3")}
+    return {
+        n
+        for n in names
+        if n not in sys.stdlib_module_names and n not in ("xnat_upload", "mypy_boto3_s3", "mypy_boto3_sqs")
+    }
 
 
 def test_every_runtime_import_is_provided_in_lambda() -> None:

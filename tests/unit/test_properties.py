@@ -24,9 +24,11 @@ from moto import mock_aws
 from devserver.xnat_emulator import _decode_file_path
 from xnat_upload.config import Settings
 from xnat_upload.exceptions import KeyOutsidePrefixError, ManifestError, ProjectNotFoundError
+from xnat_upload.intake import accept_manifest
 from xnat_upload.manifest import JobManifest, check_identifier, confined_key, requested_paths
+from xnat_upload.queue import JobMessage
 from xnat_upload.result import FileStatus, JobStatus
-from xnat_upload.trigger import process_manifest_object
+from xnat_upload.worker import Continued, Finished, work_on_job
 from xnat_upload.xnat import Experiment, RemoteFile, urls
 
 PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -239,14 +241,29 @@ def local_settings(**overrides: Any) -> Settings:
     return Settings(**values)
 
 
+class CapturedQueue:
+    """The job queue, as far as the intake and the worker use it: messages kept in order."""
+
+    def __init__(self) -> None:
+        self.sent: list[JobMessage] = []
+
+    def send(self, message: JobMessage, group_id: str) -> str:
+        self.sent.append(message)
+        return str(len(self.sent))
+
+
 def run_body(s3: Any, body: bytes, config: Settings, xnat: FakeXnat) -> dict[str, Any]:
+    """The intake, then the worker for every message it and the worker itself queue."""
     s3.put_object(Bucket=BUCKET, Key="manifests/job.json", Body=body)
-    s3.delete_objects(Bucket=BUCKET, Delete={"Objects": [{"Key": "results/job.json"}]})
-    returned = process_manifest_object("manifests/job.json", settings=config, s3=s3, connect=lambda *_: xnat)
-    assert returned is not None
-    document = json.loads(s3.get_object(Bucket=BUCKET, Key="results/job.json")["Body"].read())
-    assert document == json.loads(json.dumps(returned.to_dict()))
-    return document
+    state = ["results/job.json", "results/.progress/job.json", "results/.checkpoints/job.json.gz"]
+    s3.delete_objects(Bucket=BUCKET, Delete={"Objects": [{"Key": key} for key in state]})
+    queue = CapturedQueue()
+    intake = accept_manifest("manifests/job.json", version_id=None, settings=config, s3=s3, queue=queue)
+    assert (intake.status == "queued") == bool(queue.sent)
+    while queue.sent:
+        outcome = work_on_job(queue.sent.pop(0), settings=config, s3=s3, queue=queue, connect=lambda *_: xnat)
+        assert isinstance(outcome, Finished | Continued), outcome
+    return json.loads(s3.get_object(Bucket=BUCKET, Key="results/job.json")["Body"].read())
 
 
 def decoded(body: bytes) -> Any:

@@ -22,6 +22,7 @@ EVENTS = ROOT / "events"
 
 FUNCTIONS = {
     "ManifestTriggerFunction": "functions/manifest_trigger/",
+    "UploadWorkerFunction": "functions/upload_worker/",
     "UploadApiFunction": "functions/upload_api/",
 }
 FIXED_MANIFEST_FIELDS = {
@@ -158,7 +159,7 @@ def test_parameters_are_constrained(template: dict[str, Any]) -> None:
     assert "Default" not in params["XnatSecretArn"]
     assert set(params["UploadMode"]["AllowedValues"]) == {"auto", "zip", "per_file"}
     assert set(params["LogLevel"]["AllowedValues"]) == {"DEBUG", "INFO", "WARNING", "ERROR"}
-    assert params["FunctionTimeout"]["MaxValue"] <= 900
+    assert max(params["FunctionTimeout"]["AllowedValues"]) <= 900
     pattern = params["ImagesPrefix"]["AllowedPattern"]
     assert params["ImagesPrefix"]["Default"] == ""
     for good in ("", "images/", "a/b/"):
@@ -220,42 +221,150 @@ def test_bucket_policy_denies_requests_without_tls(resources: dict[str, Any]) ->
     assert "${DataBucket.Arn}/*" in covered
 
 
-# ---------------------------------------------------------------- manifest trigger
+# ---------------------------------------------------------------- the queue flow
 
 
-def test_notification_filter_matches_manifests_only(template: dict[str, Any], resources: dict[str, Any]) -> None:
-    events = _props(resources, "ManifestTriggerFunction")["Events"]
-    (event,) = events.values()
-    assert event["Type"] == "S3"
-    assert event["Properties"]["Bucket"] == {"Ref": "DataBucket"}
-    assert event["Properties"]["Events"] in ("s3:ObjectCreated:*", ["s3:ObjectCreated:*"])
-    rules = {r["Name"]: r["Value"] for r in event["Properties"]["Filter"]["S3Key"]["Rules"]}
+def _sqs_event(resources: dict[str, Any], function: str) -> dict[str, Any]:
+    (event,) = _props(resources, function)["Events"].values()
+    assert event["Type"] == "SQS", function
+    return event["Properties"]
+
+
+def _statement_actions(resources: dict[str, Any], function: str, resource: Any) -> set[str]:
+    return {
+        action
+        for policy in _props(resources, function)["Policies"]
+        if isinstance(policy, dict)
+        for statement in policy.get("Statement", [])
+        if statement.get("Resource") == resource
+        for action in _as_list(statement["Action"])
+    }
+
+
+def test_only_new_manifests_reach_the_intake_queue(template: dict[str, Any], resources: dict[str, Any]) -> None:
+    bucket = resources["DataBucket"]
+    (config,) = bucket["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
+    assert config["Queue"] == {"Fn::GetAtt": ["IntakeQueue", "Arn"]}
+    assert config["Event"] == "s3:ObjectCreated:*"
+    rules = {r["Name"]: r["Value"] for r in config["Filter"]["S3Key"]["Rules"]}
     assert rules == {"prefix": "manifests/", "suffix": ".json"}
+    # S3 checks the destination when the notification is set: the queue policy must exist first.
+    assert bucket["DependsOn"] in ("IntakeQueuePolicy", ["IntakeQueuePolicy"])
 
     env = _environment(template, "ManifestTriggerFunction")
     assert env["MANIFESTS_PREFIX"] == rules["prefix"]
     results_prefix = env["RESULTS_PREFIX"]
     assert results_prefix == "results/"
-    # No recursion: a result key can never match the notification's prefix.
+    # No recursion: results, progress and checkpoints can never match the notification's prefix.
     assert not results_prefix.startswith(rules["prefix"]) and not rules["prefix"].startswith(results_prefix)
 
 
-def test_trigger_reads_only_manifests_images_and_results(resources: dict[str, Any]) -> None:
+def test_only_the_data_bucket_may_send_to_the_intake_queue(resources: dict[str, Any]) -> None:
+    policy = _props(resources, "IntakeQueuePolicy")
+    assert policy["Queues"] == [{"Ref": "IntakeQueue"}]
+    (statement,) = policy["PolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "s3.amazonaws.com"}
+    assert statement["Action"] == "sqs:SendMessage"
+    assert _text(statement["Condition"]["ArnEquals"]["aws:SourceArn"]).endswith(_bucket_name(resources))
+    assert statement["Condition"]["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
+
+
+def test_the_intake_reads_the_intake_queue_with_partial_batch_responses(resources: dict[str, Any]) -> None:
+    event = _sqs_event(resources, "ManifestTriggerFunction")
+    assert event["Queue"] == {"Fn::GetAtt": ["IntakeQueue", "Arn"]}
+    assert event["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    queue = _props(resources, "IntakeQueue")
+    assert queue["SqsManagedSseEnabled"] is True
+    assert queue["VisibilityTimeout"] >= 6 * _props(resources, "ManifestTriggerFunction")["Timeout"]
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["IntakeDeadLetterQueue", "Arn"]}
+
+
+def test_the_job_queue_is_fifo_with_the_producers_deduplication_ids(resources: dict[str, Any]) -> None:
+    queue = _props(resources, "JobQueue")
+    assert queue["FifoQueue"] is True and _text(queue["QueueName"]).endswith(".fifo")
+    assert queue["ContentBasedDeduplication"] is False
+    assert queue["SqsManagedSseEnabled"] is True
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": ["JobDeadLetterQueue", "Arn"]},
+        "maxReceiveCount": {"Ref": "JobMaxReceiveCount"},
+    }
+    dlq = _props(resources, "JobDeadLetterQueue")
+    assert dlq["FifoQueue"] is True and _text(dlq["QueueName"]).endswith(".fifo")
+
+
+def test_the_job_queue_hides_a_message_longer_than_any_worker_runs(template: dict[str, Any]) -> None:
+    """Six times the worker's timeout (AWS's guidance): a job is never given to two workers at once."""
+    visibility = template["Mappings"]["JobQueueVisibility"]
+    timeouts = template["Parameters"]["FunctionTimeout"]["AllowedValues"]
+    assert max(timeouts) <= 900
+    for timeout in timeouts:
+        assert visibility[str(timeout)]["Seconds"] >= 6 * int(timeout)
+        assert visibility[str(timeout)]["Seconds"] <= 12 * 3600
+
+
+def test_the_worker_runs_one_job_per_invocation_with_bounded_concurrency(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    event = _sqs_event(resources, "UploadWorkerFunction")
+    assert event["Queue"] == {"Fn::GetAtt": ["JobQueue", "Arn"]}
+    assert event["BatchSize"] == 1
+    assert event["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "WorkerMaximumConcurrency"}}
+    assert template["Parameters"]["WorkerMaximumConcurrency"]["Default"] == 4
+    assert template["Parameters"]["WorkerMaximumConcurrency"]["MinValue"] >= 2  # Lambda's own minimum
+    assert event["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    worker = _props(resources, "UploadWorkerFunction")
+    assert worker["Timeout"] == {"Ref": "FunctionTimeout"}
+    # A long job is a chain of continuations on purpose: recursive loop detection must not cut it.
+    assert worker["RecursiveLoop"] == "Allow"
+    env = _environment(template, "UploadWorkerFunction")
+    assert env["JOB_MAX_RECEIVE_COUNT"] == {"Ref": "JobMaxReceiveCount"}, "the same number as the redrive policy"
+    assert env["MAX_CONTINUATIONS"] == {"Ref": "MaxContinuations"}
+    assert template["Parameters"]["MaxContinuations"]["Default"] == 100
+
+
+def test_only_the_worker_talks_to_xnat(template: dict[str, Any], resources: dict[str, Any]) -> None:
+    for function in FUNCTIONS:
+        policies = _props(resources, function)["Policies"]
+        secret = [p for p in policies if isinstance(p, dict) and "AWSSecretsManagerGetSecretValuePolicy" in p]
+        env = _environment(template, function)
+        if function == "UploadWorkerFunction":
+            assert secret[0]["AWSSecretsManagerGetSecretValuePolicy"]["SecretArn"] == {"Ref": "XnatSecretArn"}
+            assert env["XNAT_SECRET_ARN"] == {"Ref": "XnatSecretArn"}
+        else:
+            assert not secret and "XNAT_SECRET_ARN" not in env, function
+
+
+def test_every_producer_may_send_to_the_job_queue_and_only_the_worker_may_defer(resources: dict[str, Any]) -> None:
+    job_queue = {"Fn::GetAtt": ["JobQueue", "Arn"]}
+    assert _statement_actions(resources, "ManifestTriggerFunction", job_queue) == {"sqs:SendMessage"}
+    assert _statement_actions(resources, "UploadApiFunction", job_queue) == {"sqs:SendMessage"}
+    assert _statement_actions(resources, "UploadWorkerFunction", job_queue) == {
+        "sqs:SendMessage",
+        "sqs:ChangeMessageVisibility",
+    }
+
+
+def test_the_intake_reads_manifests_and_results_and_writes_only_results(resources: dict[str, Any]) -> None:
     reads = _object_paths(resources, "ManifestTriggerFunction", "s3:GetObject")
-    assert "*" not in reads, "no blanket <bucket>/* read"
-    assert "manifests/*" in reads
-    assert "${ImagesPrefix}*/upload/*" in reads
-    assert reads <= {"manifests/*", "${ImagesPrefix}*/upload/*", "results/*"}
+    assert reads == {"manifests/*", "results/*"}, "the intake never reads images"
     # The S3 event names a version: reading that exact version needs GetObjectVersion on the manifests.
     assert "manifests/*" in _object_paths(resources, "ManifestTriggerFunction", "s3:GetObjectVersion")
-
-
-def test_trigger_writes_only_results(resources: dict[str, Any]) -> None:
     assert _object_paths(resources, "ManifestTriggerFunction", "s3:PutObject") == {"results/*"}
-    for statement in _s3_statements(resources, "ManifestTriggerFunction"):
-        for action in _as_list(statement["Action"]):
-            assert "*" not in str(action), f"wildcard S3 action {action}"
-            assert not str(action).startswith("s3:Delete"), action
+
+
+def test_the_worker_reads_manifests_images_and_results_and_writes_only_results(resources: dict[str, Any]) -> None:
+    reads = _object_paths(resources, "UploadWorkerFunction", "s3:GetObject")
+    assert reads == {"manifests/*", "${ImagesPrefix}*/upload/*", "results/*"}
+    assert "manifests/*" in _object_paths(resources, "UploadWorkerFunction", "s3:GetObjectVersion")
+    assert _object_paths(resources, "UploadWorkerFunction", "s3:PutObject") == {"results/*"}
+
+
+def test_no_function_deletes_or_uses_wildcard_s3_actions(resources: dict[str, Any]) -> None:
+    for function in FUNCTIONS:
+        for statement in _s3_statements(resources, function):
+            for action in _as_list(statement["Action"]):
+                assert "*" not in str(action), f"wildcard S3 action {action} in {function}"
+                assert not str(action).startswith("s3:Delete"), (function, action)
 
 
 def test_functions_can_list_the_bucket(resources: dict[str, Any]) -> None:
@@ -271,68 +380,44 @@ def test_functions_can_list_the_bucket(resources: dict[str, Any]) -> None:
         assert listed == {bucket_arn}, function
 
 
-def test_functions_read_the_secret_and_only_the_trigger_touches_the_idempotency_table(
-    resources: dict[str, Any],
-) -> None:
-    for function in FUNCTIONS:
-        policies = _props(resources, function)["Policies"]
-        secret = [p for p in policies if isinstance(p, dict) and "AWSSecretsManagerGetSecretValuePolicy" in p]
-        assert secret and secret[0]["AWSSecretsManagerGetSecretValuePolicy"]["SecretArn"] == {"Ref": "XnatSecretArn"}
-    table_actions = {
-        function: {
-            action
-            for policy in _props(resources, function)["Policies"]
-            if isinstance(policy, dict)
-            for statement in policy.get("Statement", [])
-            if statement.get("Resource") == {"Fn::GetAtt": ["IdempotencyTable", "Arn"]}
-            for action in statement["Action"]
-        }
-        for function in FUNCTIONS
-    }
-    assert table_actions["ManifestTriggerFunction"] == {
+def test_only_the_intake_touches_the_idempotency_table(template: dict[str, Any], resources: dict[str, Any]) -> None:
+    table = {"Fn::GetAtt": ["IdempotencyTable", "Arn"]}
+    assert _statement_actions(resources, "ManifestTriggerFunction", table) == {
         "dynamodb:GetItem",
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
         "dynamodb:DeleteItem",
     }, "exactly what Powertools idempotency needs: no Scan, no batch operations"
-    assert table_actions["UploadApiFunction"] == set(), "the API does not deduplicate events"
-    api_policies = str(_props(resources, "UploadApiFunction")["Policies"])
-    assert "DynamoDB" not in api_policies
+    assert _environment(template, "ManifestTriggerFunction")["IDEMPOTENCY_TABLE"] == {"Ref": "IdempotencyTable"}
+    for function in ("UploadApiFunction", "UploadWorkerFunction"):
+        assert _statement_actions(resources, function, table) == set(), function
+        assert "IDEMPOTENCY_TABLE" not in _environment(template, function), function
 
 
-def test_failed_invocations_are_retried_then_dead_lettered(resources: dict[str, Any]) -> None:
-    config = _props(resources, "ManifestTriggerFunction")["EventInvokeConfig"]
-    assert 1 <= config["MaximumRetryAttempts"] <= 2
-    assert config["MaximumEventAgeInSeconds"] >= 3600
-    on_failure = config["DestinationConfig"]["OnFailure"]
-    assert on_failure["Type"] == "SQS"
-    assert on_failure["Destination"] == {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
-    queue = resources["DeadLetterQueue"]
-    assert queue["Type"] == "AWS::SQS::Queue"
-    assert queue["Properties"]["SqsManagedSseEnabled"] is True
-    assert queue["Properties"]["MessageRetentionPeriod"] == 1209600
-
-
-def test_dead_letter_queue_depth_alarm(resources: dict[str, Any]) -> None:
-    alarms = [
-        r["Properties"]
+def test_both_dead_letter_queues_have_a_depth_alarm(resources: dict[str, Any]) -> None:
+    alarms = {
+        _text(r["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0]): r["Properties"]
         for r in resources.values()
         if r["Type"] == "AWS::CloudWatch::Alarm"
         and r["Properties"].get("Namespace") == "AWS/SQS"
         and r["Properties"].get("MetricName") == "ApproximateNumberOfMessagesVisible"
-    ]
-    assert len(alarms) == 1
-    alarm = alarms[0]
-    dims = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
-    assert dims == {"QueueName": {"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]}}
-    assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold"
-    assert alarm["EvaluationPeriods"] == 1 and alarm["Period"] == 300
+    }
+    assert set(alarms) == {"IntakeDeadLetterQueue", "JobDeadLetterQueue"}
+    for alarm in alarms.values():
+        assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold"
+        assert alarm["EvaluationPeriods"] == 1 and alarm["Period"] == 300
 
 
 def test_alarm_actions_only_when_a_topic_is_given(template: dict[str, Any], resources: dict[str, Any]) -> None:
     assert "HasAlarmTopic" in template["Conditions"]
     alarms = {n: r for n, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
-    assert {"DeadLetterQueueDepthAlarm", "ManifestTriggerErrorsAlarm", "UploadApiErrorsAlarm"} <= set(alarms)
+    assert {
+        "IntakeDeadLetterQueueDepthAlarm",
+        "JobDeadLetterQueueDepthAlarm",
+        "ManifestTriggerErrorsAlarm",
+        "UploadWorkerErrorsAlarm",
+        "UploadApiErrorsAlarm",
+    } <= set(alarms)
     for name, alarm in alarms.items():
         actions = alarm["Properties"]["AlarmActions"]
         assert actions == {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}, name
@@ -433,12 +518,14 @@ def test_api_function_s3_permissions(resources: dict[str, Any]) -> None:
     assert "*" not in reads
     assert {"${ImagesPrefix}*/upload/*", "results/*", "manifests/*"} == reads
     assert _object_paths(resources, "UploadApiFunction", "s3:PutObject") == {"manifests/*", "results/*"}
+    assert not _object_paths(resources, "UploadApiFunction", "s3:DeleteObject")
 
 
 def test_outputs(template: dict[str, Any]) -> None:
     outputs = template["Outputs"]
-    expected = {"DataBucketName", "ManifestTriggerFunctionArn", "UploadApiUrl", "DeadLetterQueueUrl"}
-    assert expected | {"IdempotencyTableName"} <= set(outputs)
+    expected = {"DataBucketName", "ManifestTriggerFunctionArn", "UploadWorkerFunctionArn", "UploadApiUrl"}
+    queues = {"JobQueueUrl", "IntakeDeadLetterQueueUrl", "JobDeadLetterQueueUrl"}
+    assert expected | queues | {"IdempotencyTableName"} <= set(outputs)
     assert _text(outputs["UploadApiUrl"]["Value"]).endswith("/v1")
 
 
@@ -448,11 +535,10 @@ def test_outputs(template: dict[str, Any]) -> None:
 def test_functions_get_the_fixed_configuration(template: dict[str, Any]) -> None:
     for function in FUNCTIONS:
         env = _environment(template, function)
-        for name in ("XNAT_URL", "XNAT_SECRET_ARN", "DATA_BUCKET", "IMAGES_PREFIX", "MANIFESTS_PREFIX"):
+        for name in ("XNAT_URL", "DATA_BUCKET", "IMAGES_PREFIX", "MANIFESTS_PREFIX", "JOB_QUEUE_URL"):
             assert name in env, (function, name)
         assert env["XNAT_URL"] == {"Ref": "XnatUrl"}
-        assert env["XNAT_SECRET_ARN"] == {"Ref": "XnatSecretArn"}
-        assert env["IDEMPOTENCY_TABLE"] == {"Ref": "IdempotencyTable"}
+        assert env["JOB_QUEUE_URL"] == {"Ref": "JobQueue"}
         assert env["POWERTOOLS_SERVICE_NAME"] == "xnat-upload"
         # Plain credentials are for local runs only: never part of the deployment.
         assert "XNAT_SERVICE_PASSWORD" not in env
@@ -498,11 +584,8 @@ def test_sample_s3_event_is_a_manifest_put(resources: dict[str, Any]) -> None:
     assert record["eventSource"] == "aws:s3"
     assert record["eventName"].startswith("ObjectCreated:")
     key = record["s3"]["object"]["key"]
-    rules = {
-        r["Name"]: r["Value"]
-        for event in _props(resources, "ManifestTriggerFunction")["Events"].values()
-        for r in event["Properties"]["Filter"]["S3Key"]["Rules"]
-    }
+    (config,) = _props(resources, "DataBucket")["NotificationConfiguration"]["QueueConfigurations"]
+    rules = {r["Name"]: r["Value"] for r in config["Filter"]["S3Key"]["Rules"]}
     assert key.startswith("manifests/") and key.endswith(".json")
     assert key.startswith(rules["prefix"]) and key.endswith(rules["suffix"])
     # No versionId: a made-up one would not exist in the user's bucket (`sam local invoke`);
@@ -523,6 +606,25 @@ def test_sample_api_events_match_declared_routes(resources: dict[str, Any], name
     assert event["isBase64Encoded"] is False
     if event["body"] is not None:
         assert isinstance(json.loads(event["body"]), dict)
+
+
+def test_the_sample_intake_event_carries_the_sample_s3_event() -> None:
+    (record,) = _load_event("sqs_intake_manifest.json")["Records"]
+    assert record["eventSource"] == "aws:sqs"
+    assert json.loads(record["body"]) == _load_event("s3_put_manifest.json")
+
+
+def test_the_sample_job_message_has_the_fixed_format_and_ids() -> None:
+    import hashlib
+
+    (record,) = _load_event("sqs_job_message.json")["Records"]
+    message = json.loads(record["body"])
+    assert set(message) == {"job_id", "manifest_key", "manifest_version", "continuation"}
+    manifest = _load_event("manifest.json")
+    target = "|".join(manifest[k] for k in ("central_hub_project_id", "accession_id", "scan_id", "resource_id"))
+    assert record["attributes"]["MessageGroupId"] == hashlib.sha256(target.encode()).hexdigest()
+    identity = f"{message['job_id']}|{message['manifest_version'] or ''}|{message['continuation']}"
+    assert record["attributes"]["MessageDeduplicationId"] == hashlib.sha256(identity.encode()).hexdigest()
 
 
 def test_sample_post_job_body_is_a_manifest_with_a_job_id() -> None:

@@ -97,13 +97,15 @@ def test_5xx_is_retried_with_a_fresh_body_each_time() -> None:
 
 
 @responses.activate
-def test_a_collided_put_is_retried_with_overwrite() -> None:
+def test_a_collided_put_is_retried_without_overwrite_and_the_caller_is_told() -> None:
+    """A retry never adds overwrite=true by itself: the bytes on disk may not be ours (the caller decides)."""
     put = f"{SCAN}/resources/NIFTI/files/a.nii"
     responses.put(put, status=500, body="<h3>ConcurrentModificationException</h3>")
-    responses.put(put, status=200, match=[matchers.query_param_matcher({"inbody": "true", "overwrite": "true"})])
-    client().upload_file_to_xnat(EXPERIMENT, "1", "NIFTI", "a.nii", lambda: Bytes(b"x"), overwrite_on_retry=True)
-    assert "overwrite" not in responses.calls[0].request.url
-    assert "overwrite=true" in responses.calls[1].request.url
+    responses.put(put, status=200, match=[matchers.query_param_matcher({"inbody": "true"})])
+    retried: list[int] = []
+    client().upload_file_to_xnat(EXPERIMENT, "1", "NIFTI", "a.nii", lambda: Bytes(b"x"), retry_hook=retried.append)
+    assert ["overwrite" in call.request.url for call in responses.calls] == [False, False]
+    assert retried == [1], "told before the second attempt: the first may have left its bytes"
 
 
 @responses.activate

@@ -3,15 +3,20 @@
 Example::
 
     import boto3
-    from xnat_upload import Settings, process_manifest_object
+    from xnat_upload import Settings
+    from xnat_upload.intake import accept_manifest
+    from xnat_upload.queue import JobQueue
 
-    result = process_manifest_object("manifests/ab12.json", settings=Settings.from_env(), s3=boto3.client("s3"))
-    print(result.to_dict()["urls"])
+    settings = Settings.from_env()
+    queue = JobQueue(boto3.client("sqs"), settings.require_job_queue())
+    accept_manifest("manifests/ab12.json", version_id=None, settings=settings, s3=boto3.client("s3"), queue=queue)
 
 Modules, one job each: `config` (environment), `manifest` (schema and path confinement),
-`xnat` (REST client), `transfer` (S3 -> XNAT streaming engine), `job` (orchestration),
-`result` (the result manifest), `store` (manifests and results in S3), `trigger` (one manifest
-object end to end), `api` (the seed-compatible synchronous call).
+`xnat` (REST client), `transfer` (S3 -> XNAT streaming engine), `job` (one invocation's run and
+the state between invocations), `result` (the result manifest), `store` (manifests, results,
+progress and checkpoints in S3), `queue` (job messages on JobQueue.fifo), `intake` (a manifest
+version -> a queued job), `worker` (a job message -> an invocation's work), `submission` (jobs
+seen from the API and the CLI), `api` (the seed-compatible call).
 """
 
 from .config import Settings
@@ -35,7 +40,6 @@ from .job import run_job
 from .manifest import JobManifest
 from .result import FileResult, FileStatus, JobResult, JobStatus
 from .store import JobStore
-from .trigger import process_manifest_object
 
 __all__ = [
     "AlreadyExistsError",
@@ -59,6 +63,5 @@ __all__ = [
     "XnatAuthError",
     "XnatError",
     "XnatUploadError",
-    "process_manifest_object",
     "run_job",
 ]

@@ -14,6 +14,7 @@ from .config import Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
 
 
 @lru_cache(maxsize=4)
@@ -25,3 +26,12 @@ def s3_client(settings: Settings) -> S3Client:
     pool = max(10, settings.upload_concurrency * 4 + 4)
     config = Config(max_pool_connections=pool, retries={"mode": "standard", "max_attempts": 5})
     return boto3.client("s3", config=config)
+
+
+@lru_cache(maxsize=4)
+def sqs_client(settings: Settings) -> SQSClient:
+    """For the job queue: a few sends and visibility changes per invocation."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("sqs", config=Config(retries={"mode": "standard", "max_attempts": 5}))

@@ -80,6 +80,11 @@ class Settings:
     idempotency_table: str | None = None
     api_time_limit_seconds: float = 28.0
     progress_interval_seconds: float = 5.0
+    job_queue_url: str | None = None
+    max_continuations: int = 100
+    job_max_receive_count: int = 8
+    xnat_unavailable_retry_seconds: float = 60.0
+    xnat_unavailable_max_retry_seconds: float = 3600.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -119,7 +124,18 @@ class Settings:
             idempotency_table=env.get("IDEMPOTENCY_TABLE", "").strip() or None,
             api_time_limit_seconds=_float(env, "API_TIME_LIMIT_SECONDS", 28.0),
             progress_interval_seconds=_float(env, "PROGRESS_INTERVAL_SECONDS", 5.0),
+            job_queue_url=env.get("JOB_QUEUE_URL", "").strip() or None,
+            max_continuations=_int(env, "MAX_CONTINUATIONS", 100, minimum=1),
+            job_max_receive_count=_int(env, "JOB_MAX_RECEIVE_COUNT", 8, minimum=1),
+            xnat_unavailable_retry_seconds=_float(env, "XNAT_UNAVAILABLE_RETRY_SECONDS", 60.0),
+            xnat_unavailable_max_retry_seconds=_float(env, "XNAT_UNAVAILABLE_MAX_RETRY_SECONDS", 3600.0),
         )
+
+    def require_job_queue(self) -> str:
+        """The FIFO job queue's URL; every writer to XNAT goes through it."""
+        if not self.job_queue_url:
+            raise ConfigurationError("JOB_QUEUE_URL must be set to the FIFO job queue's URL")
+        return self.job_queue_url
 
     def job_id_for(self, manifest_key: str) -> str | None:
         """`manifests/2026/ab12.json` -> `2026/ab12`; None for keys that are not manifests."""

@@ -101,6 +101,13 @@ class XnatAuthError(XnatError):
     error_code = "xnat_auth_failed"
 
 
+class XnatUnavailableError(XnatError):
+    """XNAT could not be reached, or failed the job's transfers even after retries: the job waits
+    and is tried again later (the queue redelivers it) instead of failing."""
+
+    error_code = "xnat_unavailable"
+
+
 class XnatDuplicateError(XnatError):
     """XNAT kept an existing file and answered 200 with a `duplicates` body."""
 
@@ -139,6 +146,42 @@ class TimeBudgetExceededError(XnatUploadError):
     http_status = 504
 
 
+class TransferTooLargeError(XnatUploadError):
+    """One file would take longer than a whole invocation at the measured rate: retrying it
+    would never finish, so it is reported instead."""
+
+    error_code = "too_large_for_invocation"
+    http_status = 413
+
+
+class ContinuationLimitError(XnatUploadError):
+    """The job used `MAX_CONTINUATIONS` invocations and still had files pending."""
+
+    error_code = "continuation_limit"
+    http_status = 504
+
+
+class NoProgressError(XnatUploadError):
+    """Several invocations in a row finished no file: continuing would loop without end."""
+
+    error_code = "no_progress"
+    http_status = 504
+
+
+class ManifestDeletedError(XnatUploadError):
+    """The manifest was deleted before its job ran: nothing was uploaded."""
+
+    error_code = "manifest_deleted"
+    http_status = 404
+
+
+class InvalidJobMessageError(XnatUploadError):
+    """A job queue message that does not match the fixed job message format."""
+
+    error_code = "invalid_job_message"
+    http_status = 500
+
+
 def error_for_code(code: str, message: str) -> XnatUploadError:
     """The error type behind a result manifest's `error_code` (unknown codes map to the base type)."""
     pending: list[type[XnatUploadError]] = [XnatUploadError]
@@ -157,6 +200,17 @@ class JobConflictError(XnatUploadError):
 
     error_code = "job_conflict"
     http_status = 409
+
+
+class JobStillRunningError(XnatUploadError):
+    """The job did not end within the time the caller could wait; it keeps running."""
+
+    error_code = "job_running"
+    http_status = 202
+
+    def __init__(self, message: str, job_id: str = "") -> None:
+        super().__init__(message)
+        self.job_id = job_id
 
 
 class JobNotFoundError(XnatUploadError):

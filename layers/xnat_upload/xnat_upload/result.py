@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
@@ -16,7 +16,7 @@ class FileStatus(StrEnum):
     REJECTED = "rejected"  # refused before any work (hostile or colliding path)
     MISSING = "missing"  # the S3 object does not exist
     SKIPPED = "skipped"  # not tried because the job stopped (job-level `error` says why)
-    PENDING = "pending"  # not started before the time budget ran out; a re-run does it
+    PENDING = "pending"  # not done yet: the job continues it (or a re-run does)
 
 
 class JobStatus(StrEnum):
@@ -25,7 +25,7 @@ class JobStatus(StrEnum):
     FAILED = "failed"
 
 
-@dataclass
+@dataclass(slots=True)  # a job may list 100,000 files: no per-instance __dict__
 class FileResult:
     path: str
     status: FileStatus = FileStatus.SKIPPED
@@ -37,6 +37,10 @@ class FileResult:
     identical: bool | None = None  # for already_exists: XNAT's copy has the same MD5
     attempts: int = 0
     source_etag: str | None = None  # the S3 object version that was validated (re-runs match on it)
+    # A PUT of this job for this path may have left bytes on XNAT's disk that are not (yet) known to be
+    # catalogued and verified. Only such bytes are this job's own, so only then may the job send
+    # `overwrite=true` without `exist_ok` (see transfer/engine.py, "Integrity rule").
+    put_unconfirmed: bool = False
 
     @property
     def in_place(self) -> bool:
@@ -51,9 +55,58 @@ class FileResult:
         self.status, self.error, self.error_code = status, error.message, error.error_code
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["status"] = self.status.value
-        return {k: v for k, v in data.items() if v is not None}
+        data: dict[str, Any] = {"path": self.path, "status": self.status.value}
+        for name in _OPTIONAL_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                data[name] = value
+        if not self.put_unconfirmed:
+            del data["put_unconfirmed"]
+        data["attempts"] = self.attempts
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FileResult:
+        """The inverse of `to_dict` (checkpoints are stored this way); unknown keys are ignored."""
+        known = {name: data[name] for name in _FIELD_NAMES if name in data}
+        known["status"] = FileStatus(known.get("status", FileStatus.PENDING))
+        return cls(**known)
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(FileResult))
+_OPTIONAL_FIELDS = tuple(name for name in _FIELD_NAMES if name not in ("path", "status", "attempts"))
+
+
+@dataclass(frozen=True)
+class PreviousOutcomes:
+    """What an earlier run of the same job (another manifest version) left behind.
+
+    `known_md5`: (path, S3 ETag) -> MD5 of files it put or found in XNAT, so a re-run recognises
+    them even when the ETag is not an MD5 (a changed object does not match). `unconfirmed`: paths
+    where its PUTs may have left bytes on XNAT's disk: this job's own, so it may overwrite them.
+    """
+
+    known_md5: dict[tuple[str, str], str] = field(default_factory=dict)
+    unconfirmed: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_document(cls, document: dict[str, Any] | None) -> PreviousOutcomes:
+        """From a stored result manifest; anything malformed is skipped, never a crash."""
+        entries = (document or {}).get("files")
+        known: dict[tuple[str, str], str] = {}
+        unconfirmed: set[str] = set()
+        for entry in entries if isinstance(entries, list) else []:
+            if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+                continue
+            if entry.get("put_unconfirmed") is True:
+                unconfirmed.add(entry["path"])
+            if not entry.get("md5") or not entry.get("source_etag"):
+                continue
+            if entry.get("status") == "uploaded" or (
+                entry.get("status") == "already_exists" and entry.get("identical")
+            ):
+                known[(entry["path"], str(entry["source_etag"]))] = str(entry["md5"])
+        return cls(known, frozenset(unconfirmed))
 
 
 @dataclass
@@ -62,6 +115,7 @@ class JobResult:
 
     job_id: str | None
     files: list[FileResult] = field(default_factory=list)
+    manifest_version: str | None = None  # the manifest version this result belongs to
     error: dict[str, str] | None = None
     upload_mode: str | None = None
     xnat: dict[str, str] = field(default_factory=dict)
@@ -71,6 +125,7 @@ class JobResult:
     xnat_requests: int | None = None
     xnat_retries: int | None = None
     duration_seconds: float | None = None
+    invocations: int | None = None  # how many worker invocations the job took (continuations + 1)
 
     @property
     def status(self) -> JobStatus:
@@ -101,6 +156,7 @@ class JobResult:
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "job_id": self.job_id,
+            "manifest_version": self.manifest_version,
             "status": self.status.value,
             "urls": self.urls,
             "counts": self.counts(),
@@ -116,6 +172,7 @@ class JobResult:
             "xnat_requests": self.xnat_requests,
             "xnat_retries": self.xnat_retries,
             "duration_seconds": self.duration_seconds,
+            "invocations": self.invocations,
         }
         data.update({k: v for k, v in optional.items() if v is not None})
         return data

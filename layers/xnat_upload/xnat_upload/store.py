@@ -16,12 +16,14 @@ from botocore.exceptions import ClientError
 
 from .config import Settings
 from .exceptions import ManifestError
-from .result import JobResult
+from .result import JobResult, PreviousOutcomes
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
+PRETTY_MAX_FILES = 1000  # results of bigger jobs are written compact: 100,000 files stay a few MB smaller
+MISSING = object()  # `manifest_version` of a manifest that does not exist (deleted)
 
 
 class JobStore:
@@ -50,8 +52,8 @@ class JobStore:
             raise ManifestError(f"manifest is larger than {limit} bytes")
         return data
 
-    def put_manifest(self, job_id: str, manifest: dict[str, Any]) -> str:
-        """Put the manifest (a new version: the trigger runs it again)."""
+    def put_manifest(self, job_id: str, manifest: dict[str, Any]) -> str | None:
+        """Put the manifest (a new version: the intake queues it again); returns its version id."""
         return self._put_manifest(job_id, manifest)
 
     def put_manifest_once(self, job_id: str, manifest: dict[str, Any]) -> bool:
@@ -64,20 +66,40 @@ class JobStore:
             raise
         return True
 
-    def _put_manifest(self, job_id: str, manifest: dict[str, Any], **conditions: str) -> str:
+    def _put_manifest(self, job_id: str, manifest: dict[str, Any], **conditions: str) -> str | None:
         key = self._settings.manifest_key(job_id)
         body = json.dumps(manifest).encode()
-        self._s3.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType="application/json", **conditions)
-        return key
+        put = self._s3.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType="application/json", **conditions)
+        version = put.get("VersionId")
+        return None if version in (None, "null") else str(version)
+
+    def manifest_key(self, job_id: str) -> str:
+        return self._settings.manifest_key(job_id)
 
     def manifest_exists(self, job_id: str) -> bool:
         return self._exists(self._settings.manifest_key(job_id))
 
+    def manifest_version(self, job_id: str) -> str | object | None:
+        """The current version id of the job's manifest (None in an unversioned bucket), or
+        `MISSING` when it does not exist: a reader compares results and messages with it."""
+        try:
+            head = self._s3.head_object(Bucket=self._bucket, Key=self._settings.manifest_key(job_id))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in _NOT_FOUND:
+                return MISSING
+            raise
+        version = head.get("VersionId")
+        return None if version in (None, "null") else str(version)
+
     def write_result(self, result: JobResult) -> str:
         key = self._settings.results_key(result.job_id or "unknown")
-        body = json.dumps(result.to_dict(), indent=2).encode()
+        indent = 2 if len(result.files) <= PRETTY_MAX_FILES else None
+        body = json.dumps(result.to_dict(), indent=indent, separators=None if indent else (",", ":")).encode()
         self._s3.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType="application/json")
         return key
+
+    def result_location(self, job_id: str) -> str:
+        return f"s3://{self._bucket}/{self._settings.results_key(job_id)}"
 
     def progress_key(self, job_id: str) -> str:
         # Its own folder: no job ID (they start with a letter or digit) maps a result onto it.
@@ -92,6 +114,24 @@ class JobStore:
     def read_progress(self, job_id: str) -> dict[str, Any] | None:
         return self._read_json(self.progress_key(job_id))
 
+    def checkpoint_key(self, job_id: str) -> str:
+        return f"{self._settings.results_prefix}.checkpoints/{job_id}.json.gz"
+
+    def write_checkpoint(self, job_id: str, data: bytes) -> None:
+        """The state one invocation hands to the next (see job/checkpoint.py)."""
+        self._s3.put_object(
+            Bucket=self._bucket, Key=self.checkpoint_key(job_id), Body=data, ContentType="application/gzip"
+        )
+
+    def read_checkpoint(self, job_id: str) -> bytes | None:
+        try:
+            response = self._s3.get_object(Bucket=self._bucket, Key=self.checkpoint_key(job_id))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in _NOT_FOUND:
+                return None
+            raise
+        return response["Body"].read()
+
     def read_result(self, job_id: str) -> dict[str, Any] | None:
         return self._read_json(self._settings.results_key(job_id))
 
@@ -104,23 +144,13 @@ class JobStore:
             raise
         try:
             document = json.loads(response["Body"].read())
-        except ValueError:
+        except (ValueError, RecursionError):  # a hand-edited or hostile document is "none", never a crash
             return None
         return document if isinstance(document, dict) else None
 
-    def known_md5(self, job_id: str) -> dict[tuple[str, str], str]:
-        """(path, S3 ETag) -> MD5 of files an earlier run of this job put or found in XNAT."""
-        previous = self.read_result(job_id) or {}
-        known: dict[tuple[str, str], str] = {}
-        entries = previous.get("files")
-        for entry in entries if isinstance(entries, list) else []:  # a hand-edited result must not crash a re-run
-            if not isinstance(entry, dict) or not entry.get("md5") or not entry.get("source_etag"):
-                continue
-            if entry.get("status") == "uploaded" or (
-                entry.get("status") == "already_exists" and entry.get("identical")
-            ):
-                known[(str(entry.get("path")), str(entry["source_etag"]))] = str(entry["md5"])
-        return known
+    def previous_outcomes(self, job_id: str) -> PreviousOutcomes:
+        """What the job's last result (an earlier run) says is already in XNAT, or ours on its disk."""
+        return PreviousOutcomes.from_document(self.read_result(job_id))
 
     def _exists(self, key: str) -> bool:
         try:

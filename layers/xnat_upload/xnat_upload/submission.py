@@ -1,22 +1,30 @@
-"""Asynchronous jobs: submit a manifest (idempotent on its job ID) and read a job's status.
+"""Jobs seen from outside: submit a manifest (idempotent on its job ID), enqueue one directly, and
+read a job's status, version-aware (a result of an older manifest version is not the answer).
 
 Example::
 
     submission = submit_job(manifest, job_id="ab12", settings=settings, s3=s3)
-    state, result = job_status("ab12", settings=settings, s3=s3)  # ("pending", None) until the trigger ran
+    state, document = job_status("ab12", settings=settings, s3=s3)  # ("pending", progress) until it ends
 """
 
 from __future__ import annotations
 
+import json
 import re
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from .config import Settings
 from .exceptions import JobConflictError, JobNotFoundError, ManifestError
 from .manifest import JobManifest, confined_keys
-from .store import JobStore
+from .progress import snapshot
+from .queue import JobMessage, message_group_id
+from .queue.sender import MessageSender
+from .result import FileResult, JobResult
+from .store import MISSING, JobStore
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -41,14 +49,20 @@ def check_job_id(job_id: str) -> str:
     return job_id
 
 
-def submit_job(
-    manifest_data: dict[str, Any], *, settings: Settings, s3: S3Client, job_id: str | None = None
-) -> Submission:
-    """Validate fully (the trigger would refuse it anyway), then put `manifests/<job_id>.json` once."""
+def validated_manifest(manifest_data: Any, settings: Settings) -> JobManifest:
+    """What the intake would refuse, refused now: the schema, then the first refused path."""
     manifest = JobManifest.from_data(manifest_data, max_files=settings.max_manifest_files)
     _, refused = confined_keys(settings.upload_prefix(manifest.net_id), manifest.files_relative_paths_to_upload)
     if refused:
         raise next(iter(refused.values()))
+    return manifest
+
+
+def submit_job(
+    manifest_data: dict[str, Any], *, settings: Settings, s3: S3Client, job_id: str | None = None
+) -> Submission:
+    """Validate fully (the intake would refuse it anyway), then put `manifests/<job_id>.json` once."""
+    manifest = validated_manifest(manifest_data, settings)
     job_id = check_job_id(job_id) if job_id else uuid.uuid4().hex
     store = JobStore(s3, settings)
     document = manifest.model_dump(exclude_none=True)
@@ -63,7 +77,8 @@ def submit_job(
     if not same:
         raise JobConflictError(f"job {job_id!r} was already submitted with a different manifest")
     previous = store.read_result(job_id)
-    if previous is not None and previous.get("status") != "succeeded":
+    current = store.manifest_version(job_id)
+    if previous is not None and _same_version(previous, current) and previous.get("status") != "succeeded":
         # Submitting a finished, unfinished job again resumes it: a new manifest version is a new
         # run, which skips what XNAT already holds (the S3 counterpart: re-put the manifest).
         store.put_manifest(job_id, document)
@@ -72,16 +87,137 @@ def submit_job(
 
 
 def job_status(job_id: str, *, settings: Settings, s3: S3Client) -> tuple[JobState, dict[str, Any] | None]:
-    """`done` with the result manifest; `pending` (with the progress object, once running) while
-    only the manifest exists; else JobNotFoundError."""
+    """`done` with the result manifest of the current manifest version; else `pending` with the
+    progress of that version (`state`: queued, running or waiting_for_xnat; None before the intake
+    saw it). A result or progress of another version is not this job's answer yet. A deleted
+    manifest's last result still answers; with neither, JobNotFoundError."""
     check_job_id(job_id)
     store = JobStore(s3, settings)
+    current = store.manifest_version(job_id)
     result = store.read_result(job_id)
-    if result is not None:
+    if current is MISSING:
+        if result is not None:
+            return "done", result
+        raise JobNotFoundError(f"no job {job_id!r}")
+    if result is not None and _same_version(result, current):
         return "done", result
-    if store.manifest_exists(job_id):
-        return "pending", store.read_progress(job_id)
-    raise JobNotFoundError(f"no job {job_id!r}")
+    progress = store.read_progress(job_id)
+    if progress is not None and _same_version(progress, current) and progress.get("state") != "finished":
+        return "pending", progress
+    return "pending", {"job_id": job_id, "manifest_version": current, "state": "queued"}
 
 
-__all__ = ["JOB_ID_PATTERN", "Submission", "check_job_id", "job_status", "submit_job"]
+def _same_version(document: dict[str, Any], current: object) -> bool:
+    return current is None or document.get("manifest_version") == current
+
+
+def enqueue_job(
+    manifest: JobManifest, *, job_id: str, settings: Settings, s3: S3Client, queue: MessageSender
+) -> str | None:
+    """Put the (validated) manifest and send its job message straight to the job queue, without
+    waiting for the intake; returns the manifest version. The S3 event of the same put reaches the
+    intake too, which sends the very same message: SQS drops it as a duplicate."""
+    store = JobStore(s3, settings)
+    key = settings.manifest_key(job_id)
+    version = store.put_manifest(job_id, manifest.model_dump(exclude_none=True))
+    result = JobResult(
+        job_id, manifest_version=version, files=[FileResult(p) for p in manifest.files_relative_paths_to_upload]
+    )
+    store.write_progress(job_id, snapshot(result, "queued"))
+    queue.send(
+        JobMessage(job_id=job_id, manifest_key=key, manifest_version=version, continuation=0),
+        message_group_id(manifest),
+    )
+    return version
+
+
+def wait_for_result(
+    job_id: str,
+    version: str | None,
+    *,
+    settings: Settings,
+    s3: S3Client,
+    seconds: float,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any] | None:
+    """The job's result for `version`, polled for at most `seconds`; None when it is not there yet."""
+    store = JobStore(s3, settings)
+    deadline = clock() + seconds
+    pause = 0.1
+    while True:
+        result = store.read_result(job_id)
+        if result is not None and (version is None or result.get("manifest_version") == version):
+            return result
+        left = deadline - clock()
+        if left <= 0:
+            return None
+        sleep(min(pause, left))
+        pause = min(1.0, pause * 1.5)
+
+
+FilesFilter = Literal["problems", "all"]
+PAGE_MAX_BYTES = 900_000  # a page of files stays under 1 MB of JSON, whatever the paths and errors
+SUMMARY_FIELDS = (
+    "job_id",
+    "manifest_version",
+    "status",
+    "counts",
+    "error",
+    "upload_mode",
+    "xnat",
+    "started_at",
+    "finished_at",
+    "duration_seconds",
+    "invocations",
+)
+
+
+def result_summary(
+    document: dict[str, Any],
+    *,
+    location: str,
+    files: FilesFilter = "problems",
+    offset: int = 0,
+    limit: int = 500,
+) -> dict[str, Any]:
+    """A finished job in under 1 MB, however many files it has: the summary, where the full result
+    lies, and one page of its files (by default those not in XNAT as requested: `problems`)."""
+    summary = {name: document[name] for name in SUMMARY_FIELDS if name in document}
+    entries = [f for f in document.get("files", []) if isinstance(f, dict)]
+    if files == "problems":
+        entries = [f for f in entries if not _in_place(f)]
+    page: list[dict[str, Any]] = []
+    size = 0
+    for entry in entries[offset : offset + limit]:
+        size += len(json.dumps(entry)) + 2
+        if page and size > PAGE_MAX_BYTES:
+            break
+        page.append(entry)
+    following = offset + len(page)
+    return {
+        **summary,
+        "result_location": location,
+        "files_filter": files,
+        "files_matching": len(entries),
+        "offset": offset,
+        "files": page,
+        "next_offset": following if following < len(entries) else None,
+    }
+
+
+def _in_place(entry: dict[str, Any]) -> bool:
+    return entry.get("status") == "uploaded" or (entry.get("status") == "already_exists" and entry.get("identical"))
+
+
+__all__ = [
+    "JOB_ID_PATTERN",
+    "Submission",
+    "check_job_id",
+    "enqueue_job",
+    "job_status",
+    "result_summary",
+    "submit_job",
+    "validated_manifest",
+    "wait_for_result",
+]

@@ -235,7 +235,7 @@ def wait_for_result(
                 raise CliError(f"job {job_id!r} disappeared: its manifest was deleted", EXIT_UNKNOWN_JOB) from None
             if state == "done" and document is not None:
                 return document
-            display.update(f"job {job_id}: running: {render.progress_line(document)}", time.monotonic() - started)
+            display.update(f"job {job_id}: {render.progress_line(document)}", time.monotonic() - started)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
@@ -303,7 +303,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         if args.json:
             _out(json.dumps({"job_id": job_id, "state": "pending", "progress": document}, indent=2))
         else:
-            _out(f"pending: {render.progress_line(document)}")
+            _out(render.progress_line(document))
         return EXIT_PENDING
     if args.json:
         _out(json.dumps(document, indent=2))

@@ -48,15 +48,25 @@ def _int(value: object) -> int:
 
 
 def progress_line(progress: dict[str, Any] | None) -> str:
-    """One line for a running job, from its progress object (None: not started yet)."""
+    """One line for a job that has not finished, from its progress object: its state, then counts."""
     if not progress:
-        return "waiting for the job to start"
+        return "queued: waiting for the job to start"
+    state = clean(progress.get("state") or "running")
+    if state == "queued" and "files_total" not in progress:
+        return "queued: waiting for the job to start"
     total = _int(progress.get("files_total"))
     done = _int(progress.get("files_done"))
     failed = _int(progress.get("files_failed"))
     bytes_done = human_bytes(_int(progress.get("bytes_done")))
     bytes_total = human_bytes(_int(progress.get("bytes_total")))
-    return f"{done}/{total} files, {bytes_done} of {bytes_total}, {failed} failed"
+    line = f"{state}: {done}/{total} files, {bytes_done} of {bytes_total}, {failed} failed"
+    if state == "waiting_for_xnat":
+        line += f"; XNAT unavailable, next try at {clean(progress.get('retry_at', '?'))}"
+        if progress.get("attempt") and progress.get("max_attempts"):
+            line += f" (delivery {_int(progress['attempt'])} of {_int(progress['max_attempts'])})"
+    elif _int(progress.get("continuation")):
+        line += f" (invocation {_int(progress['continuation']) + 1})"
+    return line
 
 
 def _files(result: dict[str, Any]) -> list[dict[str, Any]]:

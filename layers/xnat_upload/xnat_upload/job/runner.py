@@ -1,4 +1,4 @@
-"""One upload job, from a validated manifest to a complete `JobResult`.
+"""One upload job (or one invocation's share of it), from a validated manifest to a `JobResult`.
 
 Example::
 
@@ -7,6 +7,11 @@ Example::
 
 Order matters: every path is checked and every object found *before* XNAT is touched, so a bad
 manifest uploads nothing. Expected failures become the result's `error`; nothing is raised.
+
+With a `JobState` the run resumes where an earlier invocation stopped: its files keep their fate,
+objects are not looked up again, and only `pending` files are worked on. Files left `pending` say
+why in the result's `error`: `time_budget_exceeded` (the job continues itself) or
+`xnat_unavailable` (the job waits and tries again).
 """
 
 from __future__ import annotations
@@ -21,18 +26,24 @@ from ..exceptions import (
     AlreadyExistsError,
     InternalError,
     KeyOutsidePrefixError,
+    ManifestError,
     ObjectNotFoundError,
     PathCollisionError,
     TimeBudgetExceededError,
+    XnatAuthError,
     XnatError,
+    XnatUnavailableError,
     XnatUploadError,
 )
 from ..manifest import JobManifest, confined_keys, requested_paths
 from ..observability import logger, tracer
-from ..result import FileResult, FileStatus, JobResult
+from ..result import FileResult, FileStatus, JobResult, PreviousOutcomes
 from ..session import XnatConnector, open_xnat
-from ..transfer.engine import UNAVAILABLE_AFTER, TimeBudget, TransferEngine, WorkItem
+from ..transfer.budget import TimeBudget
+from ..transfer.engine import UNAVAILABLE_AFTER, TransferEngine, WorkItem
 from ..transfer.sources import SourceObject, find_objects, head_objects
+from ..xnat import RemoteFile
+from .checkpoint import JobState
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -40,6 +51,37 @@ if TYPE_CHECKING:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def admit(data: Any, *, job_id: str | None, settings: Settings) -> tuple[JobManifest | None, JobResult]:
+    """Check a decoded manifest without touching S3 objects or XNAT: the schema, then every path
+    confined to its net's upload prefix, no two paths on one XNAT file.
+
+    Returns the manifest and a result listing every requested file; or None and a failed result
+    that says why (refused paths are `rejected`, one by one). What the intake, the API and the
+    runner all check, the same way.
+    """
+    result = JobResult(job_id, started_at=_now())
+    result.files = [FileResult(p) for p in requested_paths(data)]
+    try:
+        manifest = JobManifest.from_data(data, max_files=settings.max_manifest_files)
+        result.files = [FileResult(p) for p in manifest.files_relative_paths_to_upload]
+        prefix = settings.upload_prefix(manifest.net_id)
+        _, refused = confined_keys(prefix, manifest.files_relative_paths_to_upload)
+        if refused:
+            for file in result.files:
+                if file.path in refused:
+                    file.fail(FileStatus.REJECTED, refused[file.path])
+            rejected = [f for f in result.files if f.status is FileStatus.REJECTED]
+            only_collisions = all(f.error_code == PathCollisionError.error_code for f in rejected)
+            error_type = PathCollisionError if only_collisions else KeyOutsidePrefixError
+            raise error_type(f"{len(rejected)} of {len(result.files)} paths refused; nothing was uploaded")
+    except ManifestError as exc:
+        result.fail_job(exc)
+        result.finished_at = _now()
+        return None, result
+    result.source = {"bucket": settings.data_bucket, "prefix": prefix}
+    return manifest, result
 
 
 @tracer.capture_method(capture_response=False)
@@ -50,28 +92,50 @@ def run_job(
     settings: Settings,
     s3: S3Client,
     remaining_seconds: Callable[[], float] | None = None,
-    known_md5: Mapping[tuple[str, str], str] | None = None,
+    previous: PreviousOutcomes | None = None,
     connect: XnatConnector = open_xnat,
     on_progress: Callable[[JobResult], object] | None = None,
+    state: JobState | None = None,
+    invocation_seconds: float | None = None,
 ) -> JobResult:
-    """Run a job to the end and say what happened to every file.
+    """Run a job (or, with `state`, this invocation's share of it) and say what happened to every file.
 
-    `known_md5` ((path, S3 ETag) -> MD5 from an earlier run's result) lets a re-run recognise
-    files it already put in XNAT even when the ETag is not an MD5; a changed object does not match.
+    `previous`: what an earlier run of this job left (see `PreviousOutcomes`). `state`: resumed
+    from and updated in place. `invocation_seconds`: how long a whole invocation lasts, so that no
+    unit of work is started that could never finish in one.
     """
-    result = JobResult(job_id, started_at=_now())
+    state = state or JobState.new(job_id or "", None)
+    result = JobResult(job_id, manifest_version=state.manifest_version, started_at=state.started_at or _now())
     started = time.monotonic()
+    previous = previous or PreviousOutcomes()
     try:
-        if not isinstance(manifest, JobManifest):
-            data = manifest
-            result.files = [FileResult(p) for p in requested_paths(data)]
-            manifest = JobManifest.from_data(data, max_files=settings.max_manifest_files)
-        result.files = [FileResult(p) for p in manifest.files_relative_paths_to_upload]
-        sources = _validate_sources(manifest, result, settings, s3)
+        if state.resumable:
+            if not isinstance(manifest, JobManifest):
+                manifest = JobManifest.from_data(manifest, max_files=settings.max_manifest_files)
+            result.files, result.source = state.files, state.source
+            sources = state.sources
+        else:
+            admitted, result = admit(
+                manifest.model_dump() if isinstance(manifest, JobManifest) else manifest,
+                job_id=job_id,
+                settings=settings,
+            )
+            result.manifest_version = state.manifest_version
+            if admitted is None:
+                state.absorb(result)
+                return _finish(result, job_id, started)
+            manifest = admitted
+            sources = _find_sources(manifest, result, settings, s3)
+            state.sources = sources
+        state.absorb(result)
+        result.upload_mode = state.upload_mode
         progress = (lambda: on_progress(result)) if on_progress is not None else (lambda: None)
-        _upload(manifest, result, sources, settings, s3, remaining_seconds, known_md5 or {}, connect, progress)
+        _upload(manifest, result, state, sources, settings, s3, remaining_seconds, previous, connect, progress,
+                invocation_seconds)  # fmt: skip
     except TimeBudgetExceededError as exc:
-        result.fail_job(exc, untouched=FileStatus.PENDING)  # a re-run does them
+        result.fail_job(exc, untouched=FileStatus.PENDING)  # the job continues itself
+    except XnatUnavailableError as exc:
+        result.fail_job(exc, untouched=FileStatus.PENDING)  # the job waits and tries again
     except XnatUploadError as exc:
         result.fail_job(exc)
     except Exception as exc:
@@ -81,9 +145,16 @@ def run_job(
         exc.add_note("the partial result is attached: partial_result(exc)")
         exc.job_result = result  # type: ignore[attr-defined]
         raise
+    state.absorb(result)
+    return _finish(result, job_id, started)
+
+
+def _finish(result: JobResult, job_id: str | None, started: float) -> JobResult:
     result.finished_at = _now()
     result.duration_seconds = round(time.monotonic() - started, 3)
     for file in result.files:
+        if file.status is FileStatus.PENDING and result.error is None:
+            continue
         logger.info(
             "file " + file.status.value,
             extra={
@@ -96,7 +167,7 @@ def run_job(
             },
         )
     logger.info(
-        "job finished",
+        "job invocation finished",
         extra={"job_id": job_id, "status": result.status.value, "counts": result.counts(), "error": result.error},
     )
     return result
@@ -108,22 +179,11 @@ def partial_result(exc: BaseException) -> JobResult | None:
     return partial if isinstance(partial, JobResult) else None
 
 
-def _validate_sources(
+def _find_sources(
     manifest: JobManifest, result: JobResult, settings: Settings, s3: S3Client
 ) -> dict[str, SourceObject]:
-    """Confine every path, refuse collisions, then HEAD every object; any failure stops the job."""
-    prefix = settings.upload_prefix(manifest.net_id)
-    keys, refused = confined_keys(prefix, manifest.files_relative_paths_to_upload)
-    for file in result.files:
-        if file.path in refused:
-            file.fail(FileStatus.REJECTED, refused[file.path])
-    rejected = [f for f in result.files if f.status is FileStatus.REJECTED]
-    if rejected:
-        error_type = (
-            PathCollisionError if all(f.error_code == "path_collision" for f in rejected) else KeyOutsidePrefixError
-        )
-        raise error_type(f"{len(rejected)} of {len(result.files)} paths refused; nothing was uploaded")
-
+    """Find every object (a HEAD each, or a listing for many); any missing one stops the job."""
+    keys = {path: settings.upload_prefix(manifest.net_id) + path for path in manifest.files_relative_paths_to_upload}
     found = find_objects(s3, settings.data_bucket, keys)
     for file in result.files:
         source = found[file.path]
@@ -133,28 +193,33 @@ def _validate_sources(
             )
         else:
             file.bytes, file.source_etag = source.size, source.etag
+            file.status = FileStatus.PENDING
     missing = [f for f in result.files if f.status is FileStatus.MISSING]
     if missing:
+        for file in result.files:
+            if file.status is FileStatus.PENDING:
+                file.status = FileStatus.SKIPPED
         raise ObjectNotFoundError(f"{len(missing)} of {len(result.files)} objects not found; nothing was uploaded")
-    result.source = {"bucket": settings.data_bucket, "prefix": prefix}
     return {path: source for path, source in found.items() if source is not None}
 
 
 def _upload(
     manifest: JobManifest,
     result: JobResult,
+    state: JobState,
     sources: dict[str, SourceObject],
     settings: Settings,
     s3: S3Client,
     remaining_seconds: Callable[[], float] | None,
-    known_md5: Mapping[tuple[str, str], str],
+    previous: PreviousOutcomes,
     connect: XnatConnector,
     progress: Callable[[], object],
+    invocation_seconds: float | None,
 ) -> None:
     """Log in once, find the session, ensure scan and resource, decide per file, transfer, log out."""
     client = connect(settings, remaining_seconds)
     try:
-        with client as xnat:
+        with _unavailable_when_unreachable(), client as xnat:
             project_id = xnat.find_project_by_secondary_id(manifest.central_hub_project_id)
             experiment = xnat.get_experiment(project_id, manifest.accession_id)
             result.xnat = {
@@ -170,70 +235,100 @@ def _upload(
             )
             listing = xnat.list_resource_files(experiment, manifest.scan_id, manifest.resource_id)
 
-            sources = _with_md5_where_xnat_has_the_file(sources, listing, known_md5, s3, settings)
+            open_files = [f for f in result.files if f.status in (FileStatus.PENDING, FileStatus.SKIPPED)]
+            sources = _with_md5_where_xnat_has_the_file(sources, open_files, listing, previous, s3, settings)
+            state.sources = sources
             work: list[WorkItem] = []
-            for file in result.files:
+            for file in open_files:
                 source = sources[file.path]
                 remote = listing.get(file.path)
                 file.url = xnat.file_url(experiment, manifest.scan_id, manifest.resource_id, file.path)
-                if remote is not None:
-                    expected = known_md5.get((file.path, source.etag)) or source.md5
-                    identical = (
-                        expected is not None and remote.digest == expected and remote.size in (None, source.size)
-                    )
-                    if identical or not manifest.exist_ok:
-                        file.status, file.identical, file.md5 = FileStatus.ALREADY_EXISTS, identical, remote.digest
-                        if not identical:
-                            error = AlreadyExistsError(f"{file.path!r} is already in XNAT and exist_ok is false")
-                            file.error, file.error_code = error.message, error.error_code
-                        continue
-                file.status = FileStatus.PENDING
+                file.put_unconfirmed = file.put_unconfirmed or file.path in previous.unconfirmed
+                if _decided_by_listing(file, source, remote, manifest.exist_ok, previous):
+                    continue
+                file.status, file.error, file.error_code = FileStatus.PENDING, None, None
                 work.append(WorkItem(file, source, overwrite=remote is not None))
 
-            budget = TimeBudget(remaining_seconds, settings.time_budget_margin_seconds)
-            engine = TransferEngine(
-                xnat,
-                s3,
-                settings.data_bucket,
-                experiment,
-                manifest.scan_id,
-                manifest.resource_id,
-                settings,
-                budget,
-                on_progress=progress,
+            budget = TimeBudget(
+                remaining_seconds, settings.time_budget_margin_seconds, state.throughput, invocation_seconds
             )
-            result.upload_mode = engine.run(work)
+            engine = TransferEngine(
+                xnat, s3, settings.data_bucket, experiment, manifest.scan_id, manifest.resource_id, settings, budget,
+                on_progress=progress, exist_ok=manifest.exist_ok,
+            )  # fmt: skip
+            result.upload_mode = engine.run(work) if work or not state.upload_mode else state.upload_mode
             pending = [f for f in result.files if f.status is FileStatus.PENDING]
             if pending and engine.xnat_unavailable:
                 for file in pending:
-                    file.status, file.url = FileStatus.SKIPPED, None
-                raise XnatError(
-                    f"XNAT failed {UNAVAILABLE_AFTER} transfers in a row after retries; {len(pending)} files were "
-                    "not attempted: re-put the manifest once XNAT answers again"
+                    file.error = file.error or "not attempted: XNAT is unavailable; the job tries again later"
+                raise XnatUnavailableError(
+                    f"XNAT failed {UNAVAILABLE_AFTER} transfers in a row after retries; {len(pending)} files wait "
+                    "for it to answer again"
                 )
             if pending:
                 for file in pending:
-                    file.error = "not started before the time budget ran out; re-put the manifest to finish"
-                    file.url = None
-                raise TimeBudgetExceededError(f"{len(pending)} files not started before the time budget ran out")
+                    file.error = file.error or "not started before the time budget ran out; the job continues it"
+                raise TimeBudgetExceededError(f"{len(pending)} files not finished before the time budget ran out")
     finally:
-        result.xnat_requests = client.requests_made
-        result.xnat_retries = client.retries
+        result.xnat_requests = state.xnat_requests + client.requests_made
+        result.xnat_retries = state.xnat_retries + client.retries
+        state.xnat_requests, state.xnat_retries = result.xnat_requests, result.xnat_retries
+
+
+def _decided_by_listing(
+    file: FileResult, source: SourceObject, remote: RemoteFile | None, exist_ok: bool, previous: PreviousOutcomes
+) -> bool:
+    """Settle a file from the listing alone, when it can be: True when no transfer is needed."""
+    if remote is None:
+        return False
+    expected = previous.known_md5.get((file.path, source.etag)) or source.md5
+    identical = expected is not None and remote.digest == expected and remote.size in (None, source.size)
+    if file.put_unconfirmed and file.md5 and remote.digest == file.md5 and remote.size in (None, source.size):
+        # Sent by an earlier invocation of this job and now catalogued with exactly those bytes.
+        file.mark_uploaded(remote.digest, source.size)
+        file.put_unconfirmed = False
+        return True
+    if identical or not exist_ok:
+        file.status, file.identical, file.md5 = FileStatus.ALREADY_EXISTS, identical, remote.digest
+        file.bytes = source.size
+        file.error = file.error_code = None
+        if not identical:
+            error = AlreadyExistsError(f"{file.path!r} is already in XNAT and exist_ok is false")
+            file.error, file.error_code = error.message, error.error_code
+        return True
+    return False
+
+
+class _unavailable_when_unreachable:
+    """XNAT unreachable or failing (connection errors, 429, 5xx after retries) while logging in or
+    looking things up is not the job's fault: it becomes `XnatUnavailableError`, and the job waits."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
+        if isinstance(exc, XnatError) and not isinstance(exc, XnatAuthError | XnatUnavailableError) and exc.retryable:
+            raise XnatUnavailableError(f"XNAT is unavailable: {exc.message}", exc.status) from exc
+        return False
 
 
 def _with_md5_where_xnat_has_the_file(
     sources: dict[str, SourceObject],
+    files: list[FileResult],
     listing: Mapping[str, Any],
-    known_md5: Mapping[tuple[str, str], str],
+    previous: PreviousOutcomes,
     s3: S3Client,
     settings: Settings,
 ) -> dict[str, SourceObject]:
     """A listing-found object has no trusted MD5; HEAD only those XNAT already holds, to tell
     an identical copy (skip it) from a different one."""
     unknown = {
-        path: source.key
-        for path, source in sources.items()
-        if path in listing and source.md5 is None and (path, source.etag) not in known_md5
+        f.path: sources[f.path].key
+        for f in files
+        if f.path in listing
+        and sources[f.path].md5 is None
+        and (f.path, sources[f.path].etag) not in previous.known_md5
+        and not (f.put_unconfirmed and f.md5)
     }
     if not unknown:
         return sources

@@ -7,14 +7,21 @@ Two paths, chosen per job (`UPLOAD_MODE`, default `auto`):
   every PUT and fails overlapping writers with a 500, so parallel PUTs buy conflicts).
 * **per_file**: large files stream straight from S3 into one PUT each, MD5 computed on the way.
 
-Afterwards one listing is compared with what was sent (size and MD5); a mismatch or a file
-missing from the catalog is re-sent once with `overwrite=true`, then reported failed.
+Afterwards one listing is compared with what was sent (size and MD5).
+
+**Integrity rule.** A file reported `uploaded` holds exactly this job's bytes, and with
+`exist_ok: false` a file another writer put into XNAT is never replaced. So `overwrite=true` is
+sent only where the user asked for it (`exist_ok`), or where the bytes on XNAT's disk can only be
+this job's own: the path is not catalogued, and an earlier PUT of this job for it may have written
+bytes there (`FileResult.put_unconfirmed`: a PUT that failed or was cut off after sending, or one
+that XNAT accepted but did not catalogue). Retries never add `overwrite=true` by themselves: a
+`duplicates` answer is resolved against a fresh listing instead.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -22,12 +29,14 @@ from ..exceptions import (
     IntegrityError,
     SourceChangedError,
     TimeBudgetExceededError,
+    TransferTooLargeError,
     XnatDuplicateError,
     XnatError,
     XnatUploadError,
 )
 from ..result import FileResult, FileStatus
-from ..xnat import Experiment, XnatClient
+from ..xnat import Experiment, RemoteFile, XnatClient
+from .budget import TimeBudget
 from .hashing import HashingBody
 from .readahead import ReadAhead
 from .sources import SourceObject, SourceStream, fetch_whole
@@ -40,7 +49,6 @@ if TYPE_CHECKING:
 
 ZIP_ENTRY_MAX_BYTES = 16 * 1024 * 1024  # entries are held whole while their CRC is computed
 ZIP_MIN_FILES = 4  # below this, one PUT per file costs no more than a batch
-ASSUMED_RATE = 20 * 1024 * 1024  # bytes/s until a transfer has been measured
 ZIP_AHEAD_MAX_BYTES = 64 * 1024 * 1024  # zip entries fetched ahead of the sender, at most
 UNAVAILABLE_AFTER = 3  # transfers in a row that XNAT failed after retries: stop starting new ones
 READ_AHEAD_MIN_BYTES = 4 * 1024 * 1024  # smaller objects arrive in one or two reads anyway
@@ -52,27 +60,8 @@ class WorkItem:
 
     file: FileResult
     source: SourceObject
-    overwrite: bool
-
-
-class TimeBudget:
-    """Tells whether there is time to start a transfer of `size` bytes, from measured throughput."""
-
-    def __init__(self, remaining_seconds: Callable[[], float] | None, margin_seconds: float) -> None:
-        self._remaining = remaining_seconds
-        self._margin = margin_seconds
-        self._bytes = 0
-        self._seconds = 0.0
-
-    def allows(self, size: int) -> bool:
-        if self._remaining is None:
-            return True
-        rate = self._bytes / self._seconds if self._seconds > 0.05 and self._bytes else ASSUMED_RATE
-        return self._remaining() > self._margin + size / rate
-
-    def record(self, size: int, seconds: float) -> None:
-        self._bytes += size
-        self._seconds += seconds
+    overwrite: bool  # replaces a file of the job's listing (exist_ok)
+    resent: bool = False  # sent again once in this invocation already (never loop)
 
 
 class TransferEngine:
@@ -89,6 +78,7 @@ class TransferEngine:
         settings: Settings,
         budget: TimeBudget,
         on_progress: Callable[[], object] = lambda: None,
+        exist_ok: bool = False,
     ) -> None:
         self._xnat = xnat
         self._s3 = s3
@@ -99,7 +89,8 @@ class TransferEngine:
         self._settings = settings
         self._budget = budget
         self._on_progress = on_progress
-        self._failed_in_a_row = 0
+        self._exist_ok = exist_ok
+        self._failed_in_a_row: list[list[FileResult]] = []
         self.xnat_unavailable = False
         self.out_of_time = False
         self._batches = 0
@@ -121,23 +112,18 @@ class TransferEngine:
         large = [w for w in work if id(w) not in zipped_ids]
         return small, large, "zip" if not large else "mixed"
 
-    def batches(self, items: Sequence[WorkItem]) -> list[list[WorkItem]]:
-        """Batches bounded in bytes and entries, so a failed batch costs little to retry."""
-        batches: list[list[WorkItem]] = []
-        current: list[WorkItem] = []
+    def _next_batch(self, items: list[WorkItem], start: int) -> list[WorkItem]:
+        """The batch starting at `items[start]`: bounded in entries, and in bytes by what the time
+        allows at the measured rate (a first batch is a small probe). Always at least one item."""
+        max_bytes = self._budget.batch_bytes(self._settings.zip_batch_max_bytes)
+        batch: list[WorkItem] = []
         size = 0
-        for item in items:
-            if current and (
-                len(current) >= self._settings.zip_batch_max_files
-                or size + item.source.size > self._settings.zip_batch_max_bytes
-            ):
-                batches.append(current)
-                current, size = [], 0
-            current.append(item)
+        for item in items[start:]:
+            if batch and (len(batch) >= self._settings.zip_batch_max_files or size + item.source.size > max_bytes):
+                break
+            batch.append(item)
             size += item.source.size
-        if current:
-            batches.append(current)
-        return batches
+        return batch
 
     # -- running -----------------------------------------------------------------------------
 
@@ -146,32 +132,58 @@ class TransferEngine:
 
         Stops starting transfers when the time budget runs out, or when XNAT has failed
         `UNAVAILABLE_AFTER` transfers in a row after their retries (`xnat_unavailable`): hammering
-        a server that is down only delays the result; a re-run finishes the job.
+        a server that is down only delays the result; the job is tried again later.
         """
         zipped, single, mode = self.plan(work)
-        sends: list[tuple[Callable[[], None], int]] = [
-            ((lambda b=batch: self._send_batch(b)), sum(w.source.size for w in batch)) for batch in self.batches(zipped)
-        ]
-        sends += [((lambda i=item: self._send_single(i)), item.source.size) for item in single]
-        for send, size in sends:
-            if self.xnat_unavailable or self.out_of_time or not self._budget.allows(size):
+        for send, size in self._sends(zipped, single):
+            if self._stopped or not self._budget.allows(size):
                 break
             send()
             self._on_progress()
         self.verify([w for w in work if w.file.status is FileStatus.UPLOADED])
         return mode
 
-    def _note_outcome(self, error: XnatUploadError | None) -> None:
-        """Count transfers in a row that XNAT failed even after retries (down, 5xx, timeouts)."""
-        if isinstance(error, XnatError) and error.retryable:
-            self._failed_in_a_row += 1
-            self.xnat_unavailable = self.xnat_unavailable or self._failed_in_a_row >= UNAVAILABLE_AFTER
-        else:
-            self._failed_in_a_row = 0
+    @property
+    def _stopped(self) -> bool:
+        return self.xnat_unavailable or self.out_of_time
 
-    def _send_single(self, item: WorkItem) -> None:
+    def _sends(self, zipped: list[WorkItem], single: list[WorkItem]) -> Iterator[tuple[Callable[[], None], int]]:
+        """Each unit of work with its size; zip batches are formed one at a time, so each is sized
+        from the rate measured by the ones before it."""
+        start = 0
+        while start < len(zipped):
+            batch = self._next_batch(zipped, start)
+            start += len(batch)
+            if len(batch) == 1 and self._budget.never_fits(batch[0].source.size):
+                batch[0].file.fail(FileStatus.FAILED, _too_large(batch[0].source.size, self._budget))
+                continue
+            yield (lambda b=batch: self._send_batch(b)), sum(w.source.size for w in batch)
+        for item in single:
+            if self._budget.never_fits(item.source.size):
+                item.file.fail(FileStatus.FAILED, _too_large(item.source.size, self._budget))
+                continue
+            yield (lambda i=item: self._send_single(i)), item.source.size
+
+    def _note_outcome(self, error: XnatUploadError | None, files: Sequence[FileResult] = ()) -> None:
+        """Count transfers in a row that XNAT failed even after retries (down, 5xx, timeouts).
+
+        When they reach `UNAVAILABLE_AFTER`, XNAT is unavailable: those files failed through no
+        fault of their own, so they go back to `pending` with the rest, for the job's next try.
+        """
+        if not (isinstance(error, XnatError) and error.retryable):
+            self._failed_in_a_row = []
+            return
+        self._failed_in_a_row.append(list(files))
+        if len(self._failed_in_a_row) >= UNAVAILABLE_AFTER:
+            self.xnat_unavailable = True
+            for group in self._failed_in_a_row:
+                for file in group:
+                    file.status, file.error, file.error_code = FileStatus.PENDING, None, None
+            self._failed_in_a_row = []
+
+    def _send_single(self, item: WorkItem, overwrite: bool | None = None) -> None:
         if item.source.size == 0:
-            self._send_batch([item])
+            self._send_batch([item], overwrite=overwrite)
             return
         bodies: list[HashingBody] = []
 
@@ -185,23 +197,30 @@ class TransferEngine:
             bodies.append(body)
             return body
 
+        def on_retry(_: int) -> None:
+            file.put_unconfirmed = True  # the failed attempt before this one may have written bytes
+
         started = time.monotonic()
         file = item.file
         duplicate: XnatDuplicateError | None = None
         try:
             file.url = self._xnat.upload_file_to_xnat(
                 self._experiment, self._scan, self._resource, item.file.path, open_body,
-                overwrite=item.overwrite, overwrite_on_retry=True,
+                overwrite=item.overwrite if overwrite is None else overwrite, retry_hook=on_retry,
             )  # fmt: skip
         except XnatDuplicateError as exc:
-            duplicate = exc
+            duplicate = exc  # XNAT kept what it had: this answer wrote nothing of ours
         except TimeBudgetExceededError:
-            self.out_of_time = True  # not sent: stays `pending`, a re-run does it
+            self.out_of_time = True  # not finished: stays `pending`, the job continues it
+            file.put_unconfirmed = file.put_unconfirmed or bool(bodies)
+            self._budget.record(sum(b.bytes_read for b in bodies), time.monotonic() - started)
         except XnatUploadError as exc:
+            file.put_unconfirmed = file.put_unconfirmed or bool(bodies)
             file.fail(FileStatus.FAILED, _cause(exc))
-            self._note_outcome(exc)
+            self._note_outcome(exc, [file])
         else:
             self._note_outcome(None)
+            file.put_unconfirmed = True  # ours until the listing confirms it
             file.mark_uploaded(bodies[-1].md5 if bodies and bodies[-1].complete else item.source.md5, item.source.size)
             self._budget.record(item.source.size, time.monotonic() - started)
         finally:
@@ -210,9 +229,9 @@ class TransferEngine:
                 body.close()  # a retried or failed attempt leaves its S3 stream half read
         if duplicate is not None:
             sent = bodies[-1].md5 if bodies and bodies[-1].complete else None
-            self._resolve_duplicates([item], duplicate, {item.file.path: sent} if sent else {})
+            self._resolve_duplicates([item], {item.file.path: sent} if sent else {})
 
-    def _send_batch(self, batch: Sequence[WorkItem]) -> None:
+    def _send_batch(self, batch: Sequence[WorkItem], overwrite: bool | None = None) -> None:
         self._batches += 1
         name = f"xnat-upload-batch-{int(time.time())}-{self._batches}.zip"
         entries = [ZipEntry(w.file.path, w.source.size) for w in batch]
@@ -231,27 +250,34 @@ class TransferEngine:
             bodies.append(body)
             return body
 
+        def on_retry(_: int) -> None:
+            for item in batch:  # the failed attempt may have unpacked any entry onto XNAT's disk
+                item.file.put_unconfirmed = True
+
+        if overwrite is None:
+            overwrite = any(w.overwrite for w in batch)
         started = time.monotonic()
         kept: set[str] = set()
-        duplicate: XnatDuplicateError | None = None
         try:
             self._xnat.upload_file_to_xnat(
                 self._experiment, self._scan, self._resource, name, open_body,
-                overwrite=any(w.overwrite for w in batch), overwrite_on_retry=True,
-                extract=True, content_type="application/zip",
+                overwrite=overwrite, retry_hook=on_retry, extract=True, content_type="application/zip",
             )  # fmt: skip
         except XnatDuplicateError as exc:
-            kept, duplicate = set(exc.duplicates), exc
+            kept = set(exc.duplicates)  # entries XNAT kept; the others were written
         except TimeBudgetExceededError:
             self.out_of_time = True
             for item in batch:
                 item.file.attempts += len(bodies)
+                item.file.put_unconfirmed = item.file.put_unconfirmed or bool(bodies)
+            self._budget.record(sum(_sent_bytes(b) for b in bodies), time.monotonic() - started)
             return
         except XnatUploadError as exc:
-            self._note_outcome(exc)
             for item in batch:
                 item.file.fail(FileStatus.FAILED, _cause(exc))
                 item.file.attempts += len(bodies)
+                item.file.put_unconfirmed = item.file.put_unconfirmed or bool(bodies)
+            self._note_outcome(exc, [item.file for item in batch])
             return
         finally:
             for body in bodies:
@@ -263,31 +289,40 @@ class TransferEngine:
             file.attempts += len(bodies)
             if file.path in kept:
                 continue
+            file.put_unconfirmed = True
             file.url = self._xnat.file_url(self._experiment, self._scan, self._resource, file.path)
             file.mark_uploaded(digests.get(file.path, item.source.md5), item.source.size)
         self._budget.record(sum(w.source.size for w in batch), time.monotonic() - started)
-        if duplicate is not None and kept:
-            self._resolve_duplicates([w for w in batch if w.file.path in kept], duplicate, digests)
+        if kept:
+            self._resolve_duplicates([w for w in batch if w.file.path in kept], digests)
 
-    def _resolve_duplicates(self, items: Sequence[WorkItem], exc: XnatDuplicateError, sent_md5: dict[str, str]) -> None:
+    # -- the integrity rule ------------------------------------------------------------------
+
+    def _may_overwrite(self, item: WorkItem, remote: RemoteFile | None) -> bool:
+        """`overwrite=true` only where asked for (exist_ok) or where the bytes on XNAT's disk can
+        only be this job's own (not catalogued, and a PUT of ours may have left them)."""
+        return self._exist_ok or (remote is None and item.file.put_unconfirmed)
+
+    def _resolve_duplicates(self, items: Sequence[WorkItem], sent_md5: dict[str, str]) -> None:
         """XNAT answered `duplicates` for files the job's listing did not have: find out why.
 
-        Either someone else put the file meanwhile (it is catalogued: compare its MD5), or an
-        earlier PUT died after writing the bytes but before cataloguing them (XNAT's catalog
-        conflict): such a file is in no listing and only `overwrite=true` gets it in, so it is
-        re-sent once with overwrite. Without this a re-run could never finish the file.
+        * catalogued with the bytes this job sent: they are in place (a lost answer to an earlier
+          attempt of ours, or an identical copy from someone else);
+        * catalogued with other bytes: another writer's file. Kept (exist_ok false) or replaced
+          (exist_ok true);
+        * not catalogued: bytes left on disk by a PUT that died before its catalog write. Ours
+          (`put_unconfirmed`) are sent again with `overwrite=true`, as one batch; anyone else's
+          (an upload in progress, or failed) are never replaced without exist_ok.
         """
         try:
             listing = self._xnat.list_resource_files(self._experiment, self._scan, self._resource)
-        except XnatUploadError:  # XNAT failing, or no time left to ask (as in `verify`)
-            listing = None
-        orphans: list[WorkItem] = []
+        except XnatUploadError as exc:  # XNAT failing, or no time left to ask: settled on the next try
+            self._unverified(items, exc)
+            return
+        resend: list[WorkItem] = []
         for item in items:
             file = item.file
-            remote = listing.get(file.path) if listing is not None else None
-            if listing is not None and remote is None and not item.overwrite:
-                orphans.append(item)
-                continue
+            remote = listing.get(file.path)
             expected = sent_md5.get(file.path) or item.source.md5
             if (
                 remote is not None
@@ -295,62 +330,121 @@ class TransferEngine:
                 and remote.digest == expected
                 and remote.size in (None, item.source.size)
             ):
-                file.status, file.identical, file.md5, file.bytes = (
-                    FileStatus.ALREADY_EXISTS, True, remote.digest, item.source.size,
-                )  # fmt: skip
-                file.error = file.error_code = None
                 file.url = self._xnat.file_url(self._experiment, self._scan, self._resource, file.path)
+                if file.put_unconfirmed:  # our own earlier attempt got in; its answer was lost
+                    file.mark_uploaded(remote.digest, item.source.size)
+                    file.put_unconfirmed = False
+                else:
+                    file.status, file.identical, file.md5, file.bytes = (
+                        FileStatus.ALREADY_EXISTS, True, remote.digest, item.source.size,
+                    )  # fmt: skip
+                    file.error = file.error_code = None
                 continue
-            self._kept_existing(file, XnatDuplicateError(exc.message, exc.status, [file.path]))
-        for item in orphans:
-            self._resend(item)
+            if self._may_overwrite(item, remote) and not item.resent:
+                resend.append(item)
+            elif remote is not None:
+                _kept_existing(file, "a file with other content appeared in XNAT during the job and was kept")
+            else:
+                file.status, file.identical, file.url = FileStatus.FAILED, None, None
+                file.error = (
+                    "XNAT holds uncatalogued bytes at this path that this job did not write (another "
+                    "writer's upload in progress, or one that failed); not replaced because exist_ok is false"
+                )
+                file.error_code = XnatDuplicateError.error_code
+        self._resend(resend)
 
-    def _resend(self, item: WorkItem) -> None:
-        """Send once more with overwrite=true, if the time budget still allows it."""
-        if self.out_of_time or not self._budget.allows(item.source.size):
-            self.out_of_time = True
+    def _resend(self, items: Sequence[WorkItem]) -> None:
+        """Send again once, with `overwrite=true` (callers checked the integrity rule): as one zip
+        batch when there are several, so a thousand orphans cost one PUT, not a thousand."""
+        items = [item for item in items if not item.resent]
+        if not items:
             return
-        item.overwrite = True
-        self._send_single(item)
-
-    @staticmethod
-    def _kept_existing(file: FileResult, exc: XnatDuplicateError) -> None:
-        """XNAT answered `duplicates`: someone else's file is there; ours was not stored."""
-        file.status = FileStatus.ALREADY_EXISTS
-        file.identical = False
-        file.error = f"a file appeared in XNAT during the job and was kept: {exc.message}"
-        file.error_code = exc.error_code
+        for item in items:
+            item.resent = True
+            item.file.status = FileStatus.PENDING
+        size = sum(item.source.size for item in items)
+        if self._stopped or not self._budget.allows(size):
+            self.out_of_time = self.out_of_time or not self.xnat_unavailable
+            return
+        zipped = [i for i in items if i.source.size <= ZIP_ENTRY_MAX_BYTES]
+        if self._settings.upload_mode == "per_file" or len(zipped) < ZIP_MIN_FILES:
+            zipped = [i for i in items if i.source.size == 0]
+        single = [i for i in items if i not in zipped]
+        if zipped:
+            self._send_batch(zipped, overwrite=True)
+        for item in single:
+            if self._stopped or not self._budget.allows(item.source.size):
+                self.out_of_time = self.out_of_time or not self.xnat_unavailable
+                return
+            self._send_single(item, overwrite=True)
 
     # -- verification ------------------------------------------------------------------------
 
+    def _unverified(self, items: Sequence[WorkItem], exc: XnatUploadError) -> None:
+        """Sent, but XNAT could not be asked whether it catalogued them: not `uploaded` (unproven),
+        not `failed` (probably there). They stay `pending` with their MD5, and the job's next
+        invocation settles them from its listing without sending them again."""
+        for item in items:
+            item.file.status = FileStatus.PENDING
+            item.file.error = f"sent, not yet verified: {exc.message}"
+            item.file.error_code = None
+        if isinstance(exc, TimeBudgetExceededError):
+            self.out_of_time = True
+        elif isinstance(exc, XnatError) and exc.retryable:
+            self.xnat_unavailable = True
+
     def verify(self, uploaded: Sequence[WorkItem], resend: bool = True) -> None:
-        """Compare every uploaded file with XNAT's listing; re-send a mismatch once, then fail it."""
+        """Compare every uploaded file with XNAT's listing. A file missing from the catalog is sent
+        again once (its bytes are ours); a different size or MD5 only with exist_ok."""
         if not uploaded:
             return
         try:
             listing = self._xnat.list_resource_files(self._experiment, self._scan, self._resource)
         except XnatUploadError as exc:  # XNAT failing, or no time left to ask
-            for item in uploaded:
-                item.file.fail(FileStatus.FAILED, XnatError(f"could not verify the upload: {exc.message}"))
+            self._unverified(uploaded, exc)
             return
         wrong: list[WorkItem] = []
         for item in uploaded:
-            remote = listing.get(item.file.path)
+            file = item.file
+            remote = listing.get(file.path)
             problem = None
             if remote is None:
                 problem = "missing from XNAT's catalog after upload"
             elif remote.size is not None and remote.size != item.source.size:
                 problem = f"XNAT lists {remote.size} bytes, {item.source.size} were sent"
-            elif remote.digest and item.file.md5 and remote.digest != item.file.md5:
-                problem = f"XNAT lists MD5 {remote.digest}, {item.file.md5} was sent"
-            if problem is not None:
-                item.file.status = FileStatus.FAILED
-                item.file.error, item.file.error_code = problem, IntegrityError.error_code
+            elif remote.digest and file.md5 and remote.digest != file.md5:
+                problem = f"XNAT lists MD5 {remote.digest}, {file.md5} was sent"
+            if problem is None:
+                file.put_unconfirmed = False  # catalogued with our bytes: nothing of ours is left over
+                continue
+            if not self._may_overwrite(item, remote):
+                problem += "; not sent again because exist_ok is false and the file XNAT holds may be another writer's"
+            file.status, file.error, file.error_code = FileStatus.FAILED, problem, IntegrityError.error_code
+            if resend and self._may_overwrite(item, remote):
                 wrong.append(item)
-        if wrong and resend:
-            for item in wrong:
-                self._resend(item)
+        if wrong:
+            self._resend(wrong)
             self.verify([w for w in wrong if w.file.status is FileStatus.UPLOADED], resend=False)
+
+
+def _kept_existing(file: FileResult, message: str) -> None:
+    """XNAT answered `duplicates`: someone else's file is there; ours was not stored."""
+    file.status = FileStatus.ALREADY_EXISTS
+    file.identical = False
+    file.error = message
+    file.error_code = XnatDuplicateError.error_code
+
+
+def _sent_bytes(body: StoredZipBody) -> int:
+    return sum(d.size for d in body.digests)
+
+
+def _too_large(size: int, budget: TimeBudget) -> TransferTooLargeError:
+    rate = budget.throughput.rate or 0.0
+    return TransferTooLargeError(
+        f"{size} bytes cannot be sent within one invocation at the measured {rate / 1048576:.1f} MiB/s; "
+        "raise the function timeout or send this file another way"
+    )
 
 
 def _cause(exc: XnatUploadError) -> XnatUploadError:

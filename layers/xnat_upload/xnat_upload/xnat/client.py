@@ -313,26 +313,23 @@ class XnatClient:
         open_body: Callable[[], Body],
         *,
         overwrite: bool = False,
-        overwrite_on_retry: bool = False,
+        retry_hook: Callable[[int], None] | None = None,
         extract: bool = False,
         content_type: str = "application/octet-stream",
     ) -> str:
         """Stream one body into the resource; returns the file's clean URL.
 
         `open_body` is called once per attempt, so a retry never re-sends a consumed stream.
-        With `overwrite_on_retry`, attempts after the first send `overwrite=true`: a PUT that
-        failed late (XNAT's catalog conflict) left its bytes on disk uncatalogued, and only an
-        overwrite gets them into the catalog.
+        `retry_hook(n)` runs before attempt n + 1: an attempt that failed may still have written
+        its bytes to XNAT's disk (its catalog conflict), which the caller must know to decide
+        about `overwrite` later. Retries never add `overwrite=true` on their own: a `duplicates`
+        answer is returned to the caller (XnatDuplicateError) to resolve.
         """
         params = {"inbody": "true"}
         if overwrite:
             params["overwrite"] = "true"
         if extract:
             params["extract"] = "true"
-
-        def on_retry(_: int) -> None:
-            if overwrite_on_retry:
-                params["overwrite"] = "true"
 
         response = self.request(
             "PUT",
@@ -341,7 +338,7 @@ class XnatClient:
             params=params,
             open_body=open_body,
             headers={"Content-Type": content_type},
-            retry_hook=on_retry,
+            retry_hook=retry_hook,
         )
         duplicates = _duplicates(response)
         if duplicates:
