@@ -442,9 +442,16 @@ def _sent_bytes(body: StoredZipBody) -> int:
 def _too_large(size: int, budget: TimeBudget) -> TransferTooLargeError:
     rate = budget.throughput.rate or 0.0
     return TransferTooLargeError(
-        f"{size} bytes cannot be sent within one invocation at the measured {rate / 1048576:.1f} MiB/s; "
-        "raise the function timeout or send this file another way"
+        f"{size} bytes cannot be sent within one invocation at the rate XNAT accepted so far "
+        f"({_per_second(rate)}); raise the function timeout or send this file another way"
     )
+
+
+def _per_second(rate: float) -> str:
+    for unit, scale in (("MiB/s", 1 << 20), ("KiB/s", 1 << 10)):
+        if rate >= scale:
+            return f"{rate / scale:.1f} {unit}"
+    return f"{rate:.0f} B/s"
 
 
 def _cause(exc: XnatUploadError) -> XnatUploadError:
