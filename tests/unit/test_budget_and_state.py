@@ -8,7 +8,7 @@ import time
 
 from xnat_upload.job import FileResult, FileStatus, JobState
 from xnat_upload.submission import PAGE_MAX_BYTES, result_summary
-from xnat_upload.transfer.budget import PROBE_BYTES, Throughput, TimeBudget
+from xnat_upload.transfer.budget import FIRST_BATCH_RATE, PROBE_BYTES, Throughput, TimeBudget
 from xnat_upload.transfer.sources import SourceObject
 
 MIB = 1024 * 1024
@@ -18,11 +18,16 @@ def clock(seconds: float):
     return lambda: seconds
 
 
-def test_without_a_measurement_any_transfer_may_start_and_the_first_batch_is_a_probe() -> None:
+def test_without_a_measurement_any_transfer_may_start() -> None:
     budget = TimeBudget(clock(100), margin_seconds=20)
     assert budget.allows(10 * 1024 * MIB), "no assumed rate: the calls' deadline guards the first transfer"
-    assert budget.batch_bytes(512 * MIB) == PROBE_BYTES
     assert not budget.never_fits(10 * 1024 * MIB)
+
+
+def test_the_first_batch_is_sized_for_the_slowest_xnat_planned_for() -> None:
+    assert TimeBudget(clock(900), 20).batch_bytes(512 * MIB) == int(FIRST_BATCH_RATE * 880 * 0.5)
+    assert TimeBudget(clock(30), 20).batch_bytes(512 * MIB) == PROBE_BYTES, "never smaller than a probe"
+    assert TimeBudget(clock(900), 20).batch_bytes(64 * MIB) == 64 * MIB
 
 
 def test_no_time_left_allows_nothing() -> None:

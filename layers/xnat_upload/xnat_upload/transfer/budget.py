@@ -3,8 +3,10 @@
 A unit of work (one zip batch, one big file) must fit in one invocation, or a job that continues
 itself never makes progress. So:
 
-* before any transfer has been measured, the first unit is small (`PROBE_BYTES`): it measures the
-  rate, and the deadline of every XNAT call (not an assumed rate) guards it;
+* before any transfer has been measured, the first batch is sized for the slowest XNAT planned for
+  (`FIRST_BATCH_RATE` over the time left, at least `PROBE_BYTES`): it measures the rate, and the
+  deadline of every XNAT call guards it. An even slower XNAT costs that one invocation; from then on
+  batches follow the measured rate;
 * afterwards a unit starts only when its size fits the time left at the measured rate, and zip
   batches are sized to fit;
 * a single file that would not fit even in a whole invocation at the measured rate is reported as
@@ -25,7 +27,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-PROBE_BYTES = 8 * 1024 * 1024  # the first batch of a job measures the rate: small enough to finish anywhere
+PROBE_BYTES = 8 * 1024 * 1024  # the first batch of a job measures the rate: at least this much
+FIRST_BATCH_RATE = 1024 * 1024  # bytes/s: the slowest XNAT the first, unmeasured batch is sized for
 MIN_MEASURED_SECONDS = 0.05  # shorter samples say more about latency than about throughput
 SHARE_OF_TIME_LEFT = 0.8  # a unit may use this share of the time left: leave room for the answer and verification
 SHARE_OF_INVOCATION = 0.5  # and at most this share of a whole invocation, so a continuation always gets work done
@@ -89,7 +92,11 @@ class TimeBudget:
         """The largest batch to start now: the configured bound, cut to what the time allows."""
         rate = self.throughput.rate
         if rate is None:
-            return min(configured_max, PROBE_BYTES) if self._remaining is not None else configured_max
+            left = self._time_left()
+            if left is None:
+                return configured_max
+            first = max(PROBE_BYTES, int(FIRST_BATCH_RATE * max(0.0, left) * SHARE_OF_INVOCATION))
+            return min(configured_max, first)
         limits = [configured_max]
         left = self._time_left()
         if left is not None:
