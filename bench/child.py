@@ -7,14 +7,17 @@ not used because it carries the forking parent's peak across exec. The last stdo
 
 Parties:
 
-* `service`: the real trigger handler (`functions/manifest_trigger/app.py:lambda_handler`) on an
-  S3 `ObjectCreated` event for a manifest the parent put.
+* `service`: the real upload worker (`functions/upload_worker/app.py:lambda_handler`) on the SQS
+  FIFO job event JobQueue.fifo delivers for a manifest the parent put (`JOB_QUEUE_URL` names a
+  real FIFO queue on the bench's moto server, where a continuation would go).
 * `seed`: what the seed did, over S3: log in once, look up project and session, create scan and
   resource, then for each file sequentially a full GET of the XNAT file URL (its existence check),
   the S3 object read whole into memory, one `PUT ?inbody=true`.
 * `raw`: the floor for one big file: one streamed S3 GET piped into one XNAT PUT, nothing else
   (with `md5`: the same, hashing the bytes on the way, to show what the MD5 costs).
-* `import`: time to import the trigger handler module in a fresh interpreter.
+* `floor`: the physical floor for many small files: every object fetched whole with 32 threads,
+  then one stored zip of them all in one `PUT ?extract=true`; no checks, no lookups, no logic.
+* `import`: time to import the worker handler module in a fresh interpreter.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ def _import_time() -> dict[str, Any]:
     started = time.perf_counter()
     from devserver.handlers import load_handler_module
 
-    load_handler_module("manifest_trigger")
+    load_handler_module("upload_worker")
     return {"seconds": time.perf_counter() - started}
 
 
@@ -50,18 +53,23 @@ def _service(spec: dict[str, Any]) -> Any:
     from devserver.handlers import load_handler_module
     from devserver.lambda_context import LocalLambdaContext
 
-    app = load_handler_module("manifest_trigger")
-    # Everything the job imports lazily, and the pooled S3 client a warm container already holds.
+    app = load_handler_module("upload_worker")
+    # Everything the job imports lazily, and the pooled clients a warm container already holds.
     import xnat_upload.store
     import xnat_upload.transfer.engine
     import xnat_upload.xnat.client  # noqa: F401
     from xnat_upload import Settings
-    from xnat_upload.aws import s3_client
+    from xnat_upload.aws import s3_client, sqs_client
 
-    s3_client(Settings.from_env())
+    settings = Settings.from_env()
+    s3_client(settings)
+    sqs_client(settings)
 
     def run() -> Any:
-        return app.lambda_handler(spec["event"], LocalLambdaContext("manifest-trigger", 900.0))
+        answer = app.lambda_handler(spec["event"], LocalLambdaContext("upload-worker", 900.0))
+        if answer.get("batchItemFailures"):
+            raise RuntimeError(f"the worker reported its job message as failed: {answer}")
+        return answer
 
     return run
 
@@ -159,13 +167,49 @@ def _raw(spec: dict[str, Any]) -> Any:
     return run
 
 
+def _floor(spec: dict[str, Any]) -> Any:
+    import io
+    import zipfile
+    from concurrent.futures import ThreadPoolExecutor
+
+    import boto3
+    from botocore.config import Config
+
+    threads = int(spec.get("threads", 32))
+    s3 = boto3.client("s3", config=Config(max_pool_connections=threads))
+    base = spec["xnat_url"]
+
+    def fetch(path: str) -> bytes:
+        return s3.get_object(Bucket=spec["bucket"], Key=spec["prefix"] + path)["Body"].read()
+
+    def run() -> dict[str, Any]:
+        session = _xnat_session(spec)
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            contents = list(pool.map(fetch, spec["paths"]))
+        archive = io.BytesIO()
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zipped:
+            for path, data in zip(spec["paths"], contents, strict=True):
+                zipped.writestr(path, data)
+        put = session.put(
+            f"{base}{spec['files_url']}/floor.zip",
+            params={"inbody": "true", "extract": "true"},
+            data=archive.getbuffer(),
+            headers={"Content-Type": "application/zip"},
+            timeout=300,
+        )
+        put.raise_for_status()
+        return {"uploaded": len(contents)}
+
+    return run
+
+
 def main() -> int:
     spec = json.loads(sys.argv[1])
     mode = spec["mode"]
     if mode == "import":
         print("BENCH-RESULT " + json.dumps(_import_time()), flush=True)
         return 0
-    run = {"service": _service, "seed": _seed, "raw": _raw}[mode](spec)
+    run = {"service": _service, "seed": _seed, "raw": _raw, "floor": _floor}[mode](spec)
     baseline = _status("VmRSS")
     profiler = None
     if spec.get("profile"):

@@ -1,6 +1,7 @@
-"""Benchmark of GitHub issue 5: `python -m bench.run` (what `make bench` runs). Never a timed test.
+"""Benchmark of GitHub issue 5: `python -m bench.run` (the first half of `make bench`; the queue
+flow's own section is `bench.queue`). Never a timed test.
 
-Everything runs on loopback: moto's S3 server in its own process, the XNAT emulator in this
+Everything runs on loopback: moto's S3 + SQS server in its own process, the XNAT emulator in this
 process with a fixed catalog write latency (`--catalog-latency`, default 0.03 s) and catalog
 conflicts on, and every measured party in a fresh child interpreter (`bench.child`), so that its
 peak RSS (VmHWM) holds only that party. A fresh emulator serves each measurement: request counts
@@ -8,13 +9,17 @@ are per job and stored files do not pile up in memory.
 
 Figures (each the median of `--repeat` runs, with min and max; parties interleaved per repeat):
 
-1. many small files: the service (trigger handler, UPLOAD_MODE=auto -> zip batches) vs a seed-like
+"The service" is the upload worker (`functions/upload_worker/app.py:lambda_handler`) invoked with
+the SQS FIFO job event JobQueue.fifo would deliver for a manifest the parent put: the part of the
+queue flow that reads S3 and writes XNAT. The intake (validation, queueing) is not in these figures.
+
+1. many small files: the service (UPLOAD_MODE=auto -> zip batches) vs a seed-like
    baseline (sequential; a full GET of each file's XNAT URL as existence check, the S3 object read
    whole, one PUT each); the per-file path (UPLOAD_MODE=per_file) for reference.
 2. a few big files: the service vs a raw copy (one streamed S3 GET piped into one XNAT PUT).
 3. peak RSS growth of the handler's process while streaming one big object.
 4. XNAT requests per job for N files (service zip, service per_file, seed-like baseline).
-5. the handler's import time in a fresh interpreter.
+5. the worker handler's import time in a fresh interpreter.
 
 Example::
 
@@ -30,7 +35,6 @@ import json
 import os
 import platform
 import pstats
-import socket
 import statistics
 import subprocess
 import sys
@@ -42,11 +46,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import requests
-
-from devserver.events import s3_put_event
+from bench.servers import client, moto_server
+from bench.tables import Figure, print_figures, print_table
+from devserver.events import sqs_event
 from devserver.local_s3 import CREDENTIALS, REGION
 from devserver.xnat_emulator import XnatEmulator
+from xnat_upload.manifest import JobManifest
+from xnat_upload.queue import JobMessage, message_group_id
 
 ROOT = Path(__file__).resolve().parent.parent
 LAYER = ROOT / "layers" / "xnat_upload"
@@ -58,44 +64,10 @@ PREFIX = f"{NET}/upload/"
 USER, PASSWORD = "svc-bench", "bench-only-password"
 PROJECT, CHP, SUBJECT, ACCESSION = "PRJ001", "CHP-001", "SUBJ001", "ACC0001"
 SCAN, RESOURCE = "1", "NIFTI"
+JOB_QUEUE = "xnat-upload-bench-jobs.fifo"
 
 
 # -- servers -------------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@contextmanager
-def moto_server() -> Iterator[str]:
-    """moto's S3 server in its own process (its GIL is not the emulator's nor the client's)."""
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                requests.get(url + "/moto-api/", timeout=1)
-                break
-            except requests.ConnectionError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("moto's server did not start") from None
-                time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 @contextmanager
@@ -133,6 +105,8 @@ class Bench:
     s3_url: str
     latency: float
     s3: Any
+    job_queue_url: str  # a real FIFO queue: the worker's continuation would go there
+    job_queue_arn: str
     jobs: int = 0
     profile_dir: Path | None = None
     expected: dict[str, str] = field(default_factory=dict)  # path -> MD5 of what was seeded
@@ -148,6 +122,7 @@ class Bench:
             "XNAT_SERVICE_USER": USER,
             "XNAT_SERVICE_PASSWORD": PASSWORD,
             "DATA_BUCKET": BUCKET,
+            "JOB_QUEUE_URL": self.job_queue_url,
             "POWERTOOLS_SERVICE_NAME": "xnat-upload",
             "POWERTOOLS_METRICS_NAMESPACE": "XnatUploadBench",
             "POWERTOOLS_TRACE_DISABLED": "true",
@@ -198,7 +173,7 @@ class Bench:
         body = json.dumps(manifest).encode()
         key = f"manifests/{job}.json"
         put = self.s3.put_object(Bucket=BUCKET, Key=key, Body=body, ContentType="application/json")
-        event = s3_put_event(BUCKET, key, len(body), put["ETag"], put.get("VersionId"))
+        event = self.job_event(job, key, put.get("VersionId"), manifest)
         with fresh_xnat(self.latency) as xnat:
             spec: dict[str, Any] = {"mode": "service", "event": event}
             if profile and self.profile_dir is not None:
@@ -208,6 +183,12 @@ class Bench:
             if result["status"] != "succeeded" or result["counts"].get("uploaded") != len(paths):
                 raise RuntimeError(f"service job {job} did not succeed: {result.get('counts')} {result.get('error')}")
             return self._measured(xnat, out, paths, paths)
+
+    def job_event(self, job: str, key: str, version: str | None, manifest: dict[str, Any]) -> dict[str, Any]:
+        """The SQS record JobQueue.fifo delivers for this job's first invocation (what the intake sends)."""
+        message = JobMessage(job_id=job, manifest_key=key, manifest_version=version, continuation=0)
+        group = message_group_id(JobManifest.from_data(manifest))
+        return sqs_event([message.to_body()], self.job_queue_arn, group_id=group)
 
     def seed(self, paths: Sequence[str]) -> Run:
         with fresh_xnat(self.latency) as xnat:
@@ -228,6 +209,14 @@ class Bench:
             return self._measured(xnat, out, paths, [p.rsplit("/", 1)[-1] for p in paths])
 
     def raw(self, paths: Sequence[str], md5: bool = False) -> Run:
+        return self._direct({"mode": "raw", "md5": md5}, paths)
+
+    def floor(self, paths: Sequence[str], threads: int = 32) -> Run:
+        """The physical floor for many small files: fetch all (32 threads), one stored zip PUT."""
+        return self._direct({"mode": "floor", "threads": threads}, paths)
+
+    def _direct(self, party: dict[str, Any], paths: Sequence[str]) -> Run:
+        """A party with no logic (`raw`, `floor`): it writes straight into an existing resource."""
         with fresh_xnat(self.latency) as xnat:
             xnat.add_resource(PROJECT, ACCESSION, SCAN, RESOURCE)
             experiment = xnat._experiment(PROJECT, ACCESSION)
@@ -236,7 +225,7 @@ class Bench:
                 f"/scans/{SCAN}/resources/{RESOURCE}/files"
             )
             spec = {
-                "mode": "raw",
+                **party,
                 "xnat_url": xnat.url,
                 "user": USER,
                 "password": PASSWORD,
@@ -244,7 +233,6 @@ class Bench:
                 "prefix": PREFIX,
                 "paths": list(paths),
                 "files_url": files_url,
-                "md5": md5,
             }
             out = self.child(spec, self.env(xnat))
             return self._measured(xnat, out, paths, paths)
@@ -279,6 +267,16 @@ def seed_objects(bench: Bench, objects: dict[str, int], pattern_block: int = MIB
         bench.expected[path] = md5
 
 
+def job_queue(url: str) -> tuple[str, str]:
+    """A FIFO job queue on moto's server, as template.yaml declares JobQueue.fifo: (URL, ARN)."""
+    sqs = client(url, "sqs")
+    queue_url = sqs.create_queue(QueueName=JOB_QUEUE, Attributes={"FifoQueue": "true", "VisibilityTimeout": "960"})[
+        "QueueUrl"
+    ]
+    arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    return queue_url, arn
+
+
 def warm_up(bench: Bench, path: str) -> None:
     """First requests to a fresh moto server pay for lazy imports and templates (its 404 page)."""
     for _ in range(3):
@@ -288,41 +286,7 @@ def warm_up(bench: Bench, path: str) -> None:
             bench.s3.get_object(Bucket=BUCKET, Key="results/warm-up.json")
 
 
-# -- statistics and output -----------------------------------------------------------------------
-
-
-@dataclass
-class Figure:
-    label: str
-    unit: str
-    values: list[float]
-    target: str = ""
-    met: bool | None = None
-
-    def row(self) -> list[str]:
-        med, low, high = statistics.median(self.values), min(self.values), max(self.values)
-        verdict = "" if self.met is None else ("met" if self.met else "MISSED")
-        return [self.label, _fmt(med), _fmt(low), _fmt(high), self.unit, self.target, verdict]
-
-
-def _fmt(value: float) -> str:
-    if value == 0:
-        return "0"
-    if abs(value) >= 100:
-        return f"{value:.0f}"
-    if abs(value) >= 10:
-        return f"{value:.1f}"
-    return f"{value:.3f}" if abs(value) < 1 else f"{value:.2f}"
-
-
-def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    print(f"\n{title}")
-    line = "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))
-    print(line)
-    print("-" * len(line))
-    for row in rows:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
+# -- output --------------------------------------------------------------------------------------
 
 
 def _mib_s(size: int, run: Run) -> float:
@@ -385,17 +349,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"figure 3: {args.stream_mib} MiB; figure 4: N = {', '.join(map(str, args.counts))}"
     )
     with moto_server() as s3_url:
-        import boto3
-
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=s3_url,
-            region_name=REGION,
-            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        )
+        s3 = client(s3_url, "s3")
         s3.create_bucket(Bucket=BUCKET)
-        bench = Bench(s3_url, args.catalog_latency, s3, profile_dir=args.profile)
+        queue_url, queue_arn = job_queue(s3_url)
+        bench = Bench(s3_url, args.catalog_latency, s3, queue_url, queue_arn, profile_dir=args.profile)
         if args.profile:
             args.profile.mkdir(parents=True, exist_ok=True)
         seeding = time.monotonic()
@@ -526,13 +483,12 @@ def report(
             ),
         ]
     if imports:
-        figures.append(Figure("5  handler import, fresh interpreter", "ms", [x * 1000 for x in imports]))
+        figures.append(Figure("5  worker handler import, fresh interpreter", "ms", [x * 1000 for x in imports]))
     if figures:
-        print_table(
+        print_figures(
             f"Figures (median of {args.repeat} runs; figure 5 of {args.import_runs}; "
             f"catalog latency {args.catalog_latency} s)",
-            ["figure", "median", "min", "max", "unit", "target", "verdict"],
-            [f.row() for f in figures],
+            figures,
         )
     if counts:
         modes = ("zip", "per_file", "seed")
