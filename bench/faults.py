@@ -1,9 +1,14 @@
-"""Fault table (GitHub issue 4): `python -m bench.faults`. Nothing may be lost, whatever fails.
+"""Fault table (GitHub issues 4 and 9): `python -m bench.faults`. Nothing may be lost, whatever fails.
 
-Each scenario runs the real trigger handler end to end on loopback (moto's S3 server and the XNAT
-emulator, `devserver.stack.LocalStack`) with `--files` objects, injects one fault, then puts the
-same manifest again (a re-run, as a client would after a partial result) and checks both results
-against XNAT's catalog and the S3 bytes.
+Each scenario runs the queue flow end to end on loopback (`devserver.stack.LocalStack`: moto's S3
+and SQS, the bucket notification, the intake and the FIFO job queue, the real intake and worker
+handlers behind our stand-in for Lambda's event source mapping, the XNAT emulator) with `--files`
+objects: it injects one fault, puts the manifest and runs the queues dry. A job that waits for
+XNAT (XNAT down: its message is hidden for a growing delay) gets XNAT back (`heal`) and its
+retry delay skipped (`SqsEventSource.release_deferred`), so every scenario ends in a result that
+nobody re-put a manifest for. Then the scenario puts the same manifest again (a re-run, as a
+client would after a partial result) and checks both results against XNAT's catalog and the S3
+bytes.
 
 A file is **lost** when the result manifest does not list it, or reports it in XNAT (`uploaded`,
 or `already_exists` with `identical`) while XNAT does not hold exactly its bytes, or reports any
@@ -12,7 +17,7 @@ Exit status 1 when anything is lost or a re-run does not succeed.
 
 Example::
 
-    python -m bench.faults               # every scenario, 20 files each (about 30 s)
+    python -m bench.faults               # every scenario, 20 files each (about a minute)
     python -m bench.faults --files 50 --only dropped
 """
 
@@ -21,16 +26,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 # The table is the output: the handler's JSON logs and EMF lines would bury it (set before its import).
-os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")
+os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "CRITICAL")  # outcomes are judged in the table
 os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 
+from devserver.event_source import wait_until
 from devserver.handlers import load_handler_module
 from devserver.local_s3 import LocalAws
 from devserver.stack import DEMO_ACCESSION, DEMO_PROJECT, DEMO_SECONDARY_ID, LocalStack
@@ -46,14 +51,16 @@ def content(path: str, size: int) -> bytes:
 
 @dataclass
 class Scenario:
-    """One fault: `inject` before the first run, `repair` before the re-run; jobs -> their files."""
+    """One fault: `inject` before the first run; `heal` once the job waits for XNAT (it then
+    resumes by itself); `repair` before the re-run."""
 
     name: str
     inject: Callable[[Run], None] = lambda run: None
+    heal: Callable[[Run], None] = lambda run: None
     repair: Callable[[Run], None] = lambda run: None
     env: dict[str, str] = field(default_factory=dict)
-    timeout_seconds: float = 900.0
-    jobs: int = 1  # >1: that many jobs run at once into the same resource
+    timeout_seconds: float = 900.0  # the worker's function timeout
+    jobs: int = 1  # >1: that many jobs put at once into the same resource, the worker pollers running
 
 
 @dataclass
@@ -79,6 +86,8 @@ class Row:
     pending: int = 0
     skipped: int = 0
     lost: int = 0
+    invocations: int = 0  # worker invocations of the first run (continuations and XNAT retries + 1)
+    conflicts: int = 0  # catalog conflicts XNAT answered during the first run
     after: str = ""
     lost_after: int = 0
     seconds: float = 0.0
@@ -105,10 +114,10 @@ def _restore(run: Run, path: str) -> None:
             run.stack.put_image("net-1", path, files[path])
 
 
-def _collide(run: Run) -> None:
-    barrier = threading.Barrier(2)
-    run.stack.xnat.on_request(lambda: barrier.wait(10), "PUT", "/files/", times=2)
-    run.stack.xnat.set_catalog_write_latency(0.05)
+def _another_writer(run: Run, path_contains: str) -> None:
+    """Someone outside the service writes the catalog while the job's PUT is in flight."""
+    run.stack.xnat.add_resource(DEMO_PROJECT, DEMO_ACCESSION, SCAN, RESOURCE)
+    run.stack.xnat.conflict_next(path_contains=path_contains)
 
 
 def _wait_for_puts(run: Run, count: int, timeout: float = 15.0) -> None:
@@ -169,16 +178,22 @@ SCENARIOS = [
         inject=lambda r: r.stack.xnat.fail_next(401, times=2, method="PUT", path_contains=r.nth(4)),
     ),
     Scenario(
-        "XNAT down at login",
+        "XNAT down at login (job waits, XNAT back)",
         inject=lambda r: r.stack.xnat.set_down(True),
-        repair=lambda r: r.stack.xnat.set_down(False),
+        heal=lambda r: r.stack.xnat.set_down(False),
     ),
     Scenario(
-        "XNAT down after 10 file PUTs",
+        "XNAT down after 10 file PUTs (job waits, XNAT back)",
         inject=lambda r: r.stack.xnat.on_request(
             lambda: r.stack.xnat.set_down(True), "PUT", "/files/", times=1, skip=10
         ),
+        heal=lambda r: r.stack.xnat.set_down(False),
+    ),
+    Scenario(
+        "XNAT down for every delivery (dead-letter queue)",
+        inject=lambda r: r.stack.xnat.set_down(True),
         repair=lambda r: r.stack.xnat.set_down(False),
+        env={"XNAT_UNAVAILABLE_RETRY_SECONDS": "0"},  # every redelivery at once, up to the redrive limit
     ),
     Scenario(
         "S3 object deleted after validation",
@@ -190,9 +205,19 @@ SCENARIOS = [
         inject=lambda r: r.stack.xnat.on_request(lambda: _overwrite(r, r.nth(6)), "GET", "/files"),
     ),
     Scenario(
-        "catalog conflict: 2 concurrent jobs, 1 resource",
-        inject=_collide,
+        "catalog conflict with another writer (1 x)",
+        inject=lambda r: _another_writer(r, r.nth(4)),
+    ),
+    Scenario(
+        "catalog conflict with another writer on a zip batch (zip mode)",
+        inject=lambda r: _another_writer(r, ".zip"),
+        env={"UPLOAD_MODE": "zip", "ZIP_BATCH_MAX_FILES": "8"},
+    ),
+    Scenario(
+        "2 jobs put at once into 1 resource (zip mode)",
+        inject=lambda r: r.stack.xnat.set_catalog_write_latency(0.05),
         repair=lambda r: r.stack.xnat.set_catalog_write_latency(0),
+        env={"UPLOAD_MODE": "zip", "ZIP_BATCH_MAX_FILES": "4"},
         jobs=2,
     ),
     Scenario(
@@ -220,18 +245,33 @@ def manifest(paths: list[str]) -> dict[str, Any]:
     }
 
 
-def invoke_all(run: Run, timeout_seconds: float) -> dict[str, dict[str, Any]]:
-    """Put every job's manifest and run the trigger for each, concurrently when there are several."""
-    events = {job: run.stack.put_manifest(job, manifest(list(files))) for job, files in run.files.items()}
-    threads = [
-        threading.Thread(target=run.stack.invoke_trigger, args=(event,), kwargs={"timeout_seconds": timeout_seconds})
-        for event in events.values()
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return {job: run.stack.read_result(job) or {} for job in run.files}
+def put_all(run: Run, scenario: Scenario, row: Row | None = None) -> dict[str, dict[str, Any]]:
+    """Put every job's manifest and run the queues until each job has its result.
+
+    One job: the queues are drained one invocation at a time. Several: they are put together and
+    the pollers run them at the worker's MaximumConcurrency, as Lambda would. A job that waits for
+    XNAT gets it back (`heal`) and its retry delay skipped, and is run on to its result."""
+    stack = run.stack
+    assert stack.worker is not None
+    stack.worker.function_timeout = scenario.timeout_seconds
+    for job, files in run.files.items():
+        stack.put_manifest(job, manifest(list(files)))
+    if len(run.files) > 1:
+        stack.start_pollers()
+        try:
+            wait_until(lambda: all(stack.read_result(job) for job in run.files), timeout=120)
+        finally:
+            stack.stop_pollers()
+    stack.drain()
+    if any(stack.read_result(job) is None for job in run.files):  # waiting for XNAT
+        scenario.heal(run)
+        stack.worker.release_deferred()
+        stack.drain()
+    results = {job: stack.read_result(job) or {} for job in run.files}
+    if row is not None:
+        row.invocations = max((r.get("invocations") or 0 for r in results.values()), default=0)
+        row.conflicts = stack.xnat.catalog_conflicts_count
+    return results
 
 
 def in_place(entry: dict[str, Any]) -> bool:
@@ -262,12 +302,13 @@ def judge(run: Run, results: dict[str, dict[str, Any]], row: Row) -> None:
 
 
 def run_scenario(aws: LocalAws, scenario: Scenario, count: int) -> Row:
-    from xnat_upload.aws import s3_client
+    from xnat_upload.aws import s3_client, sqs_client
 
     aws.reset()
     with LocalStack(aws=aws) as stack:
         os.environ.update(stack.environment(**{**BASE_ENV, **scenario.env}))
         s3_client.cache_clear()
+        sqs_client.cache_clear()
         per_job = count // scenario.jobs
         run = Run(stack, {})
         for j in range(scenario.jobs):
@@ -276,17 +317,16 @@ def run_scenario(aws: LocalAws, scenario: Scenario, count: int) -> Row:
             for path, data in files.items():
                 stack.put_image("net-1", path, data)
             run.files[job] = files
-        if scenario.jobs > 1:
-            stack.xnat.add_resource(DEMO_PROJECT, DEMO_ACCESSION, SCAN, RESOURCE)
         row = Row(scenario.name, len(run.paths()))
         started = time.monotonic()
         scenario.inject(run)
-        judge(run, invoke_all(run, scenario.timeout_seconds), row)
+        judge(run, put_all(run, scenario, row), row)
         scenario.repair(run)
         rerun = Row(scenario.name, row.files)
         results = {}
-        for job in run.files:  # one at a time: the re-run is the client's calm second try
-            results[job] = invoke_all(Run(stack, {job: run.files[job]}), 900.0)[job]
+        calm = Scenario("re-run")  # the client's calm second try, one job at a time, no fault left
+        for job in run.files:
+            results[job] = put_all(Run(stack, {job: run.files[job]}), calm)[job]
         judge(run, results, rerun)
         missing = sum(
             stack.xnat.get_file(DEMO_PROJECT, DEMO_ACCESSION, SCAN, RESOURCE, p) != d
@@ -303,12 +343,15 @@ def run_scenario(aws: LocalAws, scenario: Scenario, count: int) -> Row:
 
 
 def table(rows: list[Row]) -> str:
-    header = "| fault | files | uploaded | failed | pending | skipped | lost | after re-run | lost after |"
-    lines = [header, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |"]
+    header = (
+        "| fault | files | uploaded | failed | pending | skipped | lost | invocations | conflicts "
+        "| after re-run | lost after |"
+    )
+    lines = [header, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |"]
     for r in rows:
         lines.append(
             f"| {r.fault} | {r.files} | {r.uploaded} | {r.failed} | {r.pending} | {r.skipped} | {r.lost} "
-            f"| {r.after} | {r.lost_after} |"
+            f"| {r.invocations} | {r.conflicts} | {r.after} | {r.lost_after} |"
         )
     return "\n".join(lines)
 
@@ -318,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--files", type=int, default=20, help="objects per scenario (default 20)")
     parser.add_argument("--only", default="", help="run the scenarios whose name contains this text")
     args = parser.parse_args(argv)
-    load_handler_module("manifest_trigger")  # puts the layer on sys.path, as Lambda would
+    load_handler_module("upload_worker")  # puts the layer on sys.path, as Lambda would
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     import logging
