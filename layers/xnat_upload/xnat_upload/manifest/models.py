@@ -37,7 +37,8 @@ class JobManifest(BaseModel):
     net_id: Identifier
     scan_id: Identifier
     resource_id: Identifier
-    files_relative_paths_to_upload: list[RelativePath] = Field(min_length=1, max_length=MAX_FILES)
+    # No max_length here: MAX_MANIFEST_FILES (Settings) is the only limit, checked in `from_data`.
+    files_relative_paths_to_upload: list[RelativePath] = Field(min_length=1)
     exist_ok: StrictBool = False
     scan_xsi_type: str | None = None
     resource_format: Identifier | None = None
