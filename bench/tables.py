@@ -36,8 +36,8 @@ FIGURE_HEADER = ["figure", "median", "min", "max", "unit", "target", "verdict"]
 
 
 def fmt(value: float) -> str:
-    if value == 0:
-        return "0"
+    if float(value).is_integer():
+        return str(int(value))
     if abs(value) >= 100:
         return f"{value:.0f}"
     if abs(value) >= 10:
