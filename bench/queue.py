@@ -203,6 +203,11 @@ def run_flow(
 ) -> FlowRun:
     """Put the jobs' manifests (all at once, or each when the one before has its result) into a
     running fleet with a fresh XNAT, wait for every result, and gather what happened."""
+    # The job queue's visibility timeout as template.yaml sets it for this function timeout (six
+    # times): an invocation that outlives its timeout holds its group that long.
+    ctx.stack.sqs().set_queue_attributes(
+        QueueUrl=ctx.stack.queue_urls["jobs"], Attributes={"VisibilityTimeout": str(int(6 * worker_timeout))}
+    )
     with fresh_xnat(ctx.latency) as xnat:
         fleet = Fleet(
             ctx.env(xnat),

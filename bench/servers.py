@@ -2,6 +2,8 @@
 
 moto runs apart from the measured parties and from the XNAT emulator: its GIL is nobody else's,
 so S3 and SQS answer as fast as this machine lets one process answer, whatever the others do.
+It runs as `bench.motoserver`: moto with ListObjectsV2 pages served from an index (moto walks and
+sorts the whole bucket for every page, which a benchmark of the service must not measure).
 
 Example::
 
@@ -17,11 +19,14 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import requests
 
 from devserver.local_s3 import CREDENTIALS, REGION, LocalAws
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
@@ -35,7 +40,8 @@ def moto_server() -> Iterator[str]:
     """moto's S3 + SQS server in its own process; yields its URL and always stops it."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", "bench.motoserver", "-H", "127.0.0.1", "-p", str(port)],
+        cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
