@@ -97,8 +97,16 @@ def main() -> int:
             return False
         return True
 
+    profiler = None
+    if spec.get("profile"):  # every invocation of this container, on its poller thread
+        import cProfile
+
+        profiler = cProfile.Profile()
+
     def handler(event: dict[str, Any], context: Any) -> Any:
         try:
+            if profiler is not None:
+                return profiler.runcall(app.lambda_handler, event, context)
             return app.lambda_handler(event, context)
         finally:
             if function == "manifest_trigger":
@@ -128,6 +136,8 @@ def main() -> int:
         sys.stdin.read()  # until the parent closes it (or dies)
     finally:
         source.stop()
+    if profiler is not None:
+        profiler.dump_stats(f"{spec['profile']}/{function}-{os.getpid()}.prof")
     out = {
         "function": function,
         "baseline_rss": baseline,

@@ -54,6 +54,7 @@ class Fleet:
         workers: int = 4,
         intakes: int = 1,
         probe: Callable[[set[str]], set[str]] | None = None,
+        profile_dir: Path | None = None,
     ) -> None:
         self._env = env
         self._urls = queue_urls
@@ -61,6 +62,7 @@ class Fleet:
         self._workers = workers
         self._intakes = intakes
         self._probe = probe  # unfinished job ids -> those that have a result after all
+        self._profile_dir = profile_dir  # each container cProfiles its invocations into a file here
         self._processes: list[subprocess.Popen[str]] = []
         self._stderr: list[IO[str]] = []
         self._lines: queue.Queue[tuple[int, str | None]] = queue.Queue()
@@ -100,6 +102,7 @@ class Fleet:
             "timeout": timeout,
             "lock": lock,
             "idle_pause": IDLE_PAUSE,
+            "profile": str(self._profile_dir) if self._profile_dir else None,
         }
         index = len(self._processes)
         stderr = open(Path(self._tmp.name) / f"{index}-{function}.stderr", "w+")  # noqa: SIM115 - closed in stop()

@@ -33,7 +33,7 @@ Example::
 
     python -m bench.queue                       # the issue's sizes, 3 repeats (~30 min on 2 cores)
     python -m bench.queue --quick               # 40 manifests, 2 x 500 files, 10,000 files
-    python -m bench.queue --only floor --profile /tmp/prof
+    python -m bench.queue --only floor --profile /tmp/prof   # also: one .prof per container and run
 """
 
 from __future__ import annotations
@@ -100,6 +100,7 @@ class Job:
 class FlowRun:
     """What one run of the queue flow did, as seen from the results, the emulator and the containers."""
 
+    label: str
     seconds: float
     intake_seconds: float  # first put -> the intake's last invocation ended (every manifest queued)
     jobs: int
@@ -120,7 +121,7 @@ class FlowRun:
     worker_growth: int  # worker containers: peak RSS minus RSS when they started polling
     overruns: int
     errors: int
-    left_in_queues: int
+    left_in_queues: dict[str, int]  # queue -> messages still there after the run (visible or not)
     worker_invocations: int
 
     @property
@@ -135,6 +136,7 @@ class Context:
     s3: Any
     latency: float
     intakes: int  # intake containers: Lambda scales the intake (no MaximumConcurrency), here a fixed few
+    profile: Path | None = None  # each run's containers cProfile their invocations into a folder here
     md5: dict[str, str] = field(default_factory=dict)  # S3 key -> MD5 of what was seeded
 
     def manifest(self, job: Job) -> bytes:
@@ -199,7 +201,13 @@ def resource_state(xnat: XnatEmulator, scan: str) -> tuple[set[str], dict[str, s
 
 
 def run_flow(
-    ctx: Context, jobs: dict[str, Job], *, worker_timeout: float, sequential: bool = False, timeout: float = 3600
+    ctx: Context,
+    label: str,
+    jobs: dict[str, Job],
+    *,
+    worker_timeout: float,
+    sequential: bool = False,
+    timeout: float = 3600,
 ) -> FlowRun:
     """Put the jobs' manifests (all at once, or each when the one before has its result) into a
     running fleet with a fresh XNAT, wait for every result, and gather what happened."""
@@ -208,6 +216,9 @@ def run_flow(
     ctx.stack.sqs().set_queue_attributes(
         QueueUrl=ctx.stack.queue_urls["jobs"], Attributes={"VisibilityTimeout": str(int(6 * worker_timeout))}
     )
+    profile = ctx.profile / label.replace(" ", "-") if ctx.profile else None
+    if profile is not None:
+        profile.mkdir(parents=True, exist_ok=True)
     with fresh_xnat(ctx.latency) as xnat:
         fleet = Fleet(
             ctx.env(xnat),
@@ -216,6 +227,7 @@ def run_flow(
             workers=MAX_CONCURRENCY,
             intakes=ctx.intakes,
             probe=ctx.results_present,
+            profile_dir=profile,
         )
         with fleet:
             started = time.time()
@@ -228,11 +240,17 @@ def run_flow(
                     list(pool.map(lambda item: ctx.put_manifest(*item), jobs.items()))
                 fleet.wait(jobs, timeout)
             seconds = max(fleet.finished[j] for j in jobs) - started
-        return _gather(ctx, xnat, fleet, jobs, seconds, fleet.intake_done_at - started)
+        return _gather(ctx, label, xnat, fleet, jobs, seconds, fleet.intake_done_at - started)
 
 
 def _gather(
-    ctx: Context, xnat: XnatEmulator, fleet: Fleet, jobs: dict[str, Job], seconds: float, intake_seconds: float
+    ctx: Context,
+    label: str,
+    xnat: XnatEmulator,
+    fleet: Fleet,
+    jobs: dict[str, Job],
+    seconds: float,
+    intake_seconds: float,
 ) -> FlowRun:
     results = {job_id: ctx.read_result(job_id) for job_id in jobs}
     scans = {job.scan for job in jobs.values()}
@@ -253,6 +271,7 @@ def _gather(
     if len(workers) != MAX_CONCURRENCY or len(intake) != ctx.intakes:
         raise RuntimeError(f"not every container reported: {len(workers)} workers, {len(intake)} intake")
     return FlowRun(
+        label=label,
         seconds=seconds,
         intake_seconds=intake_seconds,
         jobs=len(jobs),
@@ -273,7 +292,11 @@ def _gather(
         worker_growth=max(c.peak_rss - c.baseline_rss for c in workers),
         overruns=sum(int(c.stats.get("overruns", 0)) for c in fleet.containers),
         errors=sum(int(c.stats.get("errors", 0)) for c in fleet.containers),
-        left_in_queues=sum(ctx.stack.queue_depth(name) for name in ("intake", "jobs", "jobs_dlq", "intake_dlq")),
+        left_in_queues={
+            name: depth
+            for name in ("intake", "jobs", "jobs_dlq", "intake_dlq")
+            if (depth := ctx.stack.queue_depth(name))
+        },
         worker_invocations=sum(int(c.stats.get("invocations", 0)) for c in workers),
     )
 
@@ -421,12 +444,12 @@ def health(runs: Sequence[FlowRun]) -> list[str]:
     problems = []
     for run in runs:
         if run.errors:
-            problems.append(f"{run.errors} invocations raised (their messages came back)")
+            problems.append(f"{run.label}: {run.errors} invocations raised (their messages came back)")
         if run.left_in_queues:
-            problems.append(f"{run.left_in_queues} messages left in the queues or dead-letter queues after a run")
+            problems.append(f"{run.label}: messages left after the run: {run.left_in_queues}")
         if run.wrong_bytes:
-            problems.append(f"{run.wrong_bytes} files reported uploaded with bytes other than the seeded ones")
-    return sorted(set(problems))
+            problems.append(f"{run.label}: {run.wrong_bytes} files reported uploaded with other bytes than seeded")
+    return problems
 
 
 # -- main -------------------------------------------------------------------------------------------
@@ -447,7 +470,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--huge-files", type=int, help="files of the huge manifest (default 100000; --quick 10000)")
     parser.add_argument("--huge-timeout", type=float, default=60.0, help="worker timeout for the huge job, s")
     parser.add_argument("--floor-files", type=int, default=200, help="files of the floor comparison (default 200)")
-    parser.add_argument("--profile", type=Path, help="cProfile one service run of the floor comparison here")
+    parser.add_argument(
+        "--profile", type=Path, help="cProfile one service run of the floor, and every container of each run, here"
+    )
     parser.add_argument("--json", type=Path, help="also write every raw figure to this file")
     args = parser.parse_args(argv)
     quick = args.quick
@@ -484,7 +509,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from botocore.config import Config
 
         s3 = client(url, "s3", config=Config(max_pool_connections=32))
-        ctx = Context(url, stack, s3, args.catalog_latency, args.intake_containers)
+        ctx = Context(url, stack, s3, args.catalog_latency, args.intake_containers, args.profile)
+        if args.profile:
+            args.profile.mkdir(parents=True, exist_ok=True)
         seed_all(ctx, args)
 
         def progress(what: str) -> None:
@@ -494,18 +521,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             floor = floor_runs(url, args)
             progress(f"floor: {args.floor_repeat} x (service, floor) done")
         for r in range(args.repeat if "burst" in args.only else 0):
-            bursts.append(run_flow(ctx, burst_jobs(args, r), worker_timeout=900, timeout=1800))
+            bursts.append(run_flow(ctx, f"burst {r + 1}", burst_jobs(args, r), worker_timeout=900, timeout=1800))
             progress(f"burst {r + 1}/{args.repeat}: {bursts[-1].seconds:.1f} s")
         for r in range(args.repeat if "pair" in args.only else 0):
             for sequential in (False, True) if r % 2 == 0 else (True, False):
                 label = f"pair-{r}-{'apart' if sequential else 'together'}"
-                run = run_flow(ctx, pair_jobs(args, label), worker_timeout=900, sequential=sequential, timeout=1800)
+                jobs = pair_jobs(args, label)
+                run = run_flow(ctx, label, jobs, worker_timeout=900, sequential=sequential, timeout=1800)
                 (apart if sequential else together).append(run)
                 progress(
                     f"pair {r + 1}/{args.repeat} {'one after the other' if sequential else 'together'}: {run.seconds:.1f} s"
                 )
         if "huge" in args.only:
-            huge = run_flow(ctx, huge_job(args), worker_timeout=args.huge_timeout, timeout=3 * 3600)
+            huge = run_flow(ctx, "huge", huge_job(args), worker_timeout=args.huge_timeout, timeout=3 * 3600)
             progress(f"huge: {huge.seconds:.0f} s, {max(huge.invocations)} invocations")
 
     table = figures(args, bursts, together, apart, huge, floor)
