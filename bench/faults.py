@@ -28,6 +28,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from contextlib import redirect_stdout
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -372,7 +373,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("urllib3").setLevel(logging.ERROR)
 
     rows: list[Row] = []
-    with LocalAws() as aws:
+    # stdout carries the table alone: the handlers' own output (EMF lines) goes to stderr.
+    with LocalAws() as aws, redirect_stdout(sys.stderr):
         for scenario in SCENARIOS:
             if args.only.lower() not in scenario.name.lower():
                 continue
