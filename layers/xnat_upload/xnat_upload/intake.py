@@ -61,8 +61,7 @@ def accept_manifest(
     version = version_id or current  # an event without a version id (moto's) means the current one
     if version_id is not None and current is not None and version_id != current:
         return Intake(job_id, "ignored", "a newer version of the manifest exists; its own event runs it", version)
-    previous = store.read_result(job_id)
-    if version is not None and previous is not None and previous.get("manifest_version") == version:
+    if version is not None and store.result_version(job_id) == version:
         return Intake(job_id, "ignored", "this manifest version already has its result", version)
 
     try:
@@ -102,7 +101,7 @@ def _refused(store: JobStore, result: JobResult, key: str) -> Intake:
 
 def _deleted(store: JobStore, job_id: str, version_id: str | None) -> Intake:
     """Deleted before its event was handled: nothing runs. Say why, unless a result exists."""
-    if store.read_result(job_id) is None:
+    if store.result_version(job_id) is MISSING:
         result = JobResult(job_id, manifest_version=version_id)
         result.fail_job(ManifestDeletedError("the manifest was deleted before its job ran; nothing was uploaded"))
         store.write_result(result)

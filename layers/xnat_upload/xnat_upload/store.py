@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
 PRETTY_MAX_FILES = 1000  # results of bigger jobs are written compact: 100,000 files stay a few MB smaller
-MISSING = object()  # `manifest_version` of a manifest that does not exist (deleted)
+MISSING = object()  # `manifest_version` of a manifest (or result) that does not exist
+VERSION_METADATA = "manifest-version"
 
 
 class JobStore:
@@ -95,8 +96,21 @@ class JobStore:
         key = self._settings.results_key(result.job_id or "unknown")
         indent = 2 if len(result.files) <= PRETTY_MAX_FILES else None
         body = json.dumps(result.to_dict(), indent=indent, separators=None if indent else (",", ":")).encode()
-        self._s3.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType="application/json")
+        # The version also as metadata: whether a result answers a manifest version is one HEAD, not a
+        # read of a result that may list 100,000 files.
+        metadata = {VERSION_METADATA: result.manifest_version} if result.manifest_version else {}
+        self._s3.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType="application/json", Metadata=metadata)
         return key
+
+    def result_version(self, job_id: str) -> str | object | None:
+        """The manifest version the job's result answers (None: no version recorded), or `MISSING`."""
+        try:
+            head = self._s3.head_object(Bucket=self._bucket, Key=self._settings.results_key(job_id))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in _NOT_FOUND:
+                return MISSING
+            raise
+        return head.get("Metadata", {}).get(VERSION_METADATA)
 
     def result_location(self, job_id: str) -> str:
         return f"s3://{self._bucket}/{self._settings.results_key(job_id)}"

@@ -100,7 +100,7 @@ def work_on_job(
     store = JobStore(s3, settings)
     current = store.manifest_version(job_id)
     if current is MISSING:
-        if store.read_result(job_id) is None:
+        if store.result_version(job_id) is MISSING:
             result = JobResult(job_id, manifest_version=message.manifest_version)
             result.fail_job(ManifestDeletedError("the manifest was deleted before its job ran; nothing was uploaded"))
             store.write_result(result)
