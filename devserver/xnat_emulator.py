@@ -134,7 +134,7 @@ class _Project:
 
 @dataclass
 class _Rule:
-    kind: str  # "fail" | "drop" | "delay" | "delay_once" | "call"
+    kind: str  # "fail" | "drop" | "delay" | "delay_once" | "call" | "conflict" | "refuse"
     method: str | None
     path_contains: str | None
     remaining: int = 1
@@ -490,6 +490,12 @@ class XnatEmulator:
         with self._meta:
             self._rules.append(_Rule("drop", method, path_contains, remaining=times, after_bytes=after_bytes))
 
+    def refuse_file(self, name_contains: str, status: int = 500, message: str = "could not store the file") -> None:
+        """A poison file: every PUT carrying a file whose path contains `name_contains`, raw or as an
+        archive entry, fails with `status` and stores nothing (as when XNAT chokes on one file)."""
+        with self._meta:
+            self._rules.append(_Rule("refuse", "PUT", name_contains, status=status, body=message))
+
     def conflict_next(self, times: int = 1, path_contains: str | None = "/files/") -> None:
         """The next matching file PUTs lose a catalog race, deterministically: their bytes land on disk,
         the catalog is not written, and XNAT answers 500 ConcurrentModificationException, exactly as
@@ -598,6 +604,13 @@ class XnatEmulator:
                     rule.remaining -= 1
                     if rule.remaining <= 0:
                         self._rules.remove(rule)
+                    return rule
+            return None
+
+    def _refusal(self, paths: list[str]) -> _Rule | None:
+        with self._meta:
+            for rule in self._rules:
+                if rule.kind == "refuse" and any(rule.path_contains in p for p in paths):
                     return rule
             return None
 
@@ -1239,6 +1252,9 @@ class _Handler(BaseHTTPRequestHandler):
             blob = self._read_body()  # (2) the body, not holding any lock
             entries = _unpack(archive, path, blob) if archive else [(path, blob)]
             emulator._count_received(p for p, _ in entries)
+            refusal = emulator._refusal([p for p, _ in entries])
+            if refusal is not None:
+                raise _HttpError(refusal.status, refusal.body)
             with emulator._lock:  # ... lands on disk
                 scan = self._scan(where)
                 resource = scan.resource(where.resource) or emulator._new_resource(scan, where.resource)

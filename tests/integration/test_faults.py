@@ -495,3 +495,43 @@ def test_a_job_longer_than_one_invocation_continues_itself_and_sends_every_file_
     assert stack.worker.stats.overruns == 0, "no invocation outlived its timeout"
     assert stack.xnat.times_received() == dict.fromkeys(files, 1), "every file sent exactly once"
     assert stack.xnat.logins == stack.xnat.logouts == result["invocations"]
+
+
+# -- a file XNAT refuses ------------------------------------------------------------------------------
+
+
+def test_a_file_xnat_refuses_inside_a_zip_batch_fails_alone_and_the_others_are_uploaded(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UPLOAD_MODE", "zip")
+    files = seed_files(stack, count=16)
+    poison = list(files)[11]
+    stack.xnat.refuse_file(poison, status=500, message="java.lang.IllegalStateException: cannot read this file")
+
+    result = run(stack, "poison", files)
+
+    assert_truthful(stack, result, files)
+    assert result["status"] == "partial"
+    assert [e["path"] for e in result["files"] if e["status"] != "uploaded"] == [poison]
+    assert "cannot read this file" in by_path(result)[poison]["error"]
+    batch_puts = [r for r in stack.xnat.requests_log if r.method == "PUT" and r.path.endswith(".zip")]
+    assert len({r.path for r in batch_puts}) <= 1 + 2 * 4, "halving 16 files: a few extra PUTs, not one each"
+
+    received = stack.xnat.times_received()
+    rerun = run(stack, "poison", files)
+    assert [e["status"] for e in rerun["files"]].count("already_exists") == len(files) - 1
+    again = {path for path, n in stack.xnat.times_received().items() if n > received.get(path, 0)}
+    assert again == {poison}, "the re-run sends only the refused file"
+
+
+def test_xnat_down_is_not_taken_for_a_poison_file_batches_are_not_split(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UPLOAD_MODE", "zip")
+    monkeypatch.setenv("ZIP_BATCH_MAX_FILES", "4")
+    files = seed_files(stack, count=16)
+    stack.xnat.on_request(lambda: stack.xnat.set_down(True), method="PUT", path_contains="/files/")
+
+    assert run_without_result(stack, "down-zip", files), "the job waits for XNAT"
+    batch_paths = {r.path for r in stack.xnat.requests_log if r.method == "PUT" and r.path.endswith(".zip")}
+    assert len(batch_paths) <= 3, "three batches fail in a row, then XNAT counts as unavailable: no halving"

@@ -274,9 +274,13 @@ class TransferEngine:
             return
         except XnatUploadError as exc:
             for item in batch:
-                item.file.fail(FileStatus.FAILED, _cause(exc))
                 item.file.attempts += len(bodies)
                 item.file.put_unconfirmed = item.file.put_unconfirmed or bool(bodies)
+            if len(batch) > 1 and _points_at_the_content(exc):
+                self._split(batch, exc)
+                return
+            for item in batch:
+                item.file.fail(FileStatus.FAILED, _cause(exc))
             self._note_outcome(exc, [item.file for item in batch])
             return
         finally:
@@ -295,6 +299,17 @@ class TransferEngine:
         self._budget.record(sum(w.source.size for w in batch), time.monotonic() - started)
         if kept:
             self._resolve_duplicates([w for w in batch if w.file.path in kept], digests)
+
+    def _split(self, batch: Sequence[WorkItem], exc: XnatUploadError) -> None:
+        """A batch XNAT refused for its content: send each half on its own, down to single files,
+        so that only the file XNAT refuses fails (a handful of extra PUTs, not a failed batch)."""
+        middle = len(batch) // 2
+        for half in (batch[:middle], batch[middle:]):
+            size = sum(item.source.size for item in half)
+            if self._stopped or not self._budget.allows(size):
+                self.out_of_time = self.out_of_time or not self.xnat_unavailable
+                return  # the rest stays pending
+            self._send_batch(half)
 
     # -- the integrity rule ------------------------------------------------------------------
 
@@ -452,6 +467,17 @@ def _per_second(rate: float) -> str:
         if rate >= scale:
             return f"{rate / scale:.1f} {unit}"
     return f"{rate:.0f} B/s"
+
+
+def _points_at_the_content(exc: XnatUploadError) -> bool:
+    """XNAT refused what was sent (a 500 from its own processing, a 4xx), or one object changed: a
+    smaller batch may pass. Not XNAT being unreachable or overloaded (no answer, 429, 502-504),
+    which splitting would only hammer, nor a refused session (401, 403)."""
+    if isinstance(_cause(exc), SourceChangedError):
+        return True
+    if not isinstance(exc, XnatError) or exc.status is None:
+        return False
+    return exc.status == 500 or (400 <= exc.status < 500 and exc.status not in (401, 403, 429))
 
 
 def _cause(exc: XnatUploadError) -> XnatUploadError:
