@@ -235,6 +235,26 @@ def test_a_job_message_of_a_superseded_version_is_skipped_by_the_worker(stack: L
     assert stack.xnat.logins == 1
 
 
+def test_a_version_superseded_while_it_runs_never_writes_its_result(stack: LocalStack) -> None:
+    stack.put_image("net-1", "a.nii", b"a")
+    stack.put_image("net-1", "b.nii", b"b")
+    stack.put_manifest("overtaken", make_manifest(files_relative_paths_to_upload=["a.nii"]))
+    # Version 2 is put while version 1's worker uploads (its first file PUT).
+    stack.xnat.on_request(
+        lambda: stack.put_manifest("overtaken", make_manifest(files_relative_paths_to_upload=["b.nii"])),
+        "PUT",
+        "/files/a.nii",
+    )
+    stack.drain()
+
+    result = stack.read_result("overtaken")
+    head = stack.s3().head_object(Bucket=stack.bucket, Key="manifests/overtaken.json")
+    assert result["manifest_version"] == head["VersionId"]
+    assert [f["path"] for f in result["files"]] == ["b.nii"]
+    versions = stack.s3().list_object_versions(Bucket=stack.bucket, Prefix="results/overtaken.json")["Versions"]
+    assert len(versions) == 1, "version 1's result was never written"
+
+
 def test_a_manifest_deleted_before_its_job_ran_is_not_run_and_the_result_says_why(stack: LocalStack) -> None:
     stack.put_image("net-1", "a.nii", b"a")
     stack.put_manifest("gone", make_manifest(files_relative_paths_to_upload=["a.nii"]))

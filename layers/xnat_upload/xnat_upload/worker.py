@@ -241,9 +241,15 @@ def _with_totals(result: JobResult, state: JobState, store: JobStore) -> JobResu
     return result
 
 
-def _finish(store: JobStore, state: JobState, result: JobResult) -> Finished:
+def _finish(store: JobStore, state: JobState, result: JobResult) -> Finished | Skipped:
     result.manifest_version = state.manifest_version
     result.finished_at = _now().isoformat(timespec="seconds")
+    if _superseded(store, state):
+        # A newer version was put while this one ran: its own job (next in this group) answers.
+        logger.info(
+            "a newer manifest version exists: this version's result is not written", extra={"job_id": state.job_id}
+        )
+        return Skipped("a newer version of the manifest was put while this one ran")
     store.write_result(_with_totals(result, state, store))
     store.write_progress(state.job_id, snapshot(result, "finished", continuation=state.continuation))
     # A small marker, not the files: duplicates of this job's messages are recognised and skipped.
@@ -253,6 +259,13 @@ def _finish(store: JobStore, state: JobState, result: JobResult) -> Finished:
         "job finished", extra={"job_id": state.job_id, "status": result.status.value, "counts": result.counts()}
     )
     return Finished(result)
+
+
+def _superseded(store: JobStore, state: JobState) -> bool:
+    current = store.manifest_version(state.job_id)
+    return (
+        state.manifest_version is not None and current is not MISSING and current not in (None, state.manifest_version)
+    )
 
 
 def _continue(
