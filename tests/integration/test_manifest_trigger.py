@@ -197,6 +197,68 @@ def test_two_paths_landing_on_the_same_xnat_name_are_refused(stack: LocalStack) 
     assert stack.xnat.logins == 0
 
 
+@pytest.mark.parametrize(("paths", "refused"), [(["a", "a/b"], "a/b"), (["a/b", "A"], "A"), (["a", "A/c"], "A/c")])
+def test_a_path_that_would_be_both_a_file_and_a_folder_is_refused(
+    stack: LocalStack, paths: list[str], refused: str
+) -> None:
+    seed(stack, dict.fromkeys(paths, b"x"))
+    result = run(stack, make_manifest(files_relative_paths_to_upload=paths))
+
+    assert result["status"] == "failed"
+    assert result["error"]["code"] == "path_collision"
+    entry = next(f for f in result["files"] if f["path"] == refused)
+    assert entry["status"] == "rejected" and "both a file and a folder" in entry["error"]
+    assert stack.xnat.logins == 0
+
+
+def test_a_manifest_nested_thousands_deep_is_an_invalid_manifest_not_a_crash(stack: LocalStack) -> None:
+    body = b"[" * 100_000 + b"]" * 100_000  # 200 KB: json.loads raises RecursionError
+
+    result = run(stack, body, job_id="nested")
+
+    assert result["status"] == "failed"
+    assert result["error"] == {
+        "code": "invalid_manifest",
+        "message": "manifest is not valid JSON: it is nested too deeply",
+    }
+    assert stack.xnat.logins == 0
+
+
+def test_a_result_document_nested_too_deeply_does_not_stop_the_rerun(stack: LocalStack) -> None:
+    seed(stack)
+    nested = b'{"files": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    stack.s3().put_object(Bucket=stack.bucket, Key="results/job-1.json", Body=nested)  # read for known MD5s
+
+    result = run(stack, make_manifest(files_relative_paths_to_upload=list(FILES)))
+
+    assert result["status"] == "succeeded"
+
+
+def test_a_refused_manifest_lists_every_requested_path_in_its_result(stack: LocalStack) -> None:
+    """Within MAX_MANIFEST_FILES nothing is cut: 10,001 paths, all missing, all listed."""
+    paths = [f"many/f{i:05d}.nii" for i in range(10_001)]
+
+    result = run(stack, make_manifest(files_relative_paths_to_upload=paths), job_id="many")
+
+    assert result["error"]["code"] == "object_not_found"
+    assert [f["path"] for f in result["files"]] == paths
+    assert {f["status"] for f in result["files"]} == {"missing"}
+
+
+def test_a_manifest_over_the_file_limit_says_its_result_lists_none(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAX_MANIFEST_FILES", "10000")
+    paths = [f"many/f{i:05d}.nii" for i in range(10_001)]
+
+    result = run(stack, make_manifest(files_relative_paths_to_upload=paths), job_id="too-many")
+
+    assert result["error"]["code"] == "invalid_manifest"
+    assert result["files"] == []
+    assert "10001 files, more than 10000 files" in result["error"]["message"]
+    assert "the result lists none of its 10001 entries" in result["error"]["message"]
+
+
 def test_a_missing_object_fails_the_job_before_anything_is_uploaded(stack: LocalStack) -> None:
     seed(stack)
     result = run(stack, make_manifest(files_relative_paths_to_upload=["ct_scan.nii.gz", "not/there.nii"]))

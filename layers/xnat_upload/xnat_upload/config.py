@@ -21,6 +21,11 @@ UploadMode = Literal["auto", "zip", "per_file"]
 
 MIB = 1024 * 1024
 
+# Manifest limits: the settings are their only source (the schema, the trigger, the API and the CLI read
+# them from Settings); these defaults fit 100,000 paths of ~150 characters.
+DEFAULT_MAX_MANIFEST_FILES = 100_000
+DEFAULT_MAX_MANIFEST_BYTES = 16 * MIB
+
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
     raw = env.get(name, "").strip()
@@ -74,8 +79,8 @@ class Settings:
     upload_concurrency: int = 4
     zip_batch_max_bytes: int = 512 * MIB
     zip_batch_max_files: int = 1000
-    max_manifest_bytes: int = 2 * MIB
-    max_manifest_files: int = 10_000
+    max_manifest_bytes: int = DEFAULT_MAX_MANIFEST_BYTES
+    max_manifest_files: int = DEFAULT_MAX_MANIFEST_FILES
     time_budget_margin_seconds: float = 20.0
     idempotency_table: str | None = None
     api_time_limit_seconds: float = 28.0
@@ -113,8 +118,8 @@ class Settings:
             upload_concurrency=_int(env, "UPLOAD_CONCURRENCY", 4, minimum=1),
             zip_batch_max_bytes=_int(env, "ZIP_BATCH_MAX_BYTES", 512 * MIB, minimum=1),
             zip_batch_max_files=_int(env, "ZIP_BATCH_MAX_FILES", 1000, minimum=1),
-            max_manifest_bytes=_int(env, "MAX_MANIFEST_BYTES", 2 * MIB, minimum=1),
-            max_manifest_files=_int(env, "MAX_MANIFEST_FILES", 10_000, minimum=1),
+            max_manifest_bytes=_int(env, "MAX_MANIFEST_BYTES", DEFAULT_MAX_MANIFEST_BYTES, minimum=1),
+            max_manifest_files=_int(env, "MAX_MANIFEST_FILES", DEFAULT_MAX_MANIFEST_FILES, minimum=1),
             time_budget_margin_seconds=_float(env, "TIME_BUDGET_MARGIN_SECONDS", 20.0),
             idempotency_table=env.get("IDEMPOTENCY_TABLE", "").strip() or None,
             api_time_limit_seconds=_float(env, "API_TIME_LIMIT_SECONDS", 28.0),

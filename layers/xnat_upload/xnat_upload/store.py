@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from . import safe_json
 from .config import Settings
 from .exceptions import ManifestError
 from .result import JobResult
@@ -103,8 +104,8 @@ class JobStore:
                 return None
             raise
         try:
-            document = json.loads(response["Body"].read())
-        except ValueError:
+            document = safe_json.loads(response["Body"].read())
+        except ValueError:  # not JSON, or nested too deeply: as good as no document
             return None
         return document if isinstance(document, dict) else None
 

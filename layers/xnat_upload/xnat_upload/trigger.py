@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from .config import Settings
 from .exceptions import InternalError, ManifestError
 from .job import partial_result, run_job
-from .manifest import JobManifest, decode_json, requested_paths
+from .manifest import JobManifest, decode_json, requested_paths, unlisted_note
 from .observability import logger
 from .progress import ProgressReporter
 from .result import FileResult, JobResult
@@ -43,10 +43,11 @@ def process_manifest_object(
         return None
     store = JobStore(s3, settings)
     result = JobResult(job_id)
+    data = None
     try:
         raw = store.load_manifest(key, version_id)
         data = decode_json(raw)
-        result.files = [FileResult(p) for p in requested_paths(data)]
+        result.files = [FileResult(p) for p in requested_paths(data, settings.max_manifest_files)]
         manifest = JobManifest.from_data(data, max_files=settings.max_manifest_files)
         reporter = None
         if settings.progress_interval_seconds > 0:
@@ -65,7 +66,8 @@ def process_manifest_object(
             **run_options,  # type: ignore[arg-type]
         )
     except ManifestError as exc:
-        result.fail_job(exc)
+        note = unlisted_note(data, len(result.files))
+        result.fail_job(type(exc)(exc.message + note) if note else exc)
     except Exception as exc:
         logger.exception("job crashed", extra={"job_id": job_id})
         partial = partial_result(exc)  # run_job's own record of what it had done

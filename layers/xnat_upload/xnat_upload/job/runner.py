@@ -21,13 +21,14 @@ from ..exceptions import (
     AlreadyExistsError,
     InternalError,
     KeyOutsidePrefixError,
+    ManifestError,
     ObjectNotFoundError,
     PathCollisionError,
     TimeBudgetExceededError,
     XnatError,
     XnatUploadError,
 )
-from ..manifest import JobManifest, confined_keys, requested_paths
+from ..manifest import JobManifest, confined_keys, requested_paths, unlisted_note
 from ..observability import logger, tracer
 from ..result import FileResult, FileStatus, JobResult
 from ..session import XnatConnector, open_xnat
@@ -61,11 +62,16 @@ def run_job(
     """
     result = JobResult(job_id, started_at=_now())
     started = time.monotonic()
+    data = None
     try:
         if not isinstance(manifest, JobManifest):
             data = manifest
-            result.files = [FileResult(p) for p in requested_paths(data)]
-            manifest = JobManifest.from_data(data, max_files=settings.max_manifest_files)
+            result.files = [FileResult(p) for p in requested_paths(data, settings.max_manifest_files)]
+            try:
+                manifest = JobManifest.from_data(data, max_files=settings.max_manifest_files)
+            except ManifestError as exc:
+                note = unlisted_note(data, len(result.files))
+                raise type(exc)(exc.message + note) if note else exc from None
         result.files = [FileResult(p) for p in manifest.files_relative_paths_to_upload]
         sources = _validate_sources(manifest, result, settings, s3)
         progress = (lambda: on_progress(result)) if on_progress is not None else (lambda: None)
