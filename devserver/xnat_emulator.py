@@ -218,6 +218,7 @@ class XnatEmulator:
         self._log: list[RequestRecord] = []
         self._rules: list[_Rule] = []
         self._down = False
+        self._echo_requests = False
         self._inflight_puts = 0
         self._max_inflight_puts = 0
         self._conflicts = 0
@@ -509,6 +510,13 @@ class XnatEmulator:
     def set_catalog_write_latency(self, seconds: float) -> None:
         self.catalog_write_latency = float(seconds)
 
+    def echo_requests_in_errors(self, enabled: bool = True) -> None:
+        """Every error page lists what the request carried: headers (Authorization and Cookie first),
+        cookies and query, as XNAT's CSRF error does (session cookie included) and as a proxy's debug
+        page may (Authorization included). Text a client must never store or log as it is."""
+        with self._meta:
+            self._echo_requests = enabled
+
     def set_down(self, down: bool) -> None:
         with self._meta:
             self._down = down
@@ -787,7 +795,24 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, json.dumps(document).encode(), "application/json")
 
     def _send_error_page(self, error: _HttpError) -> None:
-        self._send(error.status, _html(error.message), "text/html;charset=UTF-8", error.headers)
+        message = error.message
+        with self.server.emulator._meta:
+            echo = self.server.emulator._echo_requests
+        if echo:
+            message += " " + self._echo()
+        self._send(error.status, _html(message), "text/html;charset=UTF-8", error.headers)
+
+    def _echo(self) -> str:
+        """The request as an echoing error page shows it (see `echo_requests_in_errors`)."""
+        sensitive = ("authorization", "cookie")
+        headers = sorted(self.headers.items(), key=lambda item: item[0].lower() not in sensitive)
+        lines = [f"{name}: {value}" for name, value in headers]
+        cookies = SimpleCookie()
+        with contextlib.suppress(CookieError):
+            cookies.load(self.headers.get("Cookie", ""))
+        lines.append("cookies: " + ", ".join(f"{name}={morsel.value}" for name, morsel in cookies.items()))
+        lines.append("query: " + "&".join(f"{k}={v}" for k, v in self._log_query.items()))
+        return f"Request {self.command} {self._log_path} with headers:\n" + "\n".join(lines)
 
     # -- dispatch ------------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import Any
 
 from .exceptions import XnatUploadError
+from .redaction import redact
 
 
 class FileStatus(StrEnum):
@@ -48,11 +49,13 @@ class FileResult:
         self.error = self.error_code = None
 
     def fail(self, status: FileStatus, error: XnatUploadError) -> None:
-        self.status, self.error, self.error_code = status, error.message, error.error_code
+        self.status, self.error, self.error_code = status, redact(error.message), error.error_code
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["status"] = self.status.value
+        if self.error:  # errors quote XNAT's answers: never store a credential they echoed
+            data["error"] = redact(self.error)
         return {k: v for k, v in data.items() if v is not None}
 
 
@@ -86,11 +89,12 @@ class JobResult:
 
     def fail_job(self, error: XnatUploadError, untouched: FileStatus = FileStatus.SKIPPED) -> None:
         """Record a job-level failure; files not yet decided get `untouched` status."""
-        self.error = {"code": error.error_code, "message": error.message}
+        message = redact(error.message)
+        self.error = {"code": error.error_code, "message": message}
         for file in self.files:
             if file.status in (FileStatus.SKIPPED, FileStatus.PENDING) and file.error is None:
                 file.status = untouched
-                file.error = f"not attempted: {error.message}"
+                file.error = f"not attempted: {message}"
 
     def counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -107,7 +111,7 @@ class JobResult:
             "files": [f.to_dict() for f in self.files],
         }
         optional = {
-            "error": self.error,
+            "error": {**self.error, "message": redact(self.error["message"])} if self.error else None,
             "upload_mode": self.upload_mode,
             "xnat": self.xnat or None,
             "source": self.source or None,

@@ -30,6 +30,7 @@ from ..exceptions import (
 )
 from ..manifest import JobManifest, confined_keys, requested_paths, unlisted_note
 from ..observability import logger, tracer
+from ..redaction import redact
 from ..result import FileResult, FileStatus, JobResult
 from ..session import XnatConnector, open_xnat
 from ..transfer.engine import UNAVAILABLE_AFTER, TimeBudget, TransferEngine, WorkItem
@@ -98,12 +99,17 @@ def run_job(
                 "bytes": file.bytes,
                 "attempts": file.attempts,
                 "error_code": file.error_code,
-                "error": file.error,
+                "error": redact(file.error) if file.error else None,
             },
         )
     logger.info(
         "job finished",
-        extra={"job_id": job_id, "status": result.status.value, "counts": result.counts(), "error": result.error},
+        extra={
+            "job_id": job_id,
+            "status": result.status.value,
+            "counts": result.counts(),
+            "error": result.to_dict().get("error"),
+        },
     )
     return result
 

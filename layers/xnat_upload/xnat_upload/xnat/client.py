@@ -16,7 +16,6 @@ retried with backoff, and a 401 re-logs-in once. Nothing here logs a header or a
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -26,6 +25,7 @@ from urllib.parse import unquote, urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
+from .. import safe_json
 from ..exceptions import (
     ExperimentNotFoundError,
     ProjectNotFoundError,
@@ -36,6 +36,7 @@ from ..exceptions import (
     XnatUploadError,
 )
 from ..observability import logger
+from ..redaction import redact, register_credentials
 from . import urls
 from .models import Experiment, RemoteFile
 from .retry import RetryPolicy
@@ -69,6 +70,7 @@ class XnatClient:
         no call (its timeouts included) can end after the point where the result must be written."""
         self.base_url = base_url.rstrip("/")
         self._credentials = (username, password)
+        register_credentials(username, password)  # XNAT's error pages may echo them: never pass them on
         self._timeout = timeout
         self._retry = retry or RetryPolicy()
         self._deadline_margin = deadline_margin
@@ -238,7 +240,7 @@ class XnatClient:
         if response.status_code == 404:
             raise ExperimentNotFoundError(f"no experiment labelled {label!r} in XNAT project {project_id!r}")
         try:
-            fields = response.json()["items"][0]["data_fields"]
+            fields = safe_json.loads(response.content)["items"][0]["data_fields"]
             return Experiment(project_id, fields["subject_ID"], fields["ID"], fields.get("label", label))
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise XnatError(f"unexpected experiment document from XNAT: {type(exc).__name__}") from exc
@@ -371,9 +373,11 @@ def _as_blocks(body: Body | None) -> Body | _Blocks | None:
 
 def _result_rows(response: requests.Response) -> list[dict[str, Any]]:
     try:
-        rows = response.json()["ResultSet"]["Result"]
+        rows = safe_json.loads(response.content)["ResultSet"]["Result"]
     except (ValueError, KeyError, TypeError) as exc:
         raise XnatError(f"unexpected listing from XNAT: {type(exc).__name__}") from exc
+    if not isinstance(rows, list):
+        raise XnatError(f"unexpected listing from XNAT: Result is a {type(rows).__name__}, not a list")
     return [row for row in rows if isinstance(row, dict)]
 
 
@@ -398,21 +402,25 @@ def _duplicates(response: requests.Response) -> list[str]:
     if not text.startswith("{"):
         return []
     try:
-        document = json.loads(text)
+        document = safe_json.loads(text)
     except ValueError:
         return []
     duplicates = document.get("duplicates") if isinstance(document, dict) else None
-    return [str(d) for d in duplicates] if isinstance(duplicates, list) else []
+    return [redact(str(d)) for d in duplicates] if isinstance(duplicates, list) else []
 
 
 def _error_detail(response: requests.Response, limit: int = 300) -> str:
-    """A short, safe excerpt of an error body (XNAT puts the message in an HTML <h3>)."""
-    text = response.text or ""
+    """A short, safe excerpt of an error body (XNAT puts the message in an HTML <h3>).
+
+    Redacted before and after it is cut to one line: XNAT's and proxies' error pages can echo the
+    request's headers and cookies (session id, Basic credentials).
+    """
+    text = redact(response.text or "")
     start = text.find("<h3>")
     if start >= 0:
         end = text.find("</h3>", start)
         text = text[start + 4 : end if end > 0 else None]
-    text = " ".join(text.split())[:limit]
+    text = redact(" ".join(text.split()))[:limit]
     return f": {text}" if text else ""
 
 
