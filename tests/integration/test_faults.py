@@ -16,6 +16,7 @@ Faults are deterministic: they are tied to requests (the emulator's `fail_next`,
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -161,6 +162,43 @@ def test_a_5xx_burst_longer_than_the_retries_fails_that_file_only_and_a_rerun_se
     assert stack.xnat.count("PUT", "/files/") - puts_before == 1, "only the missing file is sent again"
     assert by_path(rerun)[victim]["status"] == "uploaded"
     assert all(by_path(rerun)[p]["status"] == "already_exists" for p in files if p != victim)
+
+
+def test_xnat_answering_503_six_times_in_a_row_is_ridden_out(
+    stack: LocalStack, per_file: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restart behind a proxy: retried for the retry window (default 60 s), not a count of attempts."""
+    monkeypatch.delenv("XNAT_MAX_RETRIES")
+    files = seed_files(stack, count=3)
+    stack.xnat.fail_next(503, times=6, method="PUT", path_contains="/files/")
+
+    result = run(stack, "restart", files)
+
+    assert_complete(stack, result, files)
+    assert result["files"][0]["attempts"] == 7
+    assert result["xnat_retries"] == 6
+
+
+@pytest.mark.parametrize("window", ["1", None], ids=["past-the-retry-window", "past-the-time-left"])
+def test_an_outage_longer_than_retries_can_ride_ends_with_a_clear_xnat_error_before_the_deadline(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch, window: str | None
+) -> None:
+    monkeypatch.delenv("XNAT_MAX_RETRIES")
+    monkeypatch.setenv("TIME_BUDGET_MARGIN_SECONDS", "2")
+    if window is not None:
+        monkeypatch.setenv("XNAT_RETRY_WINDOW_SECONDS", window)
+    files = seed_files(stack, count=2)
+    stack.xnat.set_down(True)
+
+    started = time.monotonic()
+    result = run(stack, f"outage-{window}", files, timeout_seconds=5)
+    elapsed = time.monotonic() - started
+
+    assert elapsed < 5, f"the handler returned after {elapsed:.1f} s, past its 5 s deadline"
+    assert_truthful(stack, result, files)
+    assert result["error"]["code"] == "xnat_error"
+    assert "503" in result["error"]["message"] and "attempts in" in result["error"]["message"]
+    assert stack.xnat.count("POST", "/data/JSESSION") > 4, "retried for a time, not a count"
 
 
 def test_429_too_many_requests_is_retried(stack: LocalStack, per_file: None) -> None:

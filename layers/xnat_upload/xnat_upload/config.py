@@ -25,6 +25,9 @@ MIB = 1024 * 1024
 # them from Settings); these defaults fit 100,000 paths of ~150 characters.
 DEFAULT_MAX_MANIFEST_FILES = 100_000
 DEFAULT_MAX_MANIFEST_BYTES = 16 * MIB
+# A transient XNAT failure (connection error, timeout, 429, 5xx) is retried this long: an XNAT
+# restarting behind a proxy answers 503 for tens of seconds.
+DEFAULT_RETRY_WINDOW_SECONDS = 60.0
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -38,6 +41,10 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     if value < minimum:
         raise ConfigurationError(f"{name} must be >= {minimum}, got {value}")
     return value
+
+
+def _optional_int(env: Mapping[str, str], name: str) -> int | None:
+    return _int(env, name, -1) if env.get(name, "").strip() else None
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -73,8 +80,9 @@ class Settings:
     ca_bundle: str | None = None
     connect_timeout: float = 10.0
     read_timeout: float = 120.0
-    max_retries: int = 4
+    max_retries: int | None = None  # no cap on the count: the retry window decides
     retry_base_delay: float = 0.5
+    retry_window_seconds: float = DEFAULT_RETRY_WINDOW_SECONDS
     upload_mode: UploadMode = "auto"
     upload_concurrency: int = 4
     zip_batch_max_bytes: int = 512 * MIB
@@ -112,8 +120,9 @@ class Settings:
             ca_bundle=env.get("XNAT_CA_BUNDLE", "").strip() or None,
             connect_timeout=_float(env, "XNAT_CONNECT_TIMEOUT", 10.0),
             read_timeout=_float(env, "XNAT_READ_TIMEOUT", 120.0),
-            max_retries=_int(env, "XNAT_MAX_RETRIES", 4),
+            max_retries=_optional_int(env, "XNAT_MAX_RETRIES"),
             retry_base_delay=_float(env, "XNAT_RETRY_BASE_DELAY", 0.5),
+            retry_window_seconds=_float(env, "XNAT_RETRY_WINDOW_SECONDS", DEFAULT_RETRY_WINDOW_SECONDS),
             upload_mode=mode,  # type: ignore[arg-type]
             upload_concurrency=_int(env, "UPLOAD_CONCURRENCY", 4, minimum=1),
             zip_batch_max_bytes=_int(env, "ZIP_BATCH_MAX_BYTES", 512 * MIB, minimum=1),

@@ -105,13 +105,13 @@ class XnatClient:
         def attempt() -> requests.Response:
             return self._send("POST", "/data/JSESSION", auth=self._credentials)
 
-        response = self._with_retries(attempt, "log in to XNAT")
+        response, retried = self._with_retries(attempt, "log in to XNAT")
         if response.status_code in (401, 403):
             raise XnatAuthError("XNAT rejected the service credentials", response.status_code)
         if response.status_code == 429 or response.status_code >= 500:
             # XNAT is down or overloaded: not a credentials problem, and a re-run may succeed.
             raise XnatError(
-                f"could not log in to XNAT: it answered {response.status_code}{_error_detail(response)}",
+                f"could not log in to XNAT: it answered {response.status_code}{_error_detail(response)}{retried}",
                 response.status_code,
             )
         if response.status_code != 200 or "JSESSIONID" not in self._session.cookies:
@@ -155,29 +155,44 @@ class XnatClient:
         connect, read = self._timeout
         return (min(connect, left), min(read, left))
 
-    def _with_retries(self, attempt: Callable[[], requests.Response], what: str) -> requests.Response:
-        """Run `attempt` until it answers something final; retries re-run it from scratch."""
+    def _with_retries(self, attempt: Callable[[], requests.Response], what: str) -> tuple[requests.Response, str]:
+        """Run `attempt` until it answers something final; retries re-run it from scratch.
+
+        Transient failures (connection errors, timeouts, 429, 5xx) are retried within the retry
+        window and the time budget. Returns the last answer and, when it is still a transient
+        failure, a note saying how long it was retried (for the error message).
+        """
+        started = self._retry.clock()
         tries = 0
         while True:
             try:
                 response = attempt()
             except XnatError as exc:
-                self._note_retry(what, tries, exc.message)
-                if not self._retry.wait(tries):
-                    raise XnatError(f"could not {what}: {exc.message}") from exc
-                tries += 1
-                continue
-            if response.status_code == 429 or response.status_code >= 500:
-                self._note_retry(what, tries, f"XNAT answered {response.status_code}")
-                if self._retry.wait(tries):
+                if self._retry_again(what, tries, started, exc.message):
                     tries += 1
                     continue
-            return response
+                raise XnatError(f"could not {what}: {exc.message}{self._gave_up(tries, started)}") from exc
+            if response.status_code == 429 or response.status_code >= 500:
+                if self._retry_again(what, tries, started, f"XNAT answered {response.status_code}"):
+                    tries += 1
+                    continue
+                return response, self._gave_up(tries, started)
+            return response, ""
 
-    def _note_retry(self, what: str, tries: int, reason: str) -> None:
-        if tries < self._retry.max_retries:
-            self.retries += 1
-            logger.warning("XNAT call failed; retrying", extra={"call": what, "attempt": tries + 1, "reason": reason})
+    def _retry_again(self, what: str, tries: int, started: float, reason: str) -> bool:
+        """Wait before the next attempt, if the retry window and the time budget allow one."""
+        pause = self._retry.pause_before(tries, started, reserve=self._deadline_margin)
+        if pause is None:
+            return False
+        self.retries += 1
+        logger.warning("XNAT call failed; retrying", extra={"call": what, "attempt": tries + 1, "reason": reason})
+        self._retry.sleep(pause)
+        return True
+
+    def _gave_up(self, tries: int, started: float) -> str:
+        if not tries:
+            return ""
+        return f" (after {tries + 1} attempts in {self._retry.clock() - started:.1f} s)"
 
     def request(
         self,
@@ -206,7 +221,7 @@ class XnatClient:
 
         while True:
             generation = self._session_generation
-            response = self._with_retries(attempt, what)
+            response, retried = self._with_retries(attempt, what)
             if response.status_code == 401 and not relogged:
                 relogged = True
                 self._relogin(generation)
@@ -216,7 +231,9 @@ class XnatClient:
             detail = _error_detail(response)
             if response.status_code == 401:
                 raise XnatAuthError(f"could not {what}: XNAT answered 401{detail}", 401)
-            raise XnatError(f"could not {what}: XNAT answered {response.status_code}{detail}", response.status_code)
+            raise XnatError(
+                f"could not {what}: XNAT answered {response.status_code}{detail}{retried}", response.status_code
+            )
 
     # -- lookups -----------------------------------------------------------------------------
 
