@@ -134,7 +134,7 @@ class _Project:
 
 @dataclass
 class _Rule:
-    kind: str  # "fail" | "drop" | "delay" | "delay_once" | "call"
+    kind: str  # "fail" | "drop" | "delay" | "delay_once" | "call" | "trickle" | "slow_read"
     method: str | None
     path_contains: str | None
     remaining: int = 1
@@ -142,6 +142,7 @@ class _Rule:
     body: str = ""
     after_bytes: int = 0
     seconds: float = 0.0
+    rate: float = 0.0  # "trickle", "slow_read": bytes per second
     callback: Callable[[], object] | None = None
     skip: int = 0  # "call": matching requests to let pass before the callback fires
 
@@ -510,6 +511,27 @@ class XnatEmulator:
     def set_catalog_write_latency(self, seconds: float) -> None:
         self.catalog_write_latency = float(seconds)
 
+    def trickle_response_next(
+        self, bytes_per_second: float, times: int = 1, method: str | None = None, path_contains: str | None = None
+    ) -> None:
+        """Send the whole answer (status line, headers, body) of the next `times` matching requests
+        at `bytes_per_second`: every socket read on the client side makes progress, so socket
+        timeouts never fire. The connection is closed afterwards."""
+        with self._meta:
+            self._rules.append(_Rule("trickle", method, path_contains, remaining=times, rate=float(bytes_per_second)))
+
+    def read_body_slowly_next(
+        self,
+        bytes_per_second: float,
+        times: int = 1,
+        method: str | None = "PUT",
+        path_contains: str | None = "/files/",
+    ) -> None:
+        """Read the request body of the next `times` matching requests at `bytes_per_second` (an XNAT
+        writing to a slow disk): the client's sends block and progress a little at a time."""
+        with self._meta:
+            self._rules.append(_Rule("slow_read", method, path_contains, remaining=times, rate=float(bytes_per_second)))
+
     def echo_requests_in_errors(self, enabled: bool = True) -> None:
         """Every error page lists what the request carried: headers (Authorization and Cookie first),
         cookies and query, as XNAT's CSRF error does (session cookie included) and as a proxy's debug
@@ -569,6 +591,17 @@ class XnatEmulator:
                     if rule.remaining <= 0:
                         self._rules.remove(rule)
                     return rule
+            return None
+
+    def _take_throttle(self, kind: str, method: str, path: str) -> float | None:
+        """The rate of the first `trickle` or `slow_read` rule matching this request, used up once."""
+        with self._meta:
+            for rule in self._rules:
+                if rule.kind == kind and rule.matches(method, path):
+                    rule.remaining -= 1
+                    if rule.remaining <= 0:
+                        self._rules.remove(rule)
+                    return rule.rate
             return None
 
     def _sleep(self, seconds: float) -> None:
@@ -652,6 +685,41 @@ class _Server(ThreadingHTTPServer):
         for connection in connections:
             with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
+
+
+class _Throttled:
+    """A socket file that moves at most `rate` bytes per second, a few at a time.
+
+    Raises `_Dropped` when the emulator stops, so no server thread outlives it.
+    """
+
+    def __init__(self, stream: Any, rate: float, stopping: threading.Event) -> None:
+        self._stream = stream
+        self._rate = max(rate, 1.0)
+        self._step = max(1, int(self._rate / 10))  # ten steps a second
+        self._stopping = stopping
+
+    def _pause(self, size: int) -> None:
+        if self._stopping.wait(size / self._rate):
+            raise _Dropped
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        view = memoryview(data).cast("B")
+        for start in range(0, len(view), self._step):
+            piece = view[start : start + self._step]
+            self._stream.write(piece)
+            self._pause(len(piece))
+        return len(view)
+
+    def read(self, size: int = -1) -> bytes:
+        want = self._step if size is None or size < 0 else min(size, self._step)
+        data = self._stream.read(want)
+        if data:
+            self._pause(len(data))
+        return data
+
+    def __getattr__(self, name: str) -> Any:  # readline, flush, close: untouched
+        return getattr(self._stream, name)
 
 
 @dataclass
@@ -869,6 +937,15 @@ class _Handler(BaseHTTPRequestHandler):
         method = self.command
         emulator._run_callbacks(method, path)
         emulator._sleep(emulator._delay_for(method, path))
+        for kind in ("trickle", "slow_read"):
+            rate = emulator._take_throttle(kind, method, path)
+            if rate is None:
+                continue
+            self.close_connection = True  # the throttled stream is not handed to the next request
+            if kind == "trickle":
+                self.wfile = _Throttled(self.wfile, rate, emulator._stopping)  # type: ignore[assignment]
+            else:
+                self.rfile = _Throttled(self.rfile, rate, emulator._stopping)  # type: ignore[assignment]
         with emulator._meta:
             down = emulator._down
         if down:

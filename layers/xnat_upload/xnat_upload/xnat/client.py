@@ -23,7 +23,6 @@ from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 
 from .. import safe_json
 from ..exceptions import (
@@ -38,6 +37,7 @@ from ..exceptions import (
 from ..observability import logger
 from ..redaction import redact, register_credentials
 from . import urls
+from .deadline import CallDeadline, DeadlineAdapter
 from .models import Experiment, RemoteFile
 from .retry import RetryPolicy
 
@@ -77,7 +77,7 @@ class XnatClient:
         self._session = requests.Session()
         self._session.verify = verify  # TLS is always verified; a CA bundle path may replace the default store
         self._session.headers["User-Agent"] = USER_AGENT
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
+        adapter = DeadlineAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
         self._session.mount("https://", adapter)
         self._session.mount("http://", adapter)
         self._login_lock = threading.Lock()
@@ -136,24 +136,51 @@ class XnatClient:
     # -- transport ---------------------------------------------------------------------------
 
     def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        timeout = self._attempt_timeout(method, path)
+        """One HTTP request, over by the call deadline whatever the server does.
+
+        Socket timeouts catch a silent server; the `CallDeadline` catches one that trickles bytes
+        in either direction (it shuts the socket down when the time budget, minus the margin kept
+        for writing the result, runs out). A request cut that way is `TimeBudgetExceededError`.
+        """
+        left = self._time_left(method, path)
+        timeout = self._timeout if left is None else tuple(min(t, left) for t in self._timeout)
+        deadline = CallDeadline(left) if left is not None else None
         self.requests_made += 1
         try:
-            # No redirects: a consumed streaming body cannot be sent again to another URL.
-            return self._session.request(method, self.base_url + path, timeout=timeout, allow_redirects=False, **kwargs)
-        except requests.RequestException as exc:
-            raise XnatError(f"{method} {_redact(path)} failed: {type(exc).__name__}") from exc
+            with deadline or contextlib.nullcontext():
+                # No redirects: a consumed streaming body cannot be sent again to another URL.
+                response = self._session.request(
+                    method, self.base_url + path, timeout=timeout, allow_redirects=False, **kwargs
+                )
+        except Exception as exc:
+            if deadline is not None and deadline.expired:
+                raise self._cut(method, path, left) from exc
+            if isinstance(exc, requests.RequestException):
+                raise XnatError(f"{method} {_redact(path)} failed: {type(exc).__name__}") from exc
+            raise
+        if deadline is not None and deadline.expired:
+            # A socket shut down mid-answer can look like an answer that ended (headers or body cut
+            # short at EOF): anything that finished after the deadline is not trusted.
+            raise self._cut(method, path, left)
+        return response
 
-    def _attempt_timeout(self, method: str, path: str) -> tuple[float, float]:
-        """The configured timeouts, shortened so the call cannot outlive the time budget."""
+    @staticmethod
+    def _cut(method: str, path: str, left: float | None) -> TimeBudgetExceededError:
+        return TimeBudgetExceededError(
+            f"{method} {_redact(path)} was cut at the deadline: XNAT had not answered "
+            f"within the {left or 0:.1f} s the time budget left for it"
+        )
+
+    def _time_left(self, method: str, path: str) -> float | None:
+        """Seconds this call may take: until the time budget's deadline minus the margin kept for
+        writing the result (None without a time budget)."""
         remaining = self._retry.remaining_seconds
         if remaining is None:
-            return self._timeout
+            return None
         left = remaining() - self._deadline_margin
         if left <= 0:
             raise TimeBudgetExceededError(f"no time left for {method} {_redact(path)} before the deadline")
-        connect, read = self._timeout
-        return (min(connect, left), min(read, left))
+        return left
 
     def _with_retries(self, attempt: Callable[[], requests.Response], what: str) -> tuple[requests.Response, str]:
         """Run `attempt` until it answers something final; retries re-run it from scratch.
