@@ -215,6 +215,7 @@ class XnatEmulator:
         self._sessions: set[str] = set()
         self._issued_sessions: list[str] = []
         self._logins = 0
+        self._failed_logins = 0
         self._logouts = 0
         self._log: list[RequestRecord] = []
         self._rules: list[_Rule] = []
@@ -408,6 +409,12 @@ class XnatEmulator:
             return self._logins
 
     @property
+    def failed_logins(self) -> int:
+        """Requests that presented wrong credentials (what an account lock-out policy counts)."""
+        with self._meta:
+            return self._failed_logins
+
+    @property
     def logouts(self) -> int:
         with self._meta:
             return self._logouts
@@ -497,6 +504,11 @@ class XnatEmulator:
             self._rules.append(
                 _Rule("call", method, path_contains, remaining=times, callback=callback, skip=max(0, skip))
             )
+
+    def change_password(self, password: str) -> None:
+        """A password rotation: new logins need `password`; sessions already open stay valid."""
+        with self._meta:
+            self.password = password
 
     def expire_sessions(self) -> None:
         with self._meta:
@@ -609,8 +621,14 @@ class XnatEmulator:
             self._stopping.wait(seconds)
 
     def _check_credentials(self, username: str, password: str) -> bool:
-        same_user = secrets.compare_digest(username.encode(), self.username.encode())
-        return secrets.compare_digest(password.encode(), self.password.encode()) and same_user
+        with self._meta:
+            expected_user, expected_password = self.username, self.password
+        same_user = secrets.compare_digest(username.encode(), expected_user.encode())
+        valid = secrets.compare_digest(password.encode(), expected_password.encode()) and same_user
+        if not valid:
+            with self._meta:
+                self._failed_logins += 1
+        return valid
 
     def _new_session(self) -> str:
         session_id = secrets.token_hex(16).upper()

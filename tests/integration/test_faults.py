@@ -351,6 +351,46 @@ def test_a_401_that_persists_after_the_re_login_fails_that_file_without_looping(
     assert_complete(stack, run(stack, "two-401", files), files)
 
 
+def test_a_password_rotation_mid_job_costs_one_failed_login_and_ends_the_xnat_work(
+    stack: LocalStack, per_file: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a rotation every re-login fails: one failed login, then no request at all (account lock)."""
+    files = seed_files(stack, count=8)
+    paths = list(files)
+    stack.xnat.add_file(DEMO_PROJECT, DEMO_ACCESSION, SCAN, RESOURCE, paths[0], files[paths[0]])  # there before
+
+    def rotate() -> None:
+        stack.xnat.change_password("rotated-Pa55word")
+        stack.xnat.expire_sessions()
+
+    stack.xnat.on_request(rotate, method="PUT", path_contains="/files/", skip=3)  # after 3 accepted PUTs
+
+    result = run(stack, "rotation", files)
+
+    assert stack.xnat.failed_logins == 1, "one failed re-login, never one per file"
+    log = stack.xnat.requests_log
+    refused = [i for i, r in enumerate(log) if r.method == "POST" and r.status == 401]
+    assert len(refused) == 1 and log[refused[0] + 1 :] == [], "no request after the refused re-login"
+    assert_truthful(stack, result, files)
+    assert result["error"]["code"] == "xnat_auth_failed"
+    entries = by_path(result)
+    assert entries[paths[0]]["status"] == "already_exists" and entries[paths[0]]["identical"] is True
+    for path in paths[1:4]:  # XNAT accepted them; the verifying listing never ran: unproven, not failed
+        assert entries[path]["status"] == "pending", entries[path]
+        assert "sent to XNAT but not verified" in entries[path]["error"]
+        assert stored(stack, path) == files[path]
+    assert entries[paths[4]]["status"] == "failed" and entries[paths[4]]["error_code"] == "xnat_auth_failed"
+    assert [entries[p]["status"] for p in paths[5:]] == ["skipped"] * 3
+
+    monkeypatch.setenv("XNAT_SERVICE_PASSWORD", "rotated-Pa55word")
+    puts_before = stack.xnat.count("PUT", "/files/")
+    rerun = run(stack, "rotation", files)
+
+    assert_complete(stack, rerun, files)
+    assert [by_path(rerun)[p]["status"] for p in paths[1:4]] == ["already_exists"] * 3, "verified, not re-sent"
+    assert stack.xnat.count("PUT", "/files/") - puts_before == 4
+
+
 # -- XNAT unavailable ----------------------------------------------------------------------------
 
 

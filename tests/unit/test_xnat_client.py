@@ -173,3 +173,28 @@ def test_identifiers_are_quoted_as_single_segments() -> None:
     odd = Experiment("P/1", "S?x", "E#1", "L")
     url = client().file_url(odd, "1", "R", "f.nii")
     assert url == f"{BASE}/data/projects/P%2F1/subjects/S%3Fx/experiments/E%231/scans/1/resources/R/files/f.nii"
+
+
+@responses.activate
+def test_a_refused_re_login_ends_the_clients_xnat_work_without_another_request() -> None:
+    login(responses.mock)
+    responses.get(f"{BASE}/data/projects", status=401)  # the session expired
+    responses.post(f"{BASE}/data/JSESSION", status=401, body="<h3>Login attempt failed</h3>")  # password rotated
+    xnat = client()
+    xnat.login()
+
+    with pytest.raises(XnatAuthError, match="when the session was renewed"):
+        xnat.find_project_by_secondary_id("C")
+    calls = len(responses.calls)
+    for call in (
+        lambda: xnat.find_project_by_secondary_id("C"),
+        lambda: xnat.list_resource_files(EXPERIMENT, "1", "NIFTI"),
+        lambda: xnat.upload_file_to_xnat(EXPERIMENT, "1", "NIFTI", "a.nii", lambda: Bytes(b"x")),
+    ):
+        with pytest.raises(XnatAuthError, match="no further XNAT calls"):
+            call()
+    xnat.logout()
+
+    assert len(responses.calls) == calls, "nothing sent after the refused re-login, not even the logout"
+    assert [c.request.method for c in responses.calls] == ["POST", "GET", "POST"]
+    assert xnat.auth_failed

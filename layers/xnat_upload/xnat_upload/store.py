@@ -110,14 +110,15 @@ class JobStore:
         return document if isinstance(document, dict) else None
 
     def known_md5(self, job_id: str) -> dict[tuple[str, str], str]:
-        """(path, S3 ETag) -> MD5 of files an earlier run of this job put or found in XNAT."""
+        """(path, S3 ETag) -> MD5 of files an earlier run of this job sent to or found in XNAT."""
         previous = self.read_result(job_id) or {}
         known: dict[tuple[str, str], str] = {}
         entries = previous.get("files")
         for entry in entries if isinstance(entries, list) else []:  # a hand-edited result must not crash a re-run
             if not isinstance(entry, dict) or not entry.get("md5") or not entry.get("source_etag"):
                 continue
-            if entry.get("status") == "uploaded" or (
+            # `pending` with an MD5: sent (that MD5 is of the bytes sent) but not verified in time.
+            if entry.get("status") in ("uploaded", "pending") or (
                 entry.get("status") == "already_exists" and entry.get("identical")
             ):
                 known[(str(entry.get("path")), str(entry["source_etag"]))] = str(entry["md5"])

@@ -25,8 +25,10 @@ from ..exceptions import (
     ObjectNotFoundError,
     PathCollisionError,
     TimeBudgetExceededError,
+    XnatAuthError,
     XnatError,
     XnatUploadError,
+    error_for_code,
 )
 from ..manifest import JobManifest, confined_keys, requested_paths, unlisted_note
 from ..observability import logger, tracer
@@ -215,22 +217,41 @@ def _upload(
                 on_progress=progress,
             )
             result.upload_mode = engine.run(work)
-            pending = [f for f in result.files if f.status is FileStatus.PENDING]
-            if pending and engine.xnat_unavailable:
-                for file in pending:
-                    file.status, file.url = FileStatus.SKIPPED, None
-                raise XnatError(
-                    f"XNAT failed {UNAVAILABLE_AFTER} transfers in a row after retries; {len(pending)} files were "
-                    "not attempted: re-put the manifest once XNAT answers again"
-                )
-            if pending:
-                for file in pending:
-                    file.error = "not started before the time budget ran out; re-put the manifest to finish"
-                    file.url = None
-                raise TimeBudgetExceededError(f"{len(pending)} files not started before the time budget ran out")
+            _raise_if_unfinished(result, engine)
     finally:
         result.xnat_requests = client.requests_made
         result.xnat_retries = client.retries
+
+
+def _raise_if_unfinished(result: JobResult, engine: TransferEngine) -> None:
+    """The job-level error for files the engine left `pending`: not started (no error yet), or sent
+    but not verified (their error says so; they stay `pending`, never `failed`: a re-run verifies them)."""
+    not_started = [f for f in result.files if f.status is FileStatus.PENDING and f.error is None]
+    unverified = [f for f in result.files if f.status is FileStatus.PENDING and f.error is not None]
+    if engine.auth_error is not None:
+        for file in not_started:
+            file.status, file.url = FileStatus.SKIPPED, None
+        raise XnatAuthError(
+            f"{engine.auth_error.message}; {len(not_started)} files were not attempted and {len(unverified)} were "
+            "sent but not verified: check the service account, then re-put the manifest"
+        )
+    if not_started and engine.xnat_unavailable:
+        for file in not_started:
+            file.status, file.url = FileStatus.SKIPPED, None
+        raise XnatError(
+            f"XNAT failed {UNAVAILABLE_AFTER} transfers in a row after retries; {len(not_started)} files were "
+            "not attempted: re-put the manifest once XNAT answers again"
+        )
+    if not_started:
+        for file in not_started:
+            file.error = "not started before the time budget ran out; re-put the manifest to finish"
+            file.url = None
+        raise TimeBudgetExceededError(f"{len(not_started)} files not started before the time budget ran out")
+    if unverified:
+        raise error_for_code(
+            unverified[0].error_code or XnatError.error_code,
+            f"{len(unverified)} files were sent to XNAT but could not be verified: re-put the manifest to verify them",
+        )
 
 
 def _with_md5_where_xnat_has_the_file(

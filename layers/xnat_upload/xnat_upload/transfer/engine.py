@@ -22,6 +22,7 @@ from ..exceptions import (
     IntegrityError,
     SourceChangedError,
     TimeBudgetExceededError,
+    XnatAuthError,
     XnatDuplicateError,
     XnatError,
     XnatUploadError,
@@ -101,6 +102,7 @@ class TransferEngine:
         self._on_progress = on_progress
         self._failed_in_a_row = 0
         self.xnat_unavailable = False
+        self.auth_error: XnatAuthError | None = None  # XNAT refused the service account: stop
         self.out_of_time = False
         self._batches = 0
 
@@ -154,7 +156,7 @@ class TransferEngine:
         ]
         sends += [((lambda i=item: self._send_single(i)), item.source.size) for item in single]
         for send, size in sends:
-            if self.xnat_unavailable or self.out_of_time or not self._budget.allows(size):
+            if self.xnat_unavailable or self.out_of_time or self.auth_error or not self._budget.allows(size):
                 break
             send()
             self._on_progress()
@@ -162,7 +164,10 @@ class TransferEngine:
         return mode
 
     def _note_outcome(self, error: XnatUploadError | None) -> None:
-        """Count transfers in a row that XNAT failed even after retries (down, 5xx, timeouts)."""
+        """Count transfers in a row that XNAT failed even after retries (down, 5xx, timeouts);
+        note a refused service account (every later transfer would be refused too)."""
+        if isinstance(error, XnatAuthError):
+            self.auth_error = self.auth_error or error
         if isinstance(error, XnatError) and error.retryable:
             self._failed_in_a_row += 1
             self.xnat_unavailable = self.xnat_unavailable or self._failed_in_a_row >= UNAVAILABLE_AFTER
@@ -329,9 +334,13 @@ class TransferEngine:
             return
         try:
             listing = self._xnat.list_resource_files(self._experiment, self._scan, self._resource)
-        except XnatUploadError as exc:  # XNAT failing, or no time left to ask
-            for item in uploaded:
-                item.file.fail(FileStatus.FAILED, XnatError(f"could not verify the upload: {exc.message}"))
+        except XnatUploadError as exc:  # XNAT failing, refusing the service account, or no time left to ask
+            if isinstance(exc, XnatAuthError):
+                self.auth_error = self.auth_error or exc
+            for item in uploaded:  # XNAT accepted them: not failed, only unproven; a re-run verifies them
+                item.file.status, item.file.url = FileStatus.PENDING, None
+                item.file.error = f"sent to XNAT but not verified ({exc.message}); re-put the manifest to verify it"
+                item.file.error_code = exc.error_code
             return
         wrong: list[WorkItem] = []
         for item in uploaded:

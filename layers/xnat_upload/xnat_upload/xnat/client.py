@@ -82,6 +82,7 @@ class XnatClient:
         self._session.mount("http://", adapter)
         self._login_lock = threading.Lock()
         self._session_generation = 0
+        self._auth_failure: str | None = None  # set once a re-login failed: no request is sent after it
         self.requests_made = 0
         self.retries = 0
 
@@ -126,12 +127,34 @@ class XnatClient:
             self._send("DELETE", "/data/JSESSION")
         self._session.cookies.clear()
 
+    @property
+    def auth_failed(self) -> bool:
+        """XNAT refused the service account when the session was renewed: this client is done."""
+        return self._auth_failure is not None
+
     def _relogin(self, generation: int) -> None:
-        """Re-login once per expired session, even when several workers notice at the same time."""
+        """Re-login once per expired session, even when several workers notice at the same time.
+
+        A refused re-login is final for this client: after a password rotation every later call
+        would fail its own login, and each failed login counts towards locking the account.
+        """
         with self._login_lock:
-            if generation == self._session_generation:
-                self._session.cookies.clear()
+            self._refuse_after_auth_failure()
+            if generation != self._session_generation:
+                return
+            self._session.cookies.clear()
+            try:
                 self.login()
+            except XnatAuthError as exc:
+                self._auth_failure = (
+                    f"XNAT refused the service account when the session was renewed ({exc.message}); "
+                    "no further XNAT calls in this job"
+                )
+                raise XnatAuthError(self._auth_failure, exc.status) from exc
+
+    def _refuse_after_auth_failure(self) -> None:
+        if self._auth_failure is not None:
+            raise XnatAuthError(self._auth_failure, 401)
 
     # -- transport ---------------------------------------------------------------------------
 
@@ -142,6 +165,7 @@ class XnatClient:
         in either direction (it shuts the socket down when the time budget, minus the margin kept
         for writing the result, runs out). A request cut that way is `TimeBudgetExceededError`.
         """
+        self._refuse_after_auth_failure()  # fails fast, nothing sent
         left = self._time_left(method, path)
         timeout = self._timeout if left is None else tuple(min(t, left) for t in self._timeout)
         deadline = CallDeadline(left) if left is not None else None
@@ -195,6 +219,8 @@ class XnatClient:
             try:
                 response = attempt()
             except XnatError as exc:
+                if not exc.retryable:  # e.g. the service account refused: final
+                    raise
                 if self._retry_again(what, tries, started, exc.message):
                     tries += 1
                     continue
