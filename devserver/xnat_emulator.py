@@ -46,6 +46,12 @@ from urllib.parse import parse_qsl, unquote, unquote_plus, urlsplit
 
 CHUNK = 64 * 1024
 LOGIN_FAILED = "Login attempt failed. Please try again."
+SSO_LOGIN_PAGE = (
+    b"<!DOCTYPE html><html><head><title>Sign in - Example University SSO</title></head><body>"
+    b'<form method="post" action="/idp/profile/SAML2/Redirect/SSO"><label>Username <input name="j_username"></label>'
+    b'<label>Password <input type="password" name="j_password"></label><button>Sign in</button></form>'
+    b"</body></html>"
+)
 ZIP_DATA_DESCRIPTOR = 0x08  # general-purpose flag bit 3: sizes and CRC come after the data
 _ZIP_NAMES = (".zip", ".zar", ".xar")
 _TAR_NAMES = (".tar.gz", ".tgz", ".tar")
@@ -221,6 +227,7 @@ class XnatEmulator:
         self._rules: list[_Rule] = []
         self._down = False
         self._echo_requests = False
+        self._sso_login_page = False
         self._inflight_puts = 0
         self._max_inflight_puts = 0
         self._conflicts = 0
@@ -543,6 +550,12 @@ class XnatEmulator:
         writing to a slow disk): the client's sends block and progress a little at a time."""
         with self._meta:
             self._rules.append(_Rule("slow_read", method, path_contains, remaining=times, rate=float(bytes_per_second)))
+
+    def sso_login_page(self, enabled: bool = True) -> None:
+        """A single sign-on front: every request, the login included, is answered 200 with an HTML login
+        page and a session cookie of the SSO's own (what a misrouted service account meets)."""
+        with self._meta:
+            self._sso_login_page = enabled
 
     def echo_requests_in_errors(self, enabled: bool = True) -> None:
         """Every error page lists what the request carried: headers (Authorization and Cookie first),
@@ -965,7 +978,11 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self.rfile = _Throttled(self.rfile, rate, emulator._stopping)  # type: ignore[assignment]
         with emulator._meta:
-            down = emulator._down
+            down, sso = emulator._down, emulator._sso_login_page
+        if sso:
+            cookie = ("Set-Cookie", f"JSESSIONID={secrets.token_hex(16).upper()}; Path=/; HttpOnly")
+            self._send(200, SSO_LOGIN_PAGE, "text/html;charset=UTF-8", (cookie,))
+            return
         if down:
             raise _HttpError(503, "XNAT is unavailable")
         fault = emulator._take_fault(method, path)

@@ -580,3 +580,33 @@ def test_files_not_started_before_the_deadline_stay_pending_and_a_rerun_sends_on
     assert stack.xnat.count("PUT", "/files/") - puts_before == len(files) - done
     for entry in rerun["files"][:done]:
         assert entry["status"] == "already_exists" and entry["identical"] is True and "error" not in entry
+
+
+# -- a single sign-on page in front of XNAT ---------------------------------------------------------
+
+
+def test_an_sso_login_page_answering_the_login_is_xnat_auth_failed(stack: LocalStack) -> None:
+    files = seed_files(stack, count=2)
+    stack.xnat.sso_login_page()
+
+    result = run(stack, "sso", files)
+
+    assert_truthful(stack, result, files)
+    assert result["error"]["code"] == "xnat_auth_failed"
+    assert "login page" in result["error"]["message"]
+    assert {e["status"] for e in result["files"]} == {"skipped"}
+    assert [(r.method, r.path) for r in stack.xnat.requests_log] == [("POST", "/data/JSESSION")]
+
+
+def test_an_sso_login_page_instead_of_the_listing_is_xnat_auth_failed_not_an_unreadable_listing(
+    stack: LocalStack,
+) -> None:
+    files = seed_files(stack, count=2)
+    stack.xnat.on_request(stack.xnat.sso_login_page, method="GET", path_contains="/files")  # the session is dropped
+
+    result = run(stack, "sso-later", files)
+
+    assert_truthful(stack, result, files)
+    assert result["error"]["code"] == "xnat_auth_failed"
+    assert "login page instead of the listing" in result["error"]["message"]
+    assert stack.xnat.requests_log[-1].path.endswith("/files"), "no request after the login page"

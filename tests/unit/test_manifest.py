@@ -197,10 +197,10 @@ def test_a_manifest_of_100000_paths_validates_and_is_confined_in_well_under_two_
     body = json.dumps({**VALID, "files_relative_paths_to_upload": paths})
     assert len(paths) == DEFAULT_MAX_MANIFEST_FILES and len(body) < 16 * 1024 * 1024
 
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: other processes sharing the machine do not count
     manifest = JobManifest.from_json(body, max_bytes=16 * 1024 * 1024)
     keys, refused = confined_keys("net-1/upload/", manifest.files_relative_paths_to_upload)
-    elapsed = time.perf_counter() - started
+    elapsed = time.process_time() - started
 
     assert len(keys) == 100_000 and not refused
-    assert elapsed < 2.0, f"validating 100,000 paths took {elapsed:.2f} s"
+    assert elapsed < 2.0, f"validating 100,000 paths took {elapsed:.2f} s of CPU"

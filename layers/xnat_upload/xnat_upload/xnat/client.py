@@ -117,6 +117,14 @@ class XnatClient:
             )
         if response.status_code != 200 or "JSESSIONID" not in self._session.cookies:
             raise XnatAuthError(f"XNAT login answered {response.status_code} without a session", response.status_code)
+        if not _SESSION_ID.fullmatch(response.content[:300].strip().decode("latin-1")):
+            # XNAT answers the bare session id; a page here is a single sign-on or login page in front of
+            # XNAT that set a cookie of its own: later calls would get that page instead of JSON.
+            raise XnatAuthError(
+                "XNAT's login answered 200 with a page instead of a session id: a single sign-on or login page "
+                "stands in front of XNAT's REST API; the service account needs a route that accepts HTTP Basic auth",
+                response.status_code,
+            )
         self._session_generation += 1
 
     def logout(self) -> None:
@@ -288,6 +296,30 @@ class XnatClient:
                 f"could not {what}: XNAT answered {response.status_code}{detail}{retried}", response.status_code
             )
 
+    def _json(self, response: requests.Response, what: str) -> Any:
+        """An answer XNAT sends as JSON. An HTML login page instead means the session is not honoured
+        (a single sign-on page took over): that ends the client's XNAT work like a refused re-login."""
+        try:
+            return safe_json.loads(response.content)
+        except ValueError as exc:
+            if _is_login_page(response):
+                self._auth_failure = (
+                    f"XNAT answered a login page instead of the {what} (a single sign-on or login page stands "
+                    "in front of XNAT's REST API); no further XNAT calls in this job"
+                )
+                raise XnatAuthError(self._auth_failure, response.status_code) from exc
+            raise XnatError(f"unexpected {what} from XNAT: {type(exc).__name__}") from exc
+
+    def _result_rows(self, response: requests.Response, what: str) -> list[dict[str, Any]]:
+        document = self._json(response, what)
+        try:
+            rows = document["ResultSet"]["Result"]
+        except (KeyError, TypeError) as exc:
+            raise XnatError(f"unexpected {what} from XNAT: {type(exc).__name__}") from exc
+        if not isinstance(rows, list):
+            raise XnatError(f"unexpected {what} from XNAT: Result is a {type(rows).__name__}, not a list")
+        return [row for row in rows if isinstance(row, dict)]
+
     # -- lookups -----------------------------------------------------------------------------
 
     def find_project_by_secondary_id(self, secondary_id: str) -> str:
@@ -295,7 +327,7 @@ class XnatClient:
         response = self.request(
             "GET", "/data/projects", "list projects", params={"format": "json", "secondary_ID": secondary_id}
         )
-        rows = _result_rows(response)
+        rows = self._result_rows(response, "list projects")
         matches = [row["ID"] for row in rows if row.get("secondary_ID") == secondary_id and row.get("ID")]
         if not matches:
             raise ProjectNotFoundError(f"no XNAT project has secondary ID {secondary_id!r}")
@@ -309,10 +341,11 @@ class XnatClient:
         response = self.request("GET", path, "find the experiment", ok=(200, 404), params={"format": "json"})
         if response.status_code == 404:
             raise ExperimentNotFoundError(f"no experiment labelled {label!r} in XNAT project {project_id!r}")
+        document = self._json(response, "experiment document")
         try:
-            fields = safe_json.loads(response.content)["items"][0]["data_fields"]
+            fields = document["items"][0]["data_fields"]
             return Experiment(project_id, fields["subject_ID"], fields["ID"], fields.get("label", label))
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
+        except (KeyError, IndexError, TypeError) as exc:
             raise XnatError(f"unexpected experiment document from XNAT: {type(exc).__name__}") from exc
 
     # -- scan and resource -------------------------------------------------------------------
@@ -359,7 +392,7 @@ class XnatClient:
         if response.status_code == 404:
             return {}
         files: dict[str, RemoteFile] = {}
-        for row in _result_rows(response):
+        for row in self._result_rows(response, "listing"):
             relative = _relative_path_from_uri(row.get("URI", ""))
             if relative is None:
                 continue
@@ -441,14 +474,18 @@ def _as_blocks(body: Body | None) -> Body | _Blocks | None:
     return _Blocks(body) if body is not None and hasattr(body, "__iter__") else body
 
 
-def _result_rows(response: requests.Response) -> list[dict[str, Any]]:
-    try:
-        rows = safe_json.loads(response.content)["ResultSet"]["Result"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise XnatError(f"unexpected listing from XNAT: {type(exc).__name__}") from exc
-    if not isinstance(rows, list):
-        raise XnatError(f"unexpected listing from XNAT: Result is a {type(rows).__name__}, not a list")
-    return [row for row in rows if isinstance(row, dict)]
+# What POST /data/JSESSION answers: the bare session id (Tomcat: hex, maybe with a ".route" suffix).
+_SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~+/=-]{7,255}")
+# An HTML page asking someone to log in (an SSO or login page answering instead of XNAT).
+_LOGIN_PAGE = re.compile(
+    rb"""(?i)type\s*=\s*["']?password|\blog\s?in\b|\bsign\s?in\b|\bsaml|\bopenid|\boauth|\bsso\b"""
+)
+
+
+def _is_login_page(response: requests.Response) -> bool:
+    head = response.content[:65536]
+    html = b"<html" in head[:1024].lower() or head.lstrip()[:15].lower().startswith(b"<!doctype html")
+    return html and _LOGIN_PAGE.search(head) is not None
 
 
 # Anchored on the resource: a scan or resource called "files" must not be taken for the marker.
