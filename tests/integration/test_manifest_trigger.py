@@ -127,6 +127,69 @@ def test_a_file_already_identical_in_xnat_is_not_sent_again(stack: LocalStack) -
     assert stack.xnat.count("PUT", "/files/") == 0
 
 
+PART = 5 * 1024 * 1024  # S3's smallest part but the last
+
+
+def put_in_parts(stack: LocalStack, path: str, data: bytes) -> str:
+    """A real multipart upload to moto: the object's ETag is `"<md5 of part md5s>-2"`, not its MD5."""
+    s3, key = stack.s3(), f"net-1/upload/{path}"
+    upload = s3.create_multipart_upload(Bucket=stack.bucket, Key=key)
+    parts = [
+        {"PartNumber": n, "ETag": s3.upload_part(Bucket=stack.bucket, Key=key, UploadId=upload["UploadId"],
+                                                 PartNumber=n, Body=chunk)["ETag"]}
+        for n, chunk in enumerate((data[:PART], data[PART:]), start=1)
+    ]  # fmt: skip
+    done = s3.complete_multipart_upload(
+        Bucket=stack.bucket, Key=key, UploadId=upload["UploadId"], MultipartUpload={"Parts": parts}
+    )
+    assert done["ETag"].strip('"').endswith("-2")
+    return done["ETag"]
+
+
+MULTIPART = b"".join(bytes([n % 251]) * 4096 for n in range(PART // 4096 + 3))
+
+
+@pytest.mark.parametrize("exist_ok", [False, True])
+def test_the_same_bytes_uploaded_in_parts_are_recognised_as_already_in_xnat(stack: LocalStack, exist_ok: bool) -> None:
+    put_in_parts(stack, "ct_parts.nii", MULTIPART)
+    stack.xnat.add_file(DEMO_PROJECT, DEMO_ACCESSION, "1", "NIFTI", "ct_parts.nii", MULTIPART)
+
+    result = run(stack, make_manifest(files_relative_paths_to_upload=["ct_parts.nii"], exist_ok=exist_ok))
+
+    assert result["status"] == "succeeded", result
+    entry = result["files"][0]
+    assert entry["status"] == "already_exists" and entry["identical"] is True and "error" not in entry
+    assert entry["md5"] == hashlib.md5(MULTIPART).hexdigest()
+    assert stack.xnat.count("PUT", "/files/") == 0, "identical: not sent again"
+
+
+def test_other_bytes_of_the_same_size_uploaded_in_parts_are_told_apart(stack: LocalStack) -> None:
+    put_in_parts(stack, "ct_parts.nii", MULTIPART)
+    other = MULTIPART[:-1] + b"\x00"
+    stack.xnat.add_file(DEMO_PROJECT, DEMO_ACCESSION, "1", "NIFTI", "ct_parts.nii", other)
+
+    result = run(stack, make_manifest(files_relative_paths_to_upload=["ct_parts.nii"], exist_ok=False))
+
+    entry = result["files"][0]
+    assert entry["status"] == "already_exists" and entry["identical"] is False
+    assert entry["error_code"] == "already_exists"
+    assert xnat_files(stack)["ct_parts.nii"] == other
+
+
+def test_an_object_in_parts_overwritten_before_it_is_hashed_is_not_compared_or_sent(stack: LocalStack) -> None:
+    put_in_parts(stack, "ct_parts.nii", MULTIPART)
+    stack.xnat.add_file(DEMO_PROJECT, DEMO_ACCESSION, "1", "NIFTI", "ct_parts.nii", MULTIPART)
+    newer = bytes(reversed(MULTIPART))  # same size, other bytes
+    stack.xnat.on_request(lambda: put_in_parts(stack, "ct_parts.nii", newer), "GET", "/files")  # after validation
+
+    result = run(stack, make_manifest(files_relative_paths_to_upload=["ct_parts.nii"], exist_ok=True))
+
+    entry = result["files"][0]
+    assert entry["status"] == "failed" and entry["error_code"] == "source_changed", entry
+    assert xnat_files(stack)["ct_parts.nii"] == MULTIPART
+    assert stack.xnat.count("PUT", "/files/") == 0
+
+
 HOSTILE_PATHS = [
     "../other-net/upload/x.nii",
     "../../etc/passwd",

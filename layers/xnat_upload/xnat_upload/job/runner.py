@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +26,8 @@ from ..exceptions import (
     ManifestError,
     ObjectNotFoundError,
     PathCollisionError,
+    SourceChangedError,
+    SourceReadError,
     TimeBudgetExceededError,
     XnatAuthError,
     XnatError,
@@ -36,10 +40,14 @@ from ..redaction import redact
 from ..result import FileResult, FileStatus, JobResult
 from ..session import XnatConnector, open_xnat
 from ..transfer.engine import UNAVAILABLE_AFTER, TimeBudget, TransferEngine, WorkItem
-from ..transfer.sources import SourceObject, find_objects, head_objects
+from ..transfer.sources import SourceObject, find_objects, head_objects, object_md5
+from ..xnat import RemoteFile
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+
+MD5_READ_ATTEMPTS = 3  # reads of an object to hash it, when S3 fails in passing
 
 
 def _now() -> str:
@@ -184,9 +192,18 @@ def _upload(
             )
             listing = xnat.list_resource_files(experiment, manifest.scan_id, manifest.resource_id)
 
-            sources = _with_md5_where_xnat_has_the_file(sources, listing, known_md5, s3, settings)
+            sources, undecided = _with_md5_where_xnat_has_the_file(
+                sources, listing, known_md5, s3, settings, remaining_seconds
+            )
             work: list[WorkItem] = []
             for file in result.files:
+                if file.path in undecided:  # its MD5 could not be read: not compared, not sent
+                    problem = undecided[file.path]
+                    if isinstance(problem, TimeBudgetExceededError):
+                        file.status = FileStatus.PENDING  # a re-run compares it
+                    else:
+                        file.fail(FileStatus.FAILED, problem)
+                    continue
                 source = sources[file.path]
                 remote = listing.get(file.path)
                 file.url = xnat.file_url(experiment, manifest.scan_id, manifest.resource_id, file.path)
@@ -256,19 +273,65 @@ def _raise_if_unfinished(result: JobResult, engine: TransferEngine) -> None:
 
 def _with_md5_where_xnat_has_the_file(
     sources: dict[str, SourceObject],
-    listing: Mapping[str, Any],
+    listing: Mapping[str, RemoteFile],
     known_md5: Mapping[tuple[str, str], str],
     s3: S3Client,
     settings: Settings,
-) -> dict[str, SourceObject]:
-    """A listing-found object has no trusted MD5; HEAD only those XNAT already holds, to tell
-    an identical copy (skip it) from a different one."""
+    remaining_seconds: Callable[[], float] | None = None,
+) -> tuple[dict[str, SourceObject], dict[str, XnatUploadError]]:
+    """Know the MD5 of every object XNAT already holds a file for, to tell an identical copy (skip
+    it, also with exist_ok false) from a different one.
+
+    A listing-found object has no trusted MD5: HEAD those (a single-part SSE-S3 ETag is the MD5).
+    Where the ETag is still not an MD5 (multipart upload, SSE-KMS) and XNAT's file has the same
+    size, the object is read and hashed (streamed, pinned to the validated ETag). Returns the
+    sources and, per path, why its MD5 could not be had (out of time, object changed, S3 failing).
+    """
     unknown = {
-        path: source.key
+        path: source
         for path, source in sources.items()
         if path in listing and source.md5 is None and (path, source.etag) not in known_md5
     }
     if not unknown:
-        return sources
-    refreshed = head_objects(s3, settings.data_bucket, unknown)
-    return {path: refreshed.get(path) or source for path, source in sources.items()}
+        return sources, {}
+    refreshed = head_objects(s3, settings.data_bucket, {path: source.key for path, source in unknown.items()})
+    sources = dict(sources)
+    for path, source in unknown.items():
+        fresh = refreshed.get(path)
+        if fresh is not None and fresh.etag == source.etag and fresh.md5 is not None:  # the validated version
+            sources[path] = replace(source, md5=fresh.md5)
+    to_hash = [
+        sources[path]
+        for path in unknown
+        if sources[path].md5 is None and listing[path].digest and listing[path].size == sources[path].size
+    ]
+    if not to_hash:
+        return sources, {}
+    margin = settings.time_budget_margin_seconds
+
+    def in_time() -> bool:  # past the margin no transfer starts either: the re-run compares the rest
+        return remaining_seconds is None or remaining_seconds() > margin
+
+    def md5_of(source: SourceObject) -> tuple[str, str | XnatUploadError]:
+        problem: XnatUploadError = TimeBudgetExceededError("its MD5 was not read before the time budget ran out")
+        for _ in range(MD5_READ_ATTEMPTS):
+            try:
+                digest = object_md5(s3, settings.data_bucket, source, in_time)
+            except SourceReadError as exc:  # passing: read it again from the first byte
+                problem = exc
+                continue
+            except SourceChangedError as exc:
+                return source.path, exc
+            return source.path, digest if digest is not None else problem
+        return source.path, problem
+
+    with ThreadPoolExecutor(max_workers=min(settings.upload_concurrency, len(to_hash))) as pool:
+        outcomes = list(pool.map(md5_of, to_hash))
+    undecided: dict[str, XnatUploadError] = {}
+    for path, outcome in outcomes:
+        if isinstance(outcome, str):
+            sources[path] = replace(sources[path], md5=outcome)
+        else:
+            undecided[path] = outcome
+    logger.info("read S3 objects to compare with XNAT's copies", extra={"objects": len(to_hash)})
+    return sources, undecided
