@@ -57,7 +57,7 @@ def invoke_with_deadline(stack: LocalStack, job_id: str, paths: list[str], secon
 def short_budget(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> LocalStack:
     monkeypatch.setenv("UPLOAD_MODE", "per_file")
     monkeypatch.setenv("XNAT_READ_TIMEOUT", "120")
-    monkeypatch.setenv("TIME_BUDGET_MARGIN_SECONDS", "2")  # XNAT calls end 1 s before the deadline
+    monkeypatch.setenv("TIME_BUDGET_MARGIN_SECONDS", "3")  # XNAT calls end 1.5 s before the deadline
     return stack
 
 
@@ -66,9 +66,9 @@ def test_a_listing_trickled_at_a_few_bytes_a_second_is_cut_at_the_deadline(short
     stack.put_image("net-1", "a.nii", b"a" * 1000)
     stack.xnat.trickle_response_next(5, method="GET", path_contains="/files")  # ~70 s for the whole answer
 
-    result, elapsed = invoke_with_deadline(stack, "trickled-listing", ["a.nii"], seconds=5)
+    result, elapsed = invoke_with_deadline(stack, "trickled-listing", ["a.nii"], seconds=6)
 
-    assert elapsed < 5, f"the handler returned after {elapsed:.1f} s, past its 5 s deadline"
+    assert elapsed < 6, f"the handler returned after {elapsed:.1f} s, past its 6 s deadline"
     assert result["status"] == "partial"
     assert result["error"]["code"] == "time_budget_exceeded"
     assert "cut at the deadline" in result["error"]["message"]
@@ -85,9 +85,9 @@ def test_a_put_that_xnat_reads_slowly_is_cut_at_the_deadline_and_the_file_stays_
     stack.put_image("net-1", "small.nii", b"s" * 1000)
     stack.xnat.read_body_slowly_next(512 * 1024, method="PUT", path_contains="/files/big.nii")  # 12 s
 
-    result, elapsed = invoke_with_deadline(stack, "slow-put", ["big.nii", "small.nii"], seconds=5)
+    result, elapsed = invoke_with_deadline(stack, "slow-put", ["big.nii", "small.nii"], seconds=6)
 
-    assert elapsed < 5, f"the handler returned after {elapsed:.1f} s, past its 5 s deadline"
+    assert elapsed < 6, f"the handler returned after {elapsed:.1f} s, past its 6 s deadline"
     assert result["error"]["code"] == "time_budget_exceeded"
     assert [f["status"] for f in result["files"]] == ["pending", "pending"]
     assert all("re-put the manifest" in f["error"] for f in result["files"])
