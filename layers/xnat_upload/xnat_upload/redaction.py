@@ -46,8 +46,13 @@ _NAMED = re.compile(
 )
 # Credentials inside a URL: scheme://user:password@host
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]*@")
+# Nothing above can match a text without one of these (lower-cased): most texts are decided by them.
+_SUSPECT = (
+    "authori", "cookie", "csrf", "token", "key", "jsessionid", "basic", "bearer", "digest", "negotiate",
+    "passw", "pwd", "secret", "session",
+)  # fmt: skip
 
-_secrets: set[str] = set()
+_secrets: tuple[str, ...] = ()  # longest first: a longer secret may contain a shorter one
 _lock = threading.Lock()
 
 
@@ -55,9 +60,10 @@ def register_secret(value: str | None) -> None:
     """Redact this exact value (and its URL- and HTML-escaped forms) from every text from now on."""
     if not value or len(value) < _MIN_SECRET_LENGTH:
         return
+    global _secrets
     forms = {value, quote(value, safe=""), quote_plus(value), html.escape(value)}
     with _lock:
-        _secrets.update(forms)
+        _secrets = tuple(sorted(forms.union(_secrets), key=len, reverse=True))
 
 
 def register_credentials(username: str, password: str) -> None:
@@ -70,13 +76,15 @@ def redact(text: str) -> str:
     """`text` without credentials, cookies, session ids or any registered secret."""
     if not text:
         return text
-    with _lock:
-        known = sorted(_secrets, key=len, reverse=True)  # a longer secret may contain a shorter one
-    for secret in known:
+    for secret in _secrets:
         if secret in text:
             text = text.replace(secret, MASK)
+    if "://" in text and "@" in text:
+        text = _USERINFO.sub(lambda m: f"{m.group(1)}{MASK}@", text)
+    lowered = text.lower()
+    if not any(word in lowered for word in _SUSPECT):
+        return text
     text = _HEADER.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
     text = _SESSION.sub(f"JSESSIONID {MASK}", text)
     text = _SCHEME.sub(MASK, text)
-    text = _NAMED.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
-    return _USERINFO.sub(lambda m: f"{m.group(1)}{MASK}@", text)
+    return _NAMED.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)

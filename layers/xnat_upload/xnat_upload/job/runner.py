@@ -73,7 +73,6 @@ def run_job(
     """
     result = JobResult(job_id, started_at=_now())
     started = time.monotonic()
-    data = None
     try:
         if not isinstance(manifest, JobManifest):
             data = manifest
@@ -118,7 +117,7 @@ def run_job(
             "job_id": job_id,
             "status": result.status.value,
             "counts": result.counts(),
-            "error": result.to_dict().get("error"),
+            "error": {**result.error, "message": redact(result.error["message"])} if result.error else None,
         },
     )
     return result

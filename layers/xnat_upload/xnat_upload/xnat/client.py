@@ -10,7 +10,10 @@ Example::
         url = xnat.upload_file_to_xnat(experiment, "1", "NIFTI", "seg/a.nii.gz", open_body)
 
 Every call checks its status; transient failures (connection errors, timeouts, 429, 5xx) are
-retried with backoff, and a 401 re-logs-in once. Nothing here logs a header or a cookie.
+retried with backoff for a time window, and a 401 re-logs-in once (a refused re-login ends the
+client's work: nothing is sent after it). With a time budget, every request has an absolute
+deadline that holds even against a server trickling bytes (`deadline.py`). Nothing here logs a
+header or a cookie, and text taken from XNAT's answers is redacted (`redaction.py`).
 """
 
 from __future__ import annotations
@@ -451,7 +454,9 @@ class XnatClient:
         duplicates = _duplicates(response)
         if duplicates:
             raise XnatDuplicateError(
-                f"XNAT kept its existing copy of {duplicates} and ignored the upload", response.status_code, duplicates
+                redact(f"XNAT kept its existing copy of {duplicates} and ignored the upload"),
+                response.status_code,
+                duplicates,
             )
         return self.file_url(experiment, scan_id, resource_id, relative_path)
 
@@ -513,7 +518,7 @@ def _duplicates(response: requests.Response) -> list[str]:
     except ValueError:
         return []
     duplicates = document.get("duplicates") if isinstance(document, dict) else None
-    return [redact(str(d)) for d in duplicates] if isinstance(duplicates, list) else []
+    return [str(d) for d in duplicates] if isinstance(duplicates, list) else []  # matched to paths: not redacted
 
 
 def _error_detail(response: requests.Response, limit: int = 300) -> str:
