@@ -29,15 +29,17 @@ def local_stack() -> Iterator[dict[str, str]]:
         text=True,
     )
     exports: dict[str, str] = {}
+    printed: list[str] = []
     assert process.stdout is not None
     for line in process.stdout:
+        printed.append(line)
         match = re.match(r"\s*export (\w+)=(\S+)", line)
         if match:
             exports[match.group(1)] = match.group(2)
         if "XNAT_UPLOAD_API" in exports:
             break
     try:
-        assert {"AWS_ENDPOINT_URL", "DATA_BUCKET", "XNAT_UPLOAD_API"} <= set(exports), exports
+        assert {"AWS_ENDPOINT_URL", "DATA_BUCKET", "XNAT_UPLOAD_API"} <= set(exports), "".join(printed[-40:])
         yield exports
     finally:
         process.terminate()

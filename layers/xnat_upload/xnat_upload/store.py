@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from . import safe_json
 from .config import Settings
 from .exceptions import ManifestError
 from .result import JobResult, PreviousOutcomes
@@ -157,8 +158,8 @@ class JobStore:
                 return None
             raise
         try:
-            document = json.loads(response["Body"].read())
-        except (ValueError, RecursionError):  # a hand-edited or hostile document is "none", never a crash
+            document = safe_json.loads(response["Body"].read())
+        except ValueError:  # not JSON, or nested too deeply: as good as no document
             return None
         return document if isinstance(document, dict) else None
 

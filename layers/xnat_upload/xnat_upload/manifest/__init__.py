@@ -1,6 +1,6 @@
 """Job manifests: schema, and confinement of every file to its net's upload prefix."""
 
-from .models import JobManifest, decode_json, requested_paths
+from .models import JobManifest, decode_json, requested_paths, unlisted_note
 from .paths import check_identifier, check_relative_path, confined_key, confined_keys, find_collisions
 
 __all__ = [
@@ -12,4 +12,5 @@ __all__ = [
     "decode_json",
     "find_collisions",
     "requested_paths",
+    "unlisted_note",
 ]

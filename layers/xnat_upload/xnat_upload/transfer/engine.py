@@ -30,6 +30,7 @@ from ..exceptions import (
     SourceChangedError,
     TimeBudgetExceededError,
     TransferTooLargeError,
+    XnatAuthError,
     XnatDuplicateError,
     XnatError,
     XnatUploadError,
@@ -92,6 +93,7 @@ class TransferEngine:
         self._exist_ok = exist_ok
         self._failed_in_a_row: list[list[FileResult]] = []
         self.xnat_unavailable = False
+        self.auth_error: XnatAuthError | None = None  # XNAT refused the service account: stop
         self.out_of_time = False
         self._batches = 0
 
@@ -145,7 +147,7 @@ class TransferEngine:
 
     @property
     def _stopped(self) -> bool:
-        return self.xnat_unavailable or self.out_of_time
+        return self.xnat_unavailable or self.out_of_time or self.auth_error is not None
 
     def _sends(self, zipped: list[WorkItem], single: list[WorkItem]) -> Iterator[tuple[Callable[[], None], int]]:
         """Each unit of work with its size; zip batches are formed one at a time, so each is sized
@@ -168,8 +170,11 @@ class TransferEngine:
         """Count transfers in a row that XNAT failed even after retries (down, 5xx, timeouts).
 
         When they reach `UNAVAILABLE_AFTER`, XNAT is unavailable: those files failed through no
-        fault of their own, so they go back to `pending` with the rest, for the job's next try.
+        fault of their own, so they go back to `pending` with the rest, for the job's next try. A
+        refused service account stops everything: every later transfer would be refused too.
         """
+        if isinstance(error, XnatAuthError):
+            self.auth_error = self.auth_error or error
         if not (isinstance(error, XnatError) and error.retryable):
             self._failed_in_a_row = []
             return
@@ -400,10 +405,12 @@ class TransferEngine:
         not `failed` (probably there). They stay `pending` with their MD5, and the job's next
         invocation settles them from its listing without sending them again."""
         for item in items:
-            item.file.status = FileStatus.PENDING
-            item.file.error = f"sent, not yet verified: {exc.message}"
+            item.file.status, item.file.url = FileStatus.PENDING, None
+            item.file.error = f"sent to XNAT but not verified yet ({exc.message})"
             item.file.error_code = None
-        if isinstance(exc, TimeBudgetExceededError):
+        if isinstance(exc, XnatAuthError):
+            self.auth_error = self.auth_error or exc
+        elif isinstance(exc, TimeBudgetExceededError):
             self.out_of_time = True
         elif isinstance(exc, XnatError) and exc.retryable:
             self.xnat_unavailable = True
