@@ -367,10 +367,17 @@ def test_shared_layer_is_built_by_sam(template: dict[str, Any], resources: dict[
     content = ROOT / layer["Properties"]["ContentUri"]
     assert (content / "requirements.txt").is_file()
     assert (content / "xnat_upload" / "__init__.py").is_file()
-    assert template["Globals"]["Function"]["Runtime"] in layer["Properties"]["CompatibleRuntimes"]
     assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
     assert template["Globals"]["Function"]["Architectures"] == ["arm64"]
     assert {"Ref": "XnatUploadLayer"} in template["Globals"]["Function"]["Layers"]
+
+
+def test_layer_claims_only_the_runtime_it_is_built_for(template: dict[str, Any], resources: dict[str, Any]) -> None:
+    """Its native wheels are built for one CPython (pydantic_core's cp312 build does not import under 3.13)."""
+    layer = resources["XnatUploadLayer"]
+    runtime = template["Globals"]["Function"]["Runtime"]
+    assert layer["Metadata"]["BuildMethod"] == runtime
+    assert layer["Properties"]["CompatibleRuntimes"] == [runtime]
 
 
 def test_function_log_groups_have_retention(resources: dict[str, Any]) -> None:
