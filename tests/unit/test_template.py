@@ -24,6 +24,8 @@ FUNCTIONS = {
     "ManifestTriggerFunction": "functions/manifest_trigger/",
     "UploadApiFunction": "functions/upload_api/",
 }
+# The functions that talk to XNAT (in the queue-based flow: UploadWorkerFunction only).
+XNAT_CLIENTS = set(FUNCTIONS)
 FIXED_MANIFEST_FIELDS = {
     "central_hub_project_id",
     "accession_id",
@@ -390,6 +392,45 @@ def test_function_log_groups_have_retention(resources: dict[str, Any]) -> None:
         ]
         assert len(groups) == 1, function
         assert groups[0]["RetentionInDays"] == 90
+
+
+# ---------------------------------------------------------------- private-network XNAT
+
+
+@pytest.mark.parametrize(("name", "prefix"), [("VpcSubnetIds", "subnet-"), ("VpcSecurityGroupIds", "sg-")])
+def test_vpc_parameters_are_optional_lists_of_ids(template: dict[str, Any], name: str, prefix: str) -> None:
+    spec = template["Parameters"][name]
+    assert spec["Type"] == "CommaDelimitedList"
+    assert spec["Default"] == ""
+    one, two = f"{prefix}0123456789abcdef0", f"{prefix}0fedcba98"
+    for good in ("", one, f"{one},{two}", f"{one}, {two}"):
+        assert re.fullmatch(spec["AllowedPattern"], good), good
+    for bad in (f"{prefix}XYZ", "vpc-0123456789abcdef0", f"{one},", f",{one}"):
+        assert not re.fullmatch(spec["AllowedPattern"], bad), bad
+
+
+def test_vpc_placement_is_off_unless_subnets_are_given(template: dict[str, Any]) -> None:
+    assert template["Conditions"]["UseVpc"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", {"Ref": "VpcSubnetIds"}]}, ""]}]
+    }
+    # Security groups without subnets would otherwise silently mean "no VPC".
+    (assertion,) = template["Rules"]["VpcSubnetsAndSecurityGroupsGoTogether"]["Assertions"]
+    assert {"Ref": "VpcSubnetIds"} in assertion["Assert"]["Fn::Or"][0]["Fn::And"][0]["Fn::EachMemberEquals"]
+    assert {"Ref": "VpcSecurityGroupIds"} in assertion["Assert"]["Fn::Or"][0]["Fn::And"][1]["Fn::EachMemberEquals"]
+
+
+def test_functions_that_talk_to_xnat_run_in_the_vpc_when_one_is_given(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    assert template["Globals"]["Function"]["VpcConfig"] == {
+        "Fn::If": [
+            "UseVpc",
+            {"SubnetIds": {"Ref": "VpcSubnetIds"}, "SecurityGroupIds": {"Ref": "VpcSecurityGroupIds"}},
+            {"Ref": "AWS::NoValue"},
+        ]
+    }
+    for function in XNAT_CLIENTS:
+        assert "VpcConfig" not in _props(resources, function), f"{function} overrides the VPC placement"
 
 
 # ---------------------------------------------------------------- API
