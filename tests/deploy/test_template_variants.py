@@ -24,6 +24,7 @@ EVERY_OPTION_ON = {
     "AlarmTopicArn": "arn:aws:sns:us-east-1:123456789012:xnat-upload-alarms",
     "VpcSubnetIds": "subnet-0123456789abcdef0,subnet-0fedcba9876543210",
     "VpcSecurityGroupIds": "sg-0123456789abcdef0",
+    "CreateApiGatewayAccountRole": "true",
 }
 VARIANTS = {"defaults": {}, "every option on": EVERY_OPTION_ON}
 

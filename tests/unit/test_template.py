@@ -454,6 +454,40 @@ def test_api_requires_iam_and_is_throttled_and_logged(resources: dict[str, Any])
     assert expected | {"protocol", "responseLength"} <= set(fields)
 
 
+def test_the_stack_can_set_api_gateways_logging_role_for_a_fresh_account(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    """Access logging needs the account's API Gateway CloudWatch role; opt-in, because the setting is account-wide."""
+    param = template["Parameters"]["CreateApiGatewayAccountRole"]
+    assert param["Default"] == "false"
+    assert set(param["AllowedValues"]) == {"true", "false"}
+    assert template["Conditions"]["CreateApiGatewayAccount"] == {
+        "Fn::Equals": [{"Ref": "CreateApiGatewayAccountRole"}, "true"]
+    }
+
+    role, account = resources["ApiGatewayCloudWatchRole"], resources["ApiGatewayAccount"]
+    assert account["Type"] == "AWS::ApiGateway::Account"
+    assert account["Properties"]["CloudWatchRoleArn"] == {"Fn::GetAtt": ["ApiGatewayCloudWatchRole", "Arn"]}
+    (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "apigateway.amazonaws.com"} and trust["Action"] == "sts:AssumeRole"
+    (policy,) = role["Properties"]["ManagedPolicyArns"]
+    assert _text(policy).endswith(":iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs")
+    assert "Policies" not in role["Properties"]
+    for resource in (role, account):
+        assert resource["Condition"] == "CreateApiGatewayAccount"
+        # Other APIs of the account keep logging after this stack is deleted.
+        assert resource["DeletionPolicy"] == resource["UpdateReplacePolicy"] == "Retain"
+
+
+def test_the_api_waits_for_the_account_setting_when_the_stack_makes_it(resources: dict[str, Any]) -> None:
+    assert resources["UploadApi"]["DependsOn"] == "ApiGatewayAccountReady"
+    handle = resources["ApiGatewayAccountReady"]
+    assert handle["Type"] == "AWS::CloudFormation::WaitConditionHandle"
+    assert "Condition" not in handle
+    (setting,) = handle["Metadata"].values()
+    assert setting["Fn::If"][:2] == ["CreateApiGatewayAccount", {"Ref": "ApiGatewayAccount"}]
+
+
 def test_api_routes(resources: dict[str, Any]) -> None:
     events = _props(resources, "UploadApiFunction")["Events"]
     routes = set()
