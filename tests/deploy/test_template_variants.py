@@ -25,6 +25,8 @@ EVERY_OPTION_ON = {
     "VpcSubnetIds": "subnet-0123456789abcdef0,subnet-0fedcba9876543210",
     "VpcSecurityGroupIds": "sg-0123456789abcdef0",
     "CreateApiGatewayAccountRole": "true",
+    "LogKmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/0123abcd-4567-89ab-cdef-0123456789ab",
+    "XnatConcurrencyLimit": "0",  # the other branch: the defaults reserve concurrency
 }
 VARIANTS = {"defaults": {}, "every option on": EVERY_OPTION_ON}
 

@@ -382,6 +382,40 @@ def test_layer_claims_only_the_runtime_it_is_built_for(template: dict[str, Any],
     assert layer["Properties"]["CompatibleRuntimes"] == [runtime]
 
 
+def test_the_manifest_trigger_reserves_concurrency_to_protect_xnat(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    """A burst of manifests waits (Lambda retries throttled S3 events) instead of overloading XNAT."""
+    param = template["Parameters"]["XnatConcurrencyLimit"]
+    assert param["Type"] == "Number" and param["Default"] >= 1
+    assert param["MinValue"] == 0, "0: no reservation, for accounts whose concurrency quota is still 10"
+    assert template["Conditions"]["LimitXnatConcurrency"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "XnatConcurrencyLimit"}, 0]}]
+    }
+    assert _props(resources, "ManifestTriggerFunction")["ReservedConcurrentExecutions"] == {
+        "Fn::If": ["LimitXnatConcurrency", {"Ref": "XnatConcurrencyLimit"}, {"Ref": "AWS::NoValue"}]
+    }
+    # Throttled events wait in Lambda's queue up to this age, then go to the dead-letter queue.
+    assert _props(resources, "ManifestTriggerFunction")["EventInvokeConfig"]["MaximumEventAgeInSeconds"] == 21600
+
+
+def test_every_log_group_is_kept_90_days_and_encrypted_with_the_optional_key(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    param = template["Parameters"]["LogKmsKeyArn"]
+    assert param["Default"] == ""
+    good = "arn:aws:kms:eu-west-1:123456789012:key/0123abcd-4567-89ab-cdef-0123456789ab"
+    for value in ("", good, "arn:aws:kms:eu-west-1:123456789012:key/mrk-0123456789abcdef0123456789abcdef"):
+        assert re.fullmatch(param["AllowedPattern"], value), value
+    for value in ("arn:aws:kms:eu-west-1:123456789012:alias/logs", "0123abcd-4567-89ab-cdef-0123456789ab"):
+        assert not re.fullmatch(param["AllowedPattern"], value), value
+    groups = {n: r["Properties"] for n, r in resources.items() if r["Type"] == "AWS::Logs::LogGroup"}
+    assert len(groups) == 3
+    for name, group in groups.items():
+        assert group["RetentionInDays"] == 90, name
+        assert group["KmsKeyId"] == {"Fn::If": ["HasLogKmsKey", {"Ref": "LogKmsKeyArn"}, {"Ref": "AWS::NoValue"}]}
+
+
 def test_function_log_groups_have_retention(resources: dict[str, Any]) -> None:
     for function in FUNCTIONS:
         groups = [
