@@ -10,6 +10,7 @@ off (SAM's telemetry and weekly version check, checkov's downloads, boto3's inst
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import json
 import os
@@ -17,7 +18,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,23 @@ def run_offline(
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
     return subprocess.CompletedProcess(command, process.returncode, output, None)
+
+
+def once_per_session(tmp_path_factory: pytest.TempPathFactory, name: str, produce: Callable[[Path], None]) -> Path:
+    """`produce(folder)` once per test session, whichever xdist worker asks first; returns the folder.
+
+    The first worker produces under a lock in the session's shared temporary folder; the other waits for it and
+    reuses the result (pytest-xdist's --dist loadgroup does not group tests under pytest 9.2). `produce` records
+    its outcome in the folder: an exception leaves no "done" mark, so the next asker tries again.
+    """
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the session's folder, above every worker's own
+    folder, done = shared / name, shared / f"{name}.done"
+    with (shared / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            folder.mkdir(exist_ok=True)
+            produce(folder)
+            done.touch()
+    return folder

@@ -8,9 +8,7 @@ every test here, whichever xdist worker runs them. Where no CPython 3.12 exists 
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import re
 import struct
 import subprocess
@@ -20,7 +18,7 @@ from typing import Any
 import pytest
 from cfnlint.decode import decode
 
-from tests.deploy.conftest import ROOT, WHEELHOUSE, run_offline
+from tests.deploy.conftest import ROOT, WHEELHOUSE, once_per_session, run_offline
 from tools.build import RUNTIME_VERSION, build_environment, find_python, missing_python_message, wheelhouse_is_current
 
 EM_AARCH64 = 183  # ELF e_machine of ARM 64-bit (Lambda's arm64)
@@ -33,29 +31,22 @@ NEVER_SHIPPED = re.compile(
 
 @pytest.fixture(scope="session")
 def built(sam_cli: Path, tool_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Build once per test session; returns the build folder (template.yaml, one folder per function and layer).
-
-    The first xdist worker to get here builds, under a lock in the session's shared temporary folder; the other one
-    waits for that build and reuses it (pytest-xdist's --dist loadgroup does not group tests under pytest 9.2).
-    """
+    """Build once per test session; returns the build folder (template.yaml, one folder per function and layer)."""
     python = find_python()
     if python is None:
         pytest.skip(missing_python_message())
     if not wheelhouse_is_current(python, WHEELHOUSE):
         pytest.skip(f"no current wheelhouse at {WHEELHOUSE}: make test prefetches it (python -m tools.build prefetch)")
-    shared = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        shared = shared.parent  # the session's folder, above every worker's own
-    out, outcome = shared / "sam-build", shared / "sam-build.json"
-    with (shared / "sam-build.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not outcome.exists():
-            env = build_environment(python, wheelhouse=WHEELHOUSE, base=tool_env)
-            argv = [sam_cli, "build", "--template-file", ROOT / "template.yaml", "--build-dir", out / "build"]
-            result = run_offline([*argv, "--cache-dir", out / "cache", "--parallel"], env=env, timeout=300)
-            outcome.write_text(json.dumps({"returncode": result.returncode, "output": result.stdout[-4000:]}))
-    build = json.loads(outcome.read_text())
-    assert build["returncode"] == 0, build["output"]
+
+    def build(out: Path) -> None:
+        env = build_environment(python, wheelhouse=WHEELHOUSE, base=tool_env)
+        argv = [sam_cli, "build", "--template-file", ROOT / "template.yaml", "--build-dir", out / "build"]
+        result = run_offline([*argv, "--cache-dir", out / "cache", "--parallel"], env=env, timeout=300)
+        (out / "outcome.json").write_text(json.dumps({"returncode": result.returncode, "output": result.stdout}))
+
+    out = once_per_session(tmp_path_factory, "sam-build", build)
+    outcome = json.loads((out / "outcome.json").read_text())
+    assert outcome["returncode"] == 0, outcome["output"][-4000:]
     return out / "build"
 
 

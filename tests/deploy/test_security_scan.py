@@ -24,21 +24,26 @@ from typing import Any
 import pytest
 from cfnlint.decode import decode
 
-from tests.deploy.conftest import ROOT, run_offline
+from tests.deploy.conftest import ROOT, once_per_session, run_offline
 
 CHECK_ID = re.compile(r"CKV2?_AWS_\d+")
 MAX_REASON = 120
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def report(checkov_cli: Path, tool_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    out = tmp_path_factory.mktemp("checkov")
-    argv = [checkov_cli, "-f", "template.yaml", "--framework", "cloudformation", "--skip-download", "--compact"]
-    result = run_offline([*argv, "--output", "json", "--output-file-path", out], env=tool_env, timeout=300)
-    report_file = out / "results_json.json"
-    assert report_file.is_file(), result.stdout
-    report: dict[str, Any] = json.loads(report_file.read_text())
-    assert result.returncode == (1 if report["summary"]["failed"] else 0), result.stdout
+    """checkov's JSON report of template.yaml, scanned once per test session."""
+
+    def scan(out: Path) -> None:
+        argv = [checkov_cli, "-f", "template.yaml", "--framework", "cloudformation", "--skip-download", "--compact"]
+        result = run_offline([*argv, "--output", "json", "--output-file-path", out], env=tool_env, timeout=300)
+        (out / "outcome.json").write_text(json.dumps({"returncode": result.returncode, "output": result.stdout}))
+
+    out = once_per_session(tmp_path_factory, "checkov", scan)
+    outcome = json.loads((out / "outcome.json").read_text())
+    assert (out / "results_json.json").is_file(), outcome["output"]
+    report: dict[str, Any] = json.loads((out / "results_json.json").read_text())
+    assert outcome["returncode"] == (1 if report["summary"]["failed"] else 0), outcome["output"]
     return report
 
 
