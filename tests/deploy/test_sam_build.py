@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 from cfnlint.decode import decode
 
-from tests.deploy.conftest import ROOT, WHEELHOUSE, once_per_session, run_offline
 from tools.build import RUNTIME_VERSION, build_environment, find_python, missing_python_message, wheelhouse_is_current
+
+from .conftest import ROOT, WHEELHOUSE, once_per_session, run_offline
 
 EM_AARCH64 = 183  # ELF e_machine of ARM 64-bit (Lambda's arm64)
 # Never in an artifact: what installing, testing and linting leave in the working tree.

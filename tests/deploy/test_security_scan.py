@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from cfnlint.decode import decode
 
-from tests.deploy.conftest import ROOT, once_per_session, run_offline
+from .conftest import ROOT, once_per_session, run_offline
 
 CHECK_ID = re.compile(r"CKV2?_AWS_\d+")
 MAX_REASON = 120

@@ -17,7 +17,7 @@ import pytest
 from cfnlint.api import ManualArgs, lint
 from cfnlint.decode import decode
 
-from tests.deploy.conftest import ROOT, run_offline
+from .conftest import ROOT, run_offline
 
 # Every optional parameter, set. Keep in step with the template: test_every_option_is_exercised says when not.
 EVERY_OPTION_ON = {
