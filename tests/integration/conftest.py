@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
 
 from devserver.local_s3 import LocalAws
 from devserver.stack import DEMO_ACCESSION, DEMO_SECONDARY_ID, LocalStack
@@ -47,3 +49,13 @@ def make_manifest(**overrides: Any) -> dict[str, Any]:
     }
     manifest.update(overrides)
     return manifest
+
+
+def wait_for_job(api: str, job_id: str, timeout: float = 60) -> requests.Response:
+    """GET the job until it is no longer queued or running: the pollers do the work; this only watches."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = requests.get(f"{api}/jobs/{job_id}", timeout=30)
+        if response.status_code != 202 or time.monotonic() > deadline:
+            return response
+        time.sleep(0.05)

@@ -6,13 +6,14 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pytest
 import requests
+
+from .conftest import wait_for_job
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,15 +47,6 @@ def local_stack() -> Iterator[dict[str, str]]:
         process.wait(timeout=30)
 
 
-def wait_for_result(api: str, job_id: str, timeout: float = 60) -> requests.Response:
-    deadline = time.monotonic() + timeout
-    while True:
-        response = requests.get(f"{api}/jobs/{job_id}", timeout=10)
-        if response.status_code != 202 or time.monotonic() > deadline:
-            return response
-        time.sleep(0.2)
-
-
 def test_a_job_posted_to_the_local_api_runs_through_the_queues(local_stack: dict[str, str]) -> None:
     s3 = boto3.client(
         "s3",
@@ -76,7 +68,7 @@ def test_a_job_posted_to_the_local_api_runs_through_the_queues(local_stack: dict
     }
 
     assert requests.post(f"{api}/jobs", json=manifest, timeout=30).status_code == 202
-    result = wait_for_result(api, "served")
+    result = wait_for_job(api, "served")
 
     assert result.status_code == 200
     assert result.json()["status"] == "succeeded"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import requests
 from devserver.local_api import LocalApiServer
 from devserver.stack import DEMO_ACCESSION, DEMO_PROJECT, DEMO_SECONDARY_ID, LocalStack
 
-from .conftest import make_manifest
+from .conftest import make_manifest, wait_for_job
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -180,16 +179,6 @@ def test_a_job_that_does_not_end_in_time_answers_202_and_keeps_running(
     assert response.headers["Location"] == body["status_url"]
     done = wait_for_job(running_api, body["job_id"])
     assert done.status_code == 200 and done.json()["status"] == "succeeded"
-
-
-def wait_for_job(api: str, job_id: str, timeout: float = 30) -> requests.Response:
-    """GET the job until it is no longer queued or running (work on the pollers, not luck)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        response = requests.get(f"{api}/jobs/{job_id}", timeout=30)
-        if response.status_code != 202 or time.monotonic() > deadline:
-            return response
-        time.sleep(0.05)
 
 
 # -- POST /jobs and GET /jobs/{job_id}: the asynchronous route -----------------------------------

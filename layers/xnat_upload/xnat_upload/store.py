@@ -84,12 +84,9 @@ class JobStore:
     def manifest_version(self, job_id: str) -> str | object | None:
         """The current version id of the job's manifest (None in an unversioned bucket), or
         `MISSING` when it does not exist: a reader compares results and messages with it."""
-        try:
-            head = self._s3.head_object(Bucket=self._bucket, Key=self._settings.manifest_key(job_id))
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in _NOT_FOUND:
-                return MISSING
-            raise
+        head = self._head(self._settings.manifest_key(job_id))
+        if head is None:
+            return MISSING
         version = head.get("VersionId")
         return None if version in (None, "null") else str(version)
 
@@ -105,13 +102,8 @@ class JobStore:
 
     def result_version(self, job_id: str) -> str | object | None:
         """The manifest version the job's result answers (None: no version recorded), or `MISSING`."""
-        try:
-            head = self._s3.head_object(Bucket=self._bucket, Key=self._settings.results_key(job_id))
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in _NOT_FOUND:
-                return MISSING
-            raise
-        return head.get("Metadata", {}).get(VERSION_METADATA)
+        head = self._head(self._settings.results_key(job_id))
+        return MISSING if head is None else head.get("Metadata", {}).get(VERSION_METADATA)
 
     def result_location(self, job_id: str) -> str:
         return f"s3://{self._bucket}/{self._settings.results_key(job_id)}"
@@ -168,10 +160,13 @@ class JobStore:
         return PreviousOutcomes.from_document(self.read_result(job_id))
 
     def _exists(self, key: str) -> bool:
+        return self._head(key) is not None
+
+    def _head(self, key: str) -> dict[str, Any] | None:
+        """The object's metadata, or None when it does not exist."""
         try:
-            self._s3.head_object(Bucket=self._bucket, Key=key)
+            return dict(self._s3.head_object(Bucket=self._bucket, Key=key))
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in _NOT_FOUND:
-                return False
+                return None
             raise
-        return True
