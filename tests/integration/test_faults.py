@@ -648,3 +648,36 @@ def test_an_sso_login_page_instead_of_the_listing_is_xnat_auth_failed_not_an_unr
     assert result["error"]["code"] == "xnat_auth_failed"
     assert "login page instead of the listing" in result["error"]["message"]
     assert stack.xnat.requests_log[-1].path.endswith("/files"), "no request after the login page"
+
+
+@pytest.mark.parametrize(("mode", "count"), [("per_file", 1), ("zip", 40)])
+def test_xnat_going_down_after_the_listing_makes_even_a_one_unit_job_wait(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch, mode: str, count: int
+) -> None:
+    monkeypatch.setenv("UPLOAD_MODE", mode)
+    files = seed_files(stack, count=count)
+    stack.xnat.on_request(lambda: stack.xnat.set_down(True), method="PUT", path_contains="/files/")
+
+    assert run_without_result(stack, f"down-{mode}", files), "the job waits: XNAT does not answer the probe"
+    assert stack.read_progress(f"down-{mode}")["state"] == "waiting_for_xnat"
+
+    stack.xnat.set_down(False)
+    assert stack.worker is not None and stack.worker.release_deferred() == 1
+    stack.drain()
+    assert_complete(stack, stack.read_result(f"down-{mode}"), files)
+
+
+def test_three_files_xnat_refuses_in_a_row_fail_alone_and_are_not_taken_for_an_outage(
+    stack: LocalStack, per_file: None
+) -> None:
+    files = seed_files(stack, count=8)
+    poisoned = list(files)[1:4]
+    for path in poisoned:
+        stack.xnat.refuse_file(path, status=500, message="cannot store this file")
+
+    result = run(stack, "three-poisons", files)
+
+    assert_truthful(stack, result, files)
+    assert [e["path"] for e in result["files"] if e["status"] == "failed"] == poisoned
+    assert [e["status"] for e in result["files"]].count("uploaded") == len(files) - 3
+    assert result["status"] == "partial" and "error" not in result

@@ -102,10 +102,25 @@ def test_a_collided_put_is_retried_without_overwrite_and_the_caller_is_told() ->
     put = f"{SCAN}/resources/NIFTI/files/a.nii"
     responses.put(put, status=500, body="<h3>ConcurrentModificationException</h3>")
     responses.put(put, status=200, match=[matchers.query_param_matcher({"inbody": "true"})])
-    retried: list[int] = []
-    client().upload_file_to_xnat(EXPERIMENT, "1", "NIFTI", "a.nii", lambda: Bytes(b"x"), retry_hook=retried.append)
+    failed: list[bool] = []
+    client().upload_file_to_xnat(
+        EXPERIMENT, "1", "NIFTI", "a.nii", lambda: Bytes(b"x"), on_failed_attempt=failed.append
+    )
     assert ["overwrite" in call.request.url for call in responses.calls] == [False, False]
-    assert retried == [1], "told before the second attempt: the first may have left its bytes"
+    assert failed == [True], "told after the first attempt: its 500 may have left its bytes on disk"
+
+
+@pytest.mark.parametrize(("status", "stored"), [(500, True), (502, True), (504, True), (503, False), (429, False)])
+@responses.activate
+def test_the_caller_learns_whether_a_failed_put_could_have_stored_its_bytes(status: int, stored: bool) -> None:
+    put = f"{SCAN}/resources/NIFTI/files/a.nii"
+    responses.put(put, status=status)
+    responses.put(put, status=200)
+    failed: list[bool] = []
+    client().upload_file_to_xnat(
+        EXPERIMENT, "1", "NIFTI", "a.nii", lambda: Bytes(b"x"), on_failed_attempt=failed.append
+    )
+    assert failed == [stored]
 
 
 @responses.activate

@@ -45,7 +45,7 @@ from ..redaction import redact
 from ..result import FileResult, FileStatus, JobResult, PreviousOutcomes
 from ..session import XnatConnector, open_xnat
 from ..transfer.budget import TimeBudget
-from ..transfer.engine import UNAVAILABLE_AFTER, TransferEngine, WorkItem
+from ..transfer.engine import TransferEngine, WorkItem
 from ..transfer.sources import SourceObject, find_objects, head_objects, object_md5
 from ..xnat import RemoteFile
 from .checkpoint import JobState
@@ -298,7 +298,7 @@ def _upload(
                 for file in pending:
                     file.error = file.error or "not attempted: XNAT is unavailable; the job tries again later"
                 raise XnatUnavailableError(
-                    f"XNAT failed {UNAVAILABLE_AFTER} transfers in a row after retries; {len(pending)} files wait "
+                    f"XNAT stopped answering during the transfers (after retries); {len(pending)} files wait "
                     "for it to answer again"
                 )
             if pending:

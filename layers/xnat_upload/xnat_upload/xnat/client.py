@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 import requests
+import urllib3
 
 from .. import safe_json
 from ..exceptions import (
@@ -176,8 +177,11 @@ class XnatClient:
         in either direction (it shuts the socket down when the time budget, minus the margin kept
         for writing the result, runs out). A request cut that way is `TimeBudgetExceededError`.
         """
-        self._refuse_after_auth_failure()  # fails fast, nothing sent
-        left = self._time_left(method, path)
+        try:
+            self._refuse_after_auth_failure()  # fails fast, nothing sent
+            left = self._time_left(method, path)
+        except XnatUploadError as exc:
+            raise _not_sent(exc) from exc.__cause__
         timeout = self._timeout if left is None else tuple(min(t, left) for t in self._timeout)
         deadline = CallDeadline(left) if left is not None else None
         self.requests_made += 1
@@ -268,20 +272,28 @@ class XnatClient:
         params: Mapping[str, str] | None = None,
         open_body: Callable[[], Body] | None = None,
         headers: Mapping[str, str] | None = None,
-        retry_hook: Callable[[int], None] | None = None,
+        on_failed_attempt: Callable[[bool], None] | None = None,
     ) -> requests.Response:
-        """One logical call: retries transient failures, re-logs-in once on 401, checks the status."""
+        """One logical call: retries transient failures, re-logs-in once on 401, checks the status.
+
+        `on_failed_attempt(may_have_stored)` is told after every attempt that did not answer one of
+        `ok`, whether XNAT could have written what it was sent (see `may_have_stored`): a caller that
+        uploads needs to know whose bytes may lie on XNAT's disk.
+        """
         ok = tuple(ok)
         relogged = False
-        attempts = 0
 
         def attempt() -> requests.Response:
-            nonlocal attempts
-            if attempts and retry_hook is not None:
-                retry_hook(attempts)
-            attempts += 1
             body = open_body() if open_body is not None else None
-            return self._send(method, path, params=params, data=_as_blocks(body), headers=headers)
+            try:
+                response = self._send(method, path, params=params, data=_as_blocks(body), headers=headers)
+            except Exception as exc:
+                if on_failed_attempt is not None and not getattr(exc, "not_sent", False):
+                    on_failed_attempt(may_have_stored(exc))
+                raise
+            if response.status_code not in ok and on_failed_attempt is not None:
+                on_failed_attempt(may_have_stored(response))
+            return response
 
         while True:
             generation = self._session_generation
@@ -388,6 +400,16 @@ class XnatClient:
             self._scan_path(experiment, scan_id, "resources", resource_id) + "/files/" + urls.file_path(relative_path)
         )
 
+    def answers(self, experiment: Experiment, scan_id: str, resource_id: str) -> bool:
+        """One request, no retries: does XNAT answer at all (the resource's listing, which any 2xx-4xx
+        answer counts for)? Tells "XNAT is down" from "XNAT refused this one transfer"."""
+        path = self._scan_path(experiment, scan_id, "resources", resource_id, "files")
+        try:
+            response = self._send("GET", path, params={"format": "json"})
+        except XnatError:
+            return False
+        return response.status_code != 429 and response.status_code < 500
+
     def list_resource_files(self, experiment: Experiment, scan_id: str, resource_id: str) -> dict[str, RemoteFile]:
         """One listing instead of a download per file; keyed by path relative to the resource."""
         path = self._scan_path(experiment, scan_id, "resources", resource_id, "files")
@@ -421,17 +443,17 @@ class XnatClient:
         open_body: Callable[[], Body],
         *,
         overwrite: bool = False,
-        retry_hook: Callable[[int], None] | None = None,
+        on_failed_attempt: Callable[[bool], None] | None = None,
         extract: bool = False,
         content_type: str = "application/octet-stream",
     ) -> str:
         """Stream one body into the resource; returns the file's clean URL.
 
         `open_body` is called once per attempt, so a retry never re-sends a consumed stream.
-        `retry_hook(n)` runs before attempt n + 1: an attempt that failed may still have written
-        its bytes to XNAT's disk (its catalog conflict), which the caller must know to decide
-        about `overwrite` later. Retries never add `overwrite=true` on their own: a `duplicates`
-        answer is returned to the caller (XnatDuplicateError) to resolve.
+        `on_failed_attempt(may_have_stored)` follows every failed attempt: one that failed late may
+        still have written its bytes to XNAT's disk (its catalog conflict), which the caller must
+        know to decide about `overwrite` later. Retries never add `overwrite=true` on their own: a
+        `duplicates` answer is returned to the caller (XnatDuplicateError) to resolve.
         """
         params = {"inbody": "true"}
         if overwrite:
@@ -446,7 +468,7 @@ class XnatClient:
             params=params,
             open_body=open_body,
             headers={"Content-Type": content_type},
-            retry_hook=retry_hook,
+            on_failed_attempt=on_failed_attempt,
         )
         duplicates = _duplicates(response)
         if duplicates:
@@ -456,6 +478,32 @@ class XnatClient:
                 duplicates,
             )
         return self.file_url(experiment, scan_id, resource_id, relative_path)
+
+
+def _not_sent(exc: XnatUploadError) -> XnatUploadError:
+    """Mark an error raised before a request went out: nothing of it can be on XNAT's disk."""
+    exc.not_sent = True  # type: ignore[attr-defined]
+    return exc
+
+
+def may_have_stored(outcome: requests.Response | BaseException) -> bool:
+    """Could a failed attempt have left what it sent on XNAT's disk?
+
+    Yes after a 500 (XNAT's catalog conflict writes the bytes first), a 502 or 504 (a proxy gave up
+    waiting; XNAT may have finished), and a connection cut or a timeout once the request went out.
+    No after an answer that refuses before storing (401, 403, 429, 503 and the other 4xx) or a
+    connection that was never made.
+    """
+    if isinstance(outcome, requests.Response):
+        return outcome.status_code in (500, 502, 504)
+    cause: BaseException | None = outcome
+    while cause is not None:
+        if isinstance(cause, requests.exceptions.ConnectTimeout | urllib3.exceptions.NewConnectionError):
+            return False
+        if isinstance(cause, requests.exceptions.ConnectionError) and "refused" in str(cause).lower():
+            return False
+        cause = cause.__cause__ or cause.__context__
+    return True
 
 
 class _Blocks:
