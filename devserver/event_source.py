@@ -13,7 +13,9 @@ what the Lambda service does between a queue and a function:
 
 FIFO groups are delivered by SQS itself (one in-flight message per group). moto decides that from
 a snapshot taken at the start of each receive, so concurrent receives could both take one group;
-receives are therefore made one at a time per queue, which SQS guarantees on its side.
+receives are therefore made one at a time per queue, which SQS guarantees on its side. One known
+difference stays: moto drops a duplicate MessageDeduplicationId only while the first message is
+still in the queue, SQS for five minutes after it was sent, deleted or not.
 
 Example::
 

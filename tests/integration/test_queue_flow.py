@@ -7,6 +7,8 @@ from the event source mapping's maximum concurrency; nothing here is our own loc
 
 from __future__ import annotations
 
+import gzip
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -311,12 +313,12 @@ def test_a_job_that_keeps_needing_continuations_ends_partial_at_the_cap(
     monkeypatch.setenv("UPLOAD_MODE", "per_file")
     monkeypatch.setenv("MAX_CONTINUATIONS", "2")
     monkeypatch.setenv("TIME_BUDGET_MARGIN_SECONDS", "3")
-    files = {f"cap/{i}.nii": bytes([i]) * 500 for i in range(12)}
+    files = {f"cap/{i}.nii": bytes([i]) * 500 for i in range(30)}  # at most ~7 fit an invocation
     for path, data in files.items():
         stack.put_image("net-1", path, data)
     stack.xnat.set_delay(0.4, method="PUT", path_contains="/files/")
     assert stack.worker is not None
-    stack.worker.function_timeout = 4.5  # about three files per invocation
+    stack.worker.function_timeout = 4.5  # 1.5 s of transfers an invocation: a few files each
 
     result = stack.run("capped", make_manifest(files_relative_paths_to_upload=list(files)))
 
@@ -346,3 +348,123 @@ def test_a_job_that_cannot_progress_ends_instead_of_looping(stack: LocalStack, m
     assert result["invocations"] <= 4
     assert time.monotonic() - started < 30
     assert stack.worker.stats.overruns == 0
+
+
+# -- findings of the adversarial review ----------------------------------------------------------
+
+
+def checkpoint_of(stack: LocalStack, job_id: str) -> dict[str, Any]:
+    body = stack.s3().get_object(Bucket=stack.bucket, Key=f"results/.checkpoints/{job_id}.json.gz")["Body"].read()
+    return json.loads(gzip.decompress(body))
+
+
+def test_an_older_version_in_another_group_never_writes_after_the_newer_one_finished(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UPLOAD_MODE", "per_file")
+    stack.put_image("net-1", "a.nii", b"a")
+    stack.put_image("net-1", "b.nii", b"b")
+    stack.put_manifest("moved", make_manifest(files_relative_paths_to_upload=["a.nii", "b.nii"]))
+
+    def newer_version_runs_meanwhile() -> None:
+        # Version 2 targets another resource, so another message group: it runs to its end now,
+        # then XNAT goes down under version 1, whose worker takes its waiting path.
+        stack.put_manifest("moved", make_manifest(resource_id="OTHER", files_relative_paths_to_upload=["a.nii"]))
+        stack.drain()
+        stack.xnat.set_down(True)
+
+    stack.xnat.on_request(newer_version_runs_meanwhile, "PUT", "/resources/NIFTI/files/a.nii")
+    stack.drain()
+
+    current = stack.s3().head_object(Bucket=stack.bucket, Key="manifests/moved.json")["VersionId"]
+    assert stack.read_result("moved")["manifest_version"] == current
+    assert stack.read_result("moved")["status"] == "succeeded"
+    assert checkpoint_of(stack, "moved")["manifest_version"] == current
+    assert stack.read_progress("moved")["manifest_version"] == current
+    assert stack.read_progress("moved")["state"] == "finished"
+
+
+def test_a_session_named_by_its_xnat_id_instead_of_its_label_is_refused(stack: LocalStack) -> None:
+    stack.put_image("net-1", "a.nii", b"a")
+    result = stack.run("by-id", make_manifest(accession_id="XNAT_E00001", files_relative_paths_to_upload=["a.nii"]))
+
+    assert result["error"]["code"] == "experiment_not_found"
+    assert "must be the session's label" in result["error"]["message"]
+    assert stack.xnat.count("PUT") == 0, "its own message group would have made it a second writer"
+
+
+def test_a_manifest_deleted_while_its_job_runs_gets_a_result_listing_what_was_done(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UPLOAD_MODE", "per_file")
+    monkeypatch.setenv("TIME_BUDGET_MARGIN_SECONDS", "3")
+    files = [f"d/{i}.nii" for i in range(8)]
+    for path in files:
+        stack.put_image("net-1", path, path.encode())
+    stack.xnat.set_delay(0.4, method="PUT", path_contains="/files/")
+    assert stack.worker is not None and stack.intake is not None
+    stack.worker.function_timeout = 4.5
+    stack.put_manifest("deleted-midway", make_manifest(files_relative_paths_to_upload=files))
+    stack.intake.poll_once()
+    stack.worker.poll_once()  # the first invocation sends a few and continues
+    stack.s3().delete_object(Bucket=stack.bucket, Key="manifests/deleted-midway.json")
+    stack.drain()
+
+    result = stack.read_result("deleted-midway")
+    assert result["error"]["code"] == "manifest_deleted" and "while its job ran" in result["error"]["message"]
+    sent = [f for f in result["files"] if f["status"] == "uploaded"]
+    assert sent and len(result["files"]) == len(files)
+    in_xnat = stack.xnat.list_files(DEMO_PROJECT, DEMO_ACCESSION, SCAN, RESOURCE)
+    assert {f["path"] for f in sent} == set(in_xnat), "the result lists exactly what reached XNAT"
+
+
+def test_an_unversioned_bucket_is_refused_with_a_clear_result(stack: LocalStack) -> None:
+    stack.s3().put_bucket_versioning(Bucket=stack.bucket, VersioningConfiguration={"Status": "Suspended"})
+    stack.put_image("net-1", "a.nii", b"a")
+    result = stack.run("unversioned", make_manifest(files_relative_paths_to_upload=["a.nii"]))
+
+    assert result["error"]["code"] == "configuration_error" and "versioning" in result["error"]["message"]
+    assert stack.xnat.logins == 0
+
+
+def test_a_redelivered_older_continuation_does_not_fork_the_job(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UPLOAD_MODE", "per_file")
+    monkeypatch.setenv("TIME_BUDGET_MARGIN_SECONDS", "3")
+    files = [f"f/{i}.nii" for i in range(8)]
+    for path in files:
+        stack.put_image("net-1", path, path.encode())
+    stack.xnat.set_delay(0.4, method="PUT", path_contains="/files/")
+    assert stack.worker is not None and stack.intake is not None
+    stack.worker.function_timeout = 4.5
+    stack.put_manifest("forked", make_manifest(files_relative_paths_to_upload=files))
+    stack.intake.poll_once()
+    first = stack.sqs().receive_message(QueueUrl=stack.queue_urls["jobs"], AttributeNames=["All"])["Messages"][0]
+    stack.sqs().change_message_visibility(
+        QueueUrl=stack.queue_urls["jobs"], ReceiptHandle=first["ReceiptHandle"], VisibilityTimeout=0
+    )
+    stack.worker.poll_once()  # continuation 0 runs and sends continuation 1
+    # Continuation 0 again, as after a crash past its send (SQS's five-minute deduplication long over).
+    stack.sqs().send_message(
+        QueueUrl=stack.queue_urls["jobs"], MessageBody=first["Body"], MessageGroupId=first["Attributes"]["MessageGroupId"],
+        MessageDeduplicationId="redelivered",
+    )  # fmt: skip
+    stack.drain()
+
+    result = stack.read_result("forked")
+    assert result["status"] == "succeeded"
+    assert stack.xnat.times_received() == dict.fromkeys(files, 1), "nothing sent twice"
+    assert result["invocations"] == stack.worker.stats.invocations - 1, "the stale message ran nothing"
+
+
+def test_a_manifest_key_under_a_dot_folder_is_not_a_job(stack: LocalStack) -> None:
+    """`manifests/.progress/victim.json` would write its result onto job `victim`'s progress object."""
+    stack.put_image("net-1", "a.nii", b"a")
+    stack.run("victim", make_manifest(files_relative_paths_to_upload=["a.nii"]))
+    before = stack.read_progress("victim")
+    stack.s3().put_object(Bucket=stack.bucket, Key="manifests/.progress/victim.json", Body=b"not a manifest")
+    stack.drain()
+
+    assert stack.read_progress("victim") == before
+    assert stack.s3().list_objects_v2(Bucket=stack.bucket, Prefix="results/.progress/.progress")["KeyCount"] == 0

@@ -252,6 +252,7 @@ def mocked_bucket() -> Iterator[Any]:
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket=BUCKET)
+        s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
         for path, data in OBJECTS.items():
             s3.put_object(Bucket=BUCKET, Key=f"net-1/upload/{path}", Body=data)
         yield s3

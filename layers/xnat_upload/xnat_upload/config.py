@@ -152,11 +152,15 @@ class Settings:
         return self.job_queue_url
 
     def job_id_for(self, manifest_key: str) -> str | None:
-        """`manifests/2026/ab12.json` -> `2026/ab12`; None for keys that are not manifests."""
+        """`manifests/2026/ab12.json` -> `2026/ab12`; None for keys that are not manifests (also
+        `manifests/.progress/x.json`: its result would land on another job's progress object)."""
         if not manifest_key.startswith(self.manifests_prefix) or not manifest_key.endswith(".json"):
             return None
         job_id = manifest_key[len(self.manifests_prefix) : -len(".json")]
-        return job_id or None
+        # A segment starting with "." (`.progress/x`) would name the service's own state under results/.
+        if not job_id or any(not segment or segment.startswith(".") for segment in job_id.split("/")):
+            return None
+        return job_id
 
     def manifest_key(self, job_id: str) -> str:
         return f"{self.manifests_prefix}{job_id}.json"

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from .config import Settings
-from .exceptions import ManifestDeletedError, ManifestError
+from .exceptions import ConfigurationError, ManifestDeletedError, ManifestError
 from .job import admit
 from .manifest import decode_json
 from .observability import logger
@@ -59,6 +59,15 @@ def accept_manifest(
         return _deleted(store, job_id, version_id)
     assert current is None or isinstance(current, str)
     version = version_id or current  # an event without a version id (moto's) means the current one
+    if version is None:  # an unversioned bucket: re-puts, late events and results cannot be told apart
+        result = JobResult(job_id)
+        result.fail_job(
+            ConfigurationError(
+                "the data bucket must have versioning enabled: a manifest's version is how a re-put, a late or "
+                "duplicate event and a job's result are told apart; nothing was uploaded"
+            )
+        )
+        return _refused(store, result, key)
     if version_id is not None and current is not None and version_id != current:
         return Intake(job_id, "ignored", "a newer version of the manifest exists; its own event runs it", version)
     if version is not None and store.result_version(job_id) == version:
@@ -100,8 +109,9 @@ def _refused(store: JobStore, result: JobResult, key: str) -> Intake:
 
 
 def _deleted(store: JobStore, job_id: str, version_id: str | None) -> Intake:
-    """Deleted before its event was handled: nothing runs. Say why, unless a result exists."""
-    if store.result_version(job_id) is MISSING:
+    """Deleted before its event was handled: nothing runs. Say why, unless a result exists or the
+    job has begun (its worker writes what it did when its next message comes)."""
+    if store.result_version(job_id) is MISSING and store.read_checkpoint(job_id) is None:
         result = JobResult(job_id, manifest_version=version_id)
         result.fail_job(ManifestDeletedError("the manifest was deleted before its job ran; nothing was uploaded"))
         store.write_result(result)

@@ -11,7 +11,7 @@ from .redaction import redact
 
 
 class FileStatus(StrEnum):
-    UPLOADED = "uploaded"  # in XNAT now, size and MD5 verified against its listing
+    UPLOADED = "uploaded"  # in XNAT now, verified against its listing: size, and MD5 where XNAT lists digests
     ALREADY_EXISTS = "already_exists"  # XNAT had it; see `identical` and `error`
     FAILED = "failed"  # tried and not in XNAT as sent; `error` says why
     REJECTED = "rejected"  # refused before any work (hostile or colliding path)

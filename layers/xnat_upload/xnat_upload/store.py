@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 from . import safe_json
 from .config import Settings
 from .exceptions import ManifestError
-from .result import JobResult, PreviousOutcomes
+from .result import JobResult
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -77,9 +77,6 @@ class JobStore:
 
     def manifest_key(self, job_id: str) -> str:
         return self._settings.manifest_key(job_id)
-
-    def manifest_exists(self, job_id: str) -> bool:
-        return self._exists(self._settings.manifest_key(job_id))
 
     def manifest_version(self, job_id: str) -> str | object | None:
         """The current version id of the job's manifest (None in an unversioned bucket), or
@@ -154,13 +151,6 @@ class JobStore:
         except ValueError:  # not JSON, or nested too deeply: as good as no document
             return None
         return document if isinstance(document, dict) else None
-
-    def previous_outcomes(self, job_id: str) -> PreviousOutcomes:
-        """What the job's last result (an earlier run) says is already in XNAT, or ours on its disk."""
-        return PreviousOutcomes.from_document(self.read_result(job_id))
-
-    def _exists(self, key: str) -> bool:
-        return self._head(key) is not None
 
     def _head(self, key: str) -> dict[str, Any] | None:
         """The object's metadata, or None when it does not exist."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from .config import Settings
-from .exceptions import JobConflictError, JobNotFoundError, ManifestError
+from .exceptions import ConfigurationError, JobConflictError, JobNotFoundError, ManifestError
 from .manifest import JobManifest, confined_keys
 from .progress import snapshot
 from .queue import JobMessage, message_group_id
@@ -120,6 +120,10 @@ def enqueue_job(
     store = JobStore(s3, settings)
     key = settings.manifest_key(job_id)
     version = store.put_manifest(job_id, manifest.model_dump(exclude_none=True))
+    if version is None:
+        raise ConfigurationError(
+            "the data bucket must have versioning enabled (its manifests' versions tell runs apart)"
+        )
     result = JobResult(
         job_id, manifest_version=version, files=[FileResult(p) for p in manifest.files_relative_paths_to_upload]
     )

@@ -116,6 +116,7 @@ def run_job(
     unit of work is started that could never finish in one.
     """
     state = state or JobState.new(job_id or "", None)
+    before = {f.path: f.status for f in state.files}  # one log line per file whose fate this run settles
     result = JobResult(job_id, manifest_version=state.manifest_version, started_at=state.started_at or _now())
     started = time.monotonic()
     previous = previous or PreviousOutcomes()
@@ -134,7 +135,7 @@ def run_job(
             result.manifest_version = state.manifest_version
             if admitted is None:
                 state.absorb(result)
-                return _finish(result, job_id, started)
+                return _finish(result, job_id, started, before)
             manifest = admitted
             sources = _find_sources(manifest, result, settings, s3)
             state.sources = sources
@@ -157,14 +158,16 @@ def run_job(
         exc.job_result = result  # type: ignore[attr-defined]
         raise
     state.absorb(result)
-    return _finish(result, job_id, started)
+    return _finish(result, job_id, started, before)
 
 
-def _finish(result: JobResult, job_id: str | None, started: float) -> JobResult:
+def _finish(result: JobResult, job_id: str | None, started: float, before: Mapping[str, FileStatus]) -> JobResult:
+    """Log one line per file whose fate this invocation settled (not every file of a 100,000-file job
+    at every invocation), then one line for the invocation."""
     result.finished_at = _now()
     result.duration_seconds = round(time.monotonic() - started, 3)
     for file in result.files:
-        if file.status is FileStatus.PENDING and result.error is None:
+        if file.status is FileStatus.PENDING or before.get(file.path) is file.status:
             continue
         logger.info(
             "file " + file.status.value,

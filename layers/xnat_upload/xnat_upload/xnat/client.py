@@ -359,9 +359,17 @@ class XnatClient:
         document = self._json(response, "experiment document")
         try:
             fields = document["items"][0]["data_fields"]
-            return Experiment(project_id, fields["subject_ID"], fields["ID"], fields.get("label", label))
+            experiment = Experiment(project_id, fields["subject_ID"], fields["ID"], fields.get("label", label))
         except (KeyError, IndexError, TypeError) as exc:
             raise XnatError(f"unexpected experiment document from XNAT: {type(exc).__name__}") from exc
+        if experiment.label != label:
+            # XNAT also finds a session by its ID: a job naming it that way would get a message group of
+            # its own and write into the same resource as the jobs naming it by its label.
+            raise ExperimentNotFoundError(
+                f"{label!r} is the XNAT ID of the session labelled {experiment.label!r}: accession_id must be "
+                "the session's label"
+            )
+        return experiment
 
     # -- scan and resource -------------------------------------------------------------------
 
