@@ -204,3 +204,36 @@ def test_a_manifest_of_100000_paths_validates_and_is_confined_in_well_under_two_
 
     assert len(keys) == 100_000 and not refused
     assert elapsed < 2.0, f"validating 100,000 paths took {elapsed:.2f} s of CPU"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("net_id", "net-1\n"), ("scan_id", "1\n"), ("scan_xsi_type", "xnat:mrScanData\n")],
+)
+def test_a_trailing_newline_is_not_a_valid_end_of_an_identifier(field: str, value: str) -> None:
+    """Python's `$` matches before a final newline: every rule must refuse it, as the schema does."""
+    from xnat_upload.exceptions import KeyOutsidePrefixError, ManifestError
+    from xnat_upload.manifest import JobManifest, check_identifier
+
+    manifest = {
+        "central_hub_project_id": "CHP-001",
+        "accession_id": "ACC0001",
+        "net_id": "net-1",
+        "scan_id": "1",
+        "resource_id": "NIFTI",
+        "files_relative_paths_to_upload": ["a.nii"],
+        field: value,
+    }
+    with pytest.raises(ManifestError):
+        JobManifest.from_data(manifest)
+    if field != "scan_xsi_type":
+        with pytest.raises(KeyOutsidePrefixError):
+            check_identifier(value, field)
+
+
+def test_a_job_id_with_a_trailing_newline_is_refused() -> None:
+    from xnat_upload.exceptions import ManifestError
+    from xnat_upload.submission import check_job_id
+
+    with pytest.raises(ManifestError):
+        check_job_id("job-1\n")

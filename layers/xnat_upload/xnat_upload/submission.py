@@ -44,7 +44,7 @@ class Submission:
 
 
 def check_job_id(job_id: str) -> str:
-    if not _JOB_ID.match(job_id) or job_id.endswith(".json"):
+    if not _JOB_ID.fullmatch(job_id) or job_id.endswith(".json"):
         raise ManifestError(f"job_id {job_id!r} must match {JOB_ID_PATTERN} (and not end in .json)")
     return job_id
 

@@ -55,7 +55,7 @@ class JobManifest(BaseModel):
     @field_validator("scan_xsi_type")
     @classmethod
     def _scan_type(cls, value: str | None) -> str | None:
-        if value is not None and (not _SCAN_TYPE.match(value) or value == "xnat:imageScanData"):
+        if value is not None and (not _SCAN_TYPE.fullmatch(value) or value == "xnat:imageScanData"):
             raise ValueError("must be a concrete XNAT scan type such as xnat:mrScanData or xnat:ctScanData")
         return value
 

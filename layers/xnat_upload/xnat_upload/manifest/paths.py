@@ -30,7 +30,7 @@ MAX_SEGMENT_LENGTH = 255
 
 def check_identifier(value: str, field: str) -> str:
     """An ID that becomes one URL path segment: unreserved characters, never `.` or `..`."""
-    if not _IDENTIFIER.match(value) or value in (".", ".."):
+    if not _IDENTIFIER.fullmatch(value) or value in (".", ".."):
         raise KeyOutsidePrefixError(f"{field} {value!r} must be one path segment of [A-Za-z0-9._~-], not '.' or '..'")
     return value
 

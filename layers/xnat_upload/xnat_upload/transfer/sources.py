@@ -96,7 +96,7 @@ def head_objects(
 
 def _source(path: str, key: str, meta: dict[str, Any]) -> SourceObject:
     etag = meta.get("ETag", "")
-    match = _PLAIN_MD5_ETAG.match(etag)
+    match = _PLAIN_MD5_ETAG.fullmatch(etag)
     # With SSE-KMS or multipart uploads the ETag is not the content's MD5.
     plain = match is not None and meta.get("ServerSideEncryption") in (None, "AES256")
     return SourceObject(path, key, int(meta.get("ContentLength", 0)), etag, match.group(1) if plain else None)
