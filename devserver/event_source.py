@@ -37,6 +37,7 @@ from typing import Any
 from .lambda_context import LocalLambdaContext
 
 Handler = Callable[[dict[str, Any], Any], Any]
+MAX_IDLE_PAUSE = 0.5  # seconds between polls of a queue that stayed empty
 log = logging.getLogger("devserver.event_source")
 
 
@@ -179,14 +180,21 @@ class SqsEventSource:
         return self
 
     def _run(self) -> None:
+        """Poll; when the queue is empty, wait a little longer each time (up to `MAX_IDLE_PAUSE`), so an
+        idle local stack costs a few requests a second, not hundreds. (Long polling would not do:
+        moto spins for the whole wait when a FIFO queue holds only messages of groups in flight.)"""
+        pause = self._idle_pause
         while not self._stop.is_set():
             try:
                 received = self.poll_once()
             except Exception:  # the queue server going away while stopping, say
                 log.exception("%s poller failed", self._name)
                 received = 0
-            if not received:
-                self._stop.wait(self._idle_pause)
+            if received:
+                pause = self._idle_pause
+            else:
+                self._stop.wait(pause)
+                pause = min(MAX_IDLE_PAUSE, pause * 2)
 
     def stop(self) -> None:
         self._stop.set()

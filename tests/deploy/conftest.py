@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import popen
+
 ROOT = Path(__file__).resolve().parents[2]
 # Relative paths (as the Makefile passes them) are relative to the repository's root.
 SAM = ROOT / os.environ.get("SAM_BIN", ".venv/tools/sam/bin/sam")
@@ -81,7 +83,7 @@ def run_offline(
     The tool gets a process group of its own, killed whatever happens, so nothing it started outlives the test.
     """
     command = [*(NETWORK_NAMESPACE if _network_namespace_works() else ()), *map(str, argv)]
-    process = subprocess.Popen(
+    process = popen(
         command,
         cwd=cwd,
         env=dict(env),

@@ -19,6 +19,7 @@ import pytest
 import requests
 
 from devserver.xnat_emulator import XnatEmulator
+from tests.processes import popen
 
 ROOT = Path(__file__).resolve().parents[2]
 P, SUBJ, EXP = "PRJ001", "SUBJ001", "ACC0001"
@@ -659,7 +660,7 @@ def test_sso_login_page_answers_everything_with_a_login_page_and_a_cookie(xnat: 
 
 
 def test_process_mode_serves_the_demo_seed() -> None:
-    process = subprocess.Popen(
+    process = popen(
         [sys.executable, "-m", "devserver.xnat_emulator", "--port", "0", "--seed", "demo"],
         cwd=ROOT,
         stdout=subprocess.PIPE,

@@ -13,6 +13,8 @@ import boto3
 import pytest
 import requests
 
+from tests.processes import popen
+
 from .conftest import wait_for_job
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def local_stack() -> Iterator[dict[str, str]]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "layers" / "xnat_upload")])}
-    process = subprocess.Popen(
+    process = popen(
         [sys.executable, "-m", "devserver.serve", "--s3-port", "0", "--xnat-port", "0", "--api-port", "0"],
         cwd=ROOT,
         env=env,

@@ -25,6 +25,7 @@ import pytest
 
 from devserver.serve import DEFAULT_API_PORT, DEFAULT_S3_PORT, DEFAULT_XNAT_PORT
 from devserver.stack import BUCKET
+from tests.processes import popen
 
 from ..readme import blocks
 
@@ -36,7 +37,7 @@ MY_IMAGE = b"the user's own image\n"  # the README puts "ct_scan.nii.gz" from th
 def served() -> Iterator[dict[str, str]]:
     """`make serve` on free ports; the URLs it prints for S3, XNAT and the API."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "layers" / "xnat_upload")])}
-    process = subprocess.Popen(
+    process = popen(
         [sys.executable, "-m", "devserver.serve", "--s3-port", "0", "--xnat-port", "0", "--api-port", "0"],
         cwd=ROOT,
         env=env,
