@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import threading
 from pathlib import Path
 from types import ModuleType
 
@@ -11,17 +12,27 @@ ROOT = Path(__file__).resolve().parent.parent
 LAYER = ROOT / "layers" / "xnat_upload"
 
 
+# One handler loads at a time: the pollers' threads and the API server load theirs on first use, and two
+# threads importing the same packages at once can be handed a partially initialised module.
+_LOADING = threading.RLock()
+
+
 def load_handler_module(function: str) -> ModuleType:
     """`functions/<function>/app.py` as a module named `<function>_app` (two `app`s must not clash)."""
-    for path in (ROOT, LAYER):
-        if str(path) not in sys.path:
-            sys.path.insert(0, str(path))
-    name = f"{function}_app"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "functions" / function / "app.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    with _LOADING:
+        for path in (ROOT, LAYER):
+            if str(path) not in sys.path:
+                sys.path.insert(0, str(path))
+        name = f"{function}_app"
+        if name in sys.modules:
+            return sys.modules[name]
+        spec = importlib.util.spec_from_file_location(name, ROOT / "functions" / function / "app.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[name]  # a failed load is not a loaded module
+            raise
+        return module
