@@ -15,6 +15,11 @@ LAYER = ROOT / "layers" / "xnat_upload"
 _LOADING = threading.RLock()
 
 
+# One handler loads at a time: the pollers' threads and the API server load theirs on first use, and two
+# threads importing the same packages at once can be handed a partially initialised module.
+_LOADING = threading.RLock()
+
+
 def load_handler_module(function: str) -> ModuleType:
     """`functions/<function>/app.py` as a module named `<function>_app` (two `app`s must not clash)."""
     name = f"{function}_app"

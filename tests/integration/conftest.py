@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import requests
 
+from devserver.local_api import LocalApiServer
 from devserver.local_s3 import LocalAws
 from devserver.stack import DEMO_ACCESSION, DEMO_SECONDARY_ID, LocalStack
 from xnat_upload.aws import s3_client, sqs_client
@@ -34,6 +35,24 @@ def stack(local_aws: LocalAws, monkeypatch: pytest.MonkeyPatch) -> Iterator[Loca
         yield stack
     s3_client.cache_clear()
     sqs_client.cache_clear()
+
+
+@pytest.fixture
+def api(stack: LocalStack) -> Iterator[str]:
+    """The API alone: jobs it queues run when the test drains the queues."""
+    with LocalApiServer() as server:
+        yield server.url
+
+
+@pytest.fixture
+def running_api(stack: LocalStack) -> Iterator[str]:
+    """The API with the functions polling their queues in the background, as in AWS."""
+    stack.start_pollers()
+    try:
+        with LocalApiServer() as server:
+            yield server.url
+    finally:
+        stack.stop_pollers()
 
 
 def make_manifest(**overrides: Any) -> dict[str, Any]:

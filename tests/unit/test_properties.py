@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import posixpath
+import re
 import string
 import zipfile
 from collections.abc import Iterator
@@ -25,7 +26,15 @@ from devserver.xnat_emulator import _decode_file_path
 from xnat_upload.config import Settings
 from xnat_upload.exceptions import KeyOutsidePrefixError, ManifestError, ProjectNotFoundError
 from xnat_upload.intake import accept_manifest
-from xnat_upload.manifest import JobManifest, check_identifier, confined_key, find_collisions, requested_paths
+from xnat_upload.manifest import (
+    JobManifest,
+    check_identifier,
+    check_relative_path,
+    confined_key,
+    find_collisions,
+    requested_paths,
+)
+from xnat_upload.manifest.paths import MAX_PATH_LENGTH, RELATIVE_PATH_PATTERN
 from xnat_upload.queue import JobMessage
 from xnat_upload.result import FileStatus, JobStatus
 from xnat_upload.worker import Continued, Finished, work_on_job
@@ -115,6 +124,29 @@ def test_the_manifest_schema_and_check_identifier_agree_on_identifiers(net_id: s
     except ManifestError:
         accepted_by_schema = False
     assert accepted_by_rule == accepted_by_schema
+
+
+path_alphabet = st.sampled_from(list("aZ09._~+@=,() -/\\%\x00\n\u00e9\u2024"))
+long_segments = st.sampled_from(["a" * 254, "a" * 255, "a" * 256, "." * 255, "a" * 253 + " a", " " + "a" * 254])
+documented_paths = st.one_of(
+    relative_paths,
+    st.text(path_alphabet, max_size=30),
+    st.lists(long_segments | segments, min_size=1, max_size=3).map("/".join),
+)
+
+
+@PROPERTY
+@given(path=documented_paths)
+def test_the_documented_path_pattern_accepts_exactly_the_paths_the_intake_accepts(path: str) -> None:
+    """The OpenAPI document's pattern and maxLength are `check_relative_path`, so a schema-valid path is
+    never refused and a refused one never schema-valid."""
+    try:
+        check_relative_path(path)
+        accepted = True
+    except KeyOutsidePrefixError:
+        accepted = False
+    documented = re.fullmatch(RELATIVE_PATH_PATTERN, path) is not None and len(path) <= MAX_PATH_LENGTH
+    assert documented == accepted
 
 
 # -- (b) any manifest body gets a result, never a crash ---------------------------------------------

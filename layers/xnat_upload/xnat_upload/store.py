@@ -28,6 +28,11 @@ MISSING = object()  # `manifest_version` of a manifest (or result) that does not
 VERSION_METADATA = "manifest-version"
 
 
+def encode_manifest(manifest: dict[str, Any]) -> bytes:
+    """A manifest's bytes as the API and the CLI store it (and so as the intake measures it)."""
+    return json.dumps(manifest).encode()
+
+
 class JobStore:
     def __init__(self, s3: S3Client, settings: Settings) -> None:
         self._s3 = s3
@@ -70,7 +75,7 @@ class JobStore:
 
     def _put_manifest(self, job_id: str, manifest: dict[str, Any], **conditions: str) -> str | None:
         key = self._settings.manifest_key(job_id)
-        body = json.dumps(manifest).encode()
+        body = encode_manifest(manifest)
         put = self._s3.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType="application/json", **conditions)
         version = put.get("VersionId")
         return None if version in (None, "null") else str(version)

@@ -27,10 +27,8 @@ from ..config import Settings
 from ..exceptions import (
     AlreadyExistsError,
     InternalError,
-    KeyOutsidePrefixError,
     ManifestError,
     ObjectNotFoundError,
-    PathCollisionError,
     SourceChangedError,
     SourceReadError,
     TimeBudgetExceededError,
@@ -39,7 +37,7 @@ from ..exceptions import (
     XnatUnavailableError,
     XnatUploadError,
 )
-from ..manifest import JobManifest, confined_keys, requested_paths, unlisted_note
+from ..manifest import JobManifest, confined_keys, refusal_type, requested_paths, unlisted_note
 from ..observability import logger, tracer
 from ..redaction import redact
 from ..result import FileResult, FileStatus, JobResult, PreviousOutcomes
@@ -84,8 +82,7 @@ def admit(data: Any, *, job_id: str | None, settings: Settings) -> tuple[JobMani
                 if file.path in refused:
                     file.fail(FileStatus.REJECTED, refused[file.path])
             rejected = [f for f in result.files if f.status is FileStatus.REJECTED]
-            only_collisions = all(f.error_code == PathCollisionError.error_code for f in rejected)
-            error_type = PathCollisionError if only_collisions else KeyOutsidePrefixError
+            error_type = refusal_type(refused)
             raise error_type(f"{len(rejected)} of {len(result.files)} paths refused; nothing was uploaded")
     except ManifestError as exc:
         result.fail_job(exc)

@@ -6,20 +6,61 @@ import re
 from typing import Annotated, Any
 
 from aws_lambda_powertools.utilities.parser import BaseModel, ValidationError, parse
-from pydantic import ConfigDict, Field, StrictBool, StringConstraints, field_validator
+from pydantic import AfterValidator, ConfigDict, Field, StrictBool, StringConstraints, WithJsonSchema
 
 from .. import safe_json
 from ..config import DEFAULT_MAX_MANIFEST_FILES
 from ..exceptions import ManifestError
-from .paths import IDENTIFIER_PATTERN, MAX_PATH_LENGTH
+from .paths import IDENTIFIER_PATTERN, MAX_PATH_LENGTH, RELATIVE_PATH_PATTERN
 
 FILES_FIELD = "files_relative_paths_to_upload"
+IDENTIFIER_MAX_LENGTH = 255
+# What JSON Schema says of `.` and `..` (an identifier becomes a URL path segment): the validator below enforces it.
+NOT_DOT_SEGMENT: dict[str, Any] = {"not": {"enum": [".", ".."]}}
+SCAN_TYPE_PATTERN = r"^xnat:[A-Za-z0-9]+ScanData$"
+_SCAN_TYPE = re.compile(SCAN_TYPE_PATTERN)
+ABSTRACT_SCAN_TYPE = "xnat:imageScanData"
 
-Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN, min_length=1, max_length=255)]
+
+def _not_dot_segment(value: str) -> str:
+    if value in (".", ".."):
+        raise ValueError("must not be '.' or '..'")
+    return value
+
+
+def _concrete_scan_type(value: str) -> str:
+    if not _SCAN_TYPE.fullmatch(value) or value == ABSTRACT_SCAN_TYPE:
+        raise ValueError("must be a concrete XNAT scan type such as xnat:mrScanData or xnat:ctScanData")
+    return value
+
+
+# The field types below validate and say what they validate in JSON Schema: the API's request models use
+# them too, so its OpenAPI document states exactly the manifest's rules.
+Identifier = Annotated[
+    str,
+    StringConstraints(pattern=IDENTIFIER_PATTERN, min_length=1, max_length=IDENTIFIER_MAX_LENGTH),
+    AfterValidator(_not_dot_segment),
+    Field(json_schema_extra=NOT_DOT_SEGMENT),
+]
 # Project IDs go into XNAT's secondary_ID filter, where `*` and `%` switch to a LIKE match.
 ProjectRef = Annotated[str, StringConstraints(pattern=r"^[^*%\x00-\x1f\x7f]+$", min_length=1, max_length=255)]
 RelativePath = Annotated[str, StringConstraints(min_length=1, max_length=MAX_PATH_LENGTH)]
-_SCAN_TYPE = re.compile(r"^xnat:[A-Za-z0-9]+ScanData$")
+ScanType = Annotated[
+    str,
+    AfterValidator(_concrete_scan_type),
+    Field(json_schema_extra={"pattern": SCAN_TYPE_PATTERN, "not": {"const": ABSTRACT_SCAN_TYPE}}),
+]
+# A requested path as the OpenAPI document states it. Only stated: `confined_keys` enforces it (refusals
+# are `key_outside_prefix`, as in the intake), and JSON Schema cannot state the collision rule at all.
+DOCUMENTED_PATH_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_PATH_LENGTH,
+    "pattern": RELATIVE_PATH_PATTERN,
+    "description": "relative to <IMAGES_PREFIX><net_id>/upload/; segments of A-Za-z0-9 . _ ~ + @ = , ( ) - "
+    "and space (not at either end), never '.' or '..'",
+}
+DocumentedPath = Annotated[str, WithJsonSchema(DOCUMENTED_PATH_SCHEMA)]
 
 
 class JobManifest(BaseModel):
@@ -41,23 +82,9 @@ class JobManifest(BaseModel):
     # No max_length here: MAX_MANIFEST_FILES (Settings) is the only limit, checked in `from_data`.
     files_relative_paths_to_upload: list[RelativePath] = Field(min_length=1)
     exist_ok: StrictBool = False
-    scan_xsi_type: str | None = None
+    scan_xsi_type: ScanType | None = None
     resource_format: Identifier | None = None
     resource_content: Identifier | None = None
-
-    @field_validator("accession_id", "net_id", "scan_id", "resource_id")
-    @classmethod
-    def _not_dot_segment(cls, value: str) -> str:
-        if value in (".", ".."):
-            raise ValueError("must not be '.' or '..'")
-        return value
-
-    @field_validator("scan_xsi_type")
-    @classmethod
-    def _scan_type(cls, value: str | None) -> str | None:
-        if value is not None and (not _SCAN_TYPE.fullmatch(value) or value == "xnat:imageScanData"):
-            raise ValueError("must be a concrete XNAT scan type such as xnat:mrScanData or xnat:ctScanData")
-        return value
 
     @classmethod
     def from_data(cls, data: Any, max_files: int = DEFAULT_MAX_MANIFEST_FILES) -> JobManifest:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from ..exceptions import KeyOutsidePrefixError, ManifestError, PathCollisionError
 
@@ -19,13 +19,33 @@ _IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
 # Characters a file path segment may hold. XNAT percent-decodes a file path only when it
 # contains %20 or %2B, so any other escaped character would be stored literally: the set is
 # kept to what survives that rule unchanged (space -> %20 and + -> %2B force the decode).
-_SEGMENT_CHARS = re.compile(r"^[A-Za-z0-9._~+@=,() -]+$")
+_NAME_CHARS = "A-Za-z0-9_~+@=,()"  # and `.`, ` `, `-`, placed below where a character class allows them
+_ANY_CHAR = f"[{_NAME_CHARS}. -]"
+_SEGMENT_CHARS = re.compile(f"^{_ANY_CHAR}+$")
 # A whole path of those characters, which holds no control character by construction: the common
 # case is decided by one compiled match instead of a Unicode lookup per character (100,000 paths
 # of 150 characters cost seconds that way). Anything else takes the slow path for a precise reason.
-_PLAIN_PATH = re.compile(r"[A-Za-z0-9._~+@=,() -]+(?:/[A-Za-z0-9._~+@=,() -]+)*")
+_PLAIN_PATH = re.compile(f"{_ANY_CHAR}+(?:/{_ANY_CHAR}+)*")
 MAX_PATH_LENGTH = 512
 MAX_SEGMENT_LENGTH = 255
+
+
+def _relative_path_pattern() -> str:
+    """`check_relative_path` as one regular expression, for the OpenAPI document (`MAX_PATH_LENGTH` is
+    its maxLength): segments of the characters above joined by `/`, each at most `MAX_SEGMENT_LENGTH`
+    long, with no leading or trailing space, and never `.` or `..`. Written without lookarounds, which
+    not every JSON Schema tool supports; tests/unit/test_properties.py holds the two to one another."""
+    not_space = f"[{_NAME_CHARS}.-]"
+    not_space_or_dot = f"[{_NAME_CHARS}-]"
+    inner = MAX_SEGMENT_LENGTH - 2
+    segment = (
+        f"(?:{not_space_or_dot}(?:{_ANY_CHAR}{{0,{inner}}}{not_space})?"  # starts with neither dot nor space
+        f"|\\.(?:{_ANY_CHAR}{{0,{inner}}}{not_space_or_dot}|{_ANY_CHAR}{{1,{inner}}}{not_space}))"  # a dot, then more
+    )
+    return f"^{segment}(?:/{segment})*$"
+
+
+RELATIVE_PATH_PATTERN = _relative_path_pattern()
 
 
 def check_identifier(value: str, field: str) -> str:
@@ -122,6 +142,14 @@ def collision_message(path: str, other: str) -> str:
         return f"{path!r} would be stored as the same file as {other!r}"
     shorter = other if len(other_folded) < len(folded) else path
     return f"{path!r} cannot be stored next to {other!r}: {shorter!r} would have to be both a file and a folder"
+
+
+def refusal_type(refused: Mapping[str, ManifestError]) -> type[ManifestError]:
+    """The error of a manifest with refused paths: path_collision when every refusal is a collision,
+    else key_outside_prefix. The intake's and the API's answer, so both say the same of one manifest."""
+    if all(isinstance(error, PathCollisionError) for error in refused.values()):
+        return PathCollisionError
+    return KeyOutsidePrefixError
 
 
 def confined_keys(upload_prefix: str, paths: Sequence[str]) -> tuple[dict[str, str], dict[str, ManifestError]]:
