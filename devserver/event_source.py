@@ -196,10 +196,13 @@ class SqsEventSource:
                 self._stop.wait(pause)
                 pause = min(MAX_IDLE_PAUSE, pause * 2)
 
-    def stop(self) -> None:
+    def stop(self, wait: float = 5.0) -> None:
+        """Stop polling; an invocation still running gets `wait` seconds to end (the pollers are daemon
+        threads: a process that exits does not wait for one stuck in a handler)."""
         self._stop.set()
+        deadline = time.monotonic() + wait
         for thread in self._threads:
-            thread.join()
+            thread.join(max(0.0, deadline - time.monotonic()))
         self._threads.clear()
 
     @property

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +9,7 @@ import boto3
 import pytest
 import requests
 
-from tests.processes import popen
+from tests.processes import local_stack_served
 
 from .conftest import wait_for_job
 
@@ -22,31 +18,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def local_stack() -> Iterator[dict[str, str]]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "layers" / "xnat_upload")])}
-    process = popen(
-        [sys.executable, "-m", "devserver.serve", "--s3-port", "0", "--xnat-port", "0", "--api-port", "0"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    exports: dict[str, str] = {}
-    printed: list[str] = []
-    assert process.stdout is not None
-    for line in process.stdout:
-        printed.append(line)
-        match = re.match(r"\s*export (\w+)=(\S+)", line)
-        if match:
-            exports[match.group(1)] = match.group(2)
-        if "XNAT_UPLOAD_API" in exports:
-            break
-    try:
-        assert {"AWS_ENDPOINT_URL", "DATA_BUCKET", "XNAT_UPLOAD_API"} <= set(exports), "".join(printed[-40:])
-        yield exports
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with local_stack_served() as served:
+        assert {"AWS_ENDPOINT_URL", "DATA_BUCKET", "XNAT_UPLOAD_API"} <= set(served.exports)
+        yield served.exports
 
 
 def test_a_job_posted_to_the_local_api_runs_through_the_queues(local_stack: dict[str, str]) -> None:

@@ -25,7 +25,7 @@ import pytest
 
 from devserver.serve import DEFAULT_API_PORT, DEFAULT_S3_PORT, DEFAULT_XNAT_PORT
 from devserver.stack import BUCKET
-from tests.processes import popen
+from tests.processes import local_stack_served
 
 from ..readme import blocks
 
@@ -36,32 +36,8 @@ MY_IMAGE = b"the user's own image\n"  # the README puts "ct_scan.nii.gz" from th
 @pytest.fixture(scope="module")
 def served() -> Iterator[dict[str, str]]:
     """`make serve` on free ports; the URLs it prints for S3, XNAT and the API."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "layers" / "xnat_upload")])}
-    process = popen(
-        [sys.executable, "-m", "devserver.serve", "--s3-port", "0", "--xnat-port", "0", "--api-port", "0"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    urls: dict[str, str] = {}
-    printed: list[str] = []
-    assert process.stdout is not None
-    try:
-        for line in process.stdout:
-            printed.append(line)
-            for name, pattern in (("s3", r"S3 \(moto server\)\s+(\S+)"), ("xnat", r"XNAT \(emulator\)\s+(\S+)")):
-                if match := re.search(pattern, line):
-                    urls[name] = match.group(1)
-            if match := re.match(r"\s*export XNAT_UPLOAD_API=(\S+)", line):
-                urls["api"] = match.group(1)
-                break
-        assert set(urls) == {"s3", "xnat", "api"}, "".join(printed[-40:])
-        yield urls
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with local_stack_served() as stack:
+        yield stack.urls
 
 
 def on_free_ports(text: str, urls: dict[str, str]) -> str:
