@@ -25,6 +25,17 @@ class ConfigurationError(XnatUploadError):
     http_status = 500
 
 
+class UnversionedBucketError(ConfigurationError):
+    """The data bucket does not keep versions: the service tells runs apart by manifest version."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(
+            message
+            or "the data bucket must have versioning enabled: a manifest's version is how a re-put, a late or "
+            "duplicate event and a job's result are told apart; nothing was uploaded"
+        )
+
+
 class InternalError(XnatUploadError):
     """Something unforeseen (a bug): the job stopped; its result says what was done until then."""
 

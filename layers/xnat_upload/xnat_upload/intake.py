@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from .config import Settings
-from .exceptions import ConfigurationError, ManifestDeletedError, ManifestError
+from .exceptions import ManifestDeletedError, ManifestError, UnversionedBucketError
 from .job import admit
 from .manifest import decode_json
 from .observability import logger
@@ -61,12 +61,7 @@ def accept_manifest(
     version = version_id or current  # an event without a version id (moto's) means the current one
     if version is None:  # an unversioned bucket: re-puts, late events and results cannot be told apart
         result = JobResult(job_id)
-        result.fail_job(
-            ConfigurationError(
-                "the data bucket must have versioning enabled: a manifest's version is how a re-put, a late or "
-                "duplicate event and a job's result are told apart; nothing was uploaded"
-            )
-        )
+        result.fail_job(UnversionedBucketError())
         return _refused(store, result, key)
     if version_id is not None and current is not None and version_id != current:
         return Intake(job_id, "ignored", "a newer version of the manifest exists; its own event runs it", version)

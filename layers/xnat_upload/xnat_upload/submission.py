@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from .config import Settings
-from .exceptions import ConfigurationError, JobConflictError, JobNotFoundError, ManifestError
+from .exceptions import JobConflictError, JobNotFoundError, ManifestError, UnversionedBucketError
 from .manifest import JobManifest, confined_keys, refusal_type
 from .progress import snapshot
 from .queue import JobMessage, message_group_id
@@ -129,9 +129,7 @@ def enqueue_job(
     key = settings.manifest_key(job_id)
     version = store.put_manifest(job_id, manifest.model_dump(exclude_none=True))
     if version is None:
-        raise ConfigurationError(
-            "the data bucket must have versioning enabled (its manifests' versions tell runs apart)"
-        )
+        raise UnversionedBucketError()
     result = JobResult(
         job_id, manifest_version=version, files=[FileResult(p) for p in manifest.files_relative_paths_to_upload]
     )

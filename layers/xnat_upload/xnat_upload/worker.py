@@ -28,13 +28,13 @@ from typing import TYPE_CHECKING, Any
 
 from .config import Settings
 from .exceptions import (
-    ConfigurationError,
     ContinuationLimitError,
     InternalError,
     InvalidJobMessageError,
     ManifestDeletedError,
     ManifestError,
     NoProgressError,
+    UnversionedBucketError,
     XnatUnavailableError,
     XnatUploadError,
 )
@@ -105,7 +105,9 @@ def work_on_job(
     if current is MISSING:
         return _manifest_gone(store, job_id, message, state)
     if current is None:
-        return _finish(store, JobState.new(job_id, None), _unversioned(job_id))
+        refused = JobResult(job_id)
+        refused.fail_job(UnversionedBucketError())
+        return _finish(store, JobState.new(job_id, None), refused)
     assert isinstance(current, str)
     if message.manifest_version is None:  # a hand-sent message (a sample event): the current version
         message = message.model_copy(update={"manifest_version": current})
@@ -187,17 +189,6 @@ def work_on_job(
             return _finish(store, state, _stopped(state, ContinuationLimitError(_limit_message(settings))))
         return _continue(store, state, result, message, manifest, queue, time.monotonic() - started)
     return _finish(store, state, result)
-
-
-def _unversioned(job_id: str) -> JobResult:
-    result = JobResult(job_id)
-    result.fail_job(
-        ConfigurationError(
-            "the data bucket must have versioning enabled: a manifest's version is how a re-put, a late "
-            "or duplicate event and a job's result are told apart; nothing was uploaded"
-        )
-    )
-    return result
 
 
 def _manifest_gone(store: JobStore, job_id: str, message: JobMessage, state: JobState | None) -> Skipped:
