@@ -135,7 +135,7 @@ def main() -> int:
     try:
         sys.stdin.read()  # until the parent closes it (or dies)
     finally:
-        source.stop()
+        source.stop(wait=float(spec["timeout"]) + 60)  # an invocation in flight ends, as in Lambda
     if profiler is not None:
         profiler.dump_stats(f"{spec['profile']}/{function}-{os.getpid()}.prof")
     out = {

@@ -56,7 +56,6 @@ from bench import objects
 from bench.fleet import Fleet
 from bench.run import (
     ACCESSION,
-    BUCKET,
     CHP,
     LAYER,
     NET,
@@ -68,6 +67,7 @@ from bench.run import (
     USER,
     Bench,
     Run,
+    data_bucket,
     fresh_xnat,
     job_queue,
     seed_objects,
@@ -339,7 +339,7 @@ def seed_all(ctx: Context, args: argparse.Namespace) -> None:
 def floor_runs(url: str, args: argparse.Namespace) -> tuple[list[Run], list[Run]]:
     """The worker handler vs the physical floor on the same 200 objects, interleaved (bench.run's parties)."""
     s3 = client(url, "s3")
-    s3.create_bucket(Bucket=BUCKET)
+    data_bucket(s3)
     queue_url, queue_arn = job_queue(url)
     bench = Bench(url, args.catalog_latency, s3, queue_url, queue_arn, profile_dir=args.profile)
     if args.profile:

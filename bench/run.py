@@ -267,6 +267,12 @@ def seed_objects(bench: Bench, objects: dict[str, int], pattern_block: int = MIB
         bench.expected[path] = md5
 
 
+def data_bucket(s3: Any) -> None:
+    """The bench's data bucket, versioned as template.yaml's is (the service refuses one that is not)."""
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+
+
 def job_queue(url: str) -> tuple[str, str]:
     """A FIFO job queue on moto's server, as template.yaml declares JobQueue.fifo: (URL, ARN)."""
     sqs = client(url, "sqs")
@@ -350,7 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     with moto_server() as s3_url:
         s3 = client(s3_url, "s3")
-        s3.create_bucket(Bucket=BUCKET)
+        data_bucket(s3)
         queue_url, queue_arn = job_queue(s3_url)
         bench = Bench(s3_url, args.catalog_latency, s3, queue_url, queue_arn, profile_dir=args.profile)
         if args.profile:

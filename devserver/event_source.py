@@ -13,7 +13,9 @@ what the Lambda service does between a queue and a function:
 
 FIFO groups are delivered by SQS itself (one in-flight message per group). moto decides that from
 a snapshot taken at the start of each receive, so concurrent receives could both take one group;
-receives are therefore made one at a time per queue, which SQS guarantees on its side.
+receives are therefore made one at a time per queue, which SQS guarantees on its side. One known
+difference stays: moto drops a duplicate MessageDeduplicationId only while the first message is
+still in the queue, SQS for five minutes after it was sent, deleted or not.
 
 Example::
 
@@ -35,6 +37,7 @@ from typing import Any
 from .lambda_context import LocalLambdaContext
 
 Handler = Callable[[dict[str, Any], Any], Any]
+MAX_IDLE_PAUSE = 0.5  # seconds between polls of a queue that stayed empty
 log = logging.getLogger("devserver.event_source")
 
 
@@ -177,19 +180,29 @@ class SqsEventSource:
         return self
 
     def _run(self) -> None:
+        """Poll; when the queue is empty, wait a little longer each time (up to `MAX_IDLE_PAUSE`), so an
+        idle local stack costs a few requests a second, not hundreds. (Long polling would not do:
+        moto spins for the whole wait when a FIFO queue holds only messages of groups in flight.)"""
+        pause = self._idle_pause
         while not self._stop.is_set():
             try:
                 received = self.poll_once()
             except Exception:  # the queue server going away while stopping, say
                 log.exception("%s poller failed", self._name)
                 received = 0
-            if not received:
-                self._stop.wait(self._idle_pause)
+            if received:
+                pause = self._idle_pause
+            else:
+                self._stop.wait(pause)
+                pause = min(MAX_IDLE_PAUSE, pause * 2)
 
-    def stop(self) -> None:
+    def stop(self, wait: float = 5.0) -> None:
+        """Stop polling; an invocation still running gets `wait` seconds to end (the pollers are daemon
+        threads: a process that exits does not wait for one stuck in a handler)."""
         self._stop.set()
+        deadline = time.monotonic() + wait
         for thread in self._threads:
-            thread.join()
+            thread.join(max(0.0, deadline - time.monotonic()))
         self._threads.clear()
 
     @property

@@ -108,9 +108,15 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header(name, value)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        self.wfile.write(data)
+        if self.command != "HEAD":
+            self.wfile.write(data)
 
-    do_GET = do_PUT = do_POST = do_DELETE = do_PATCH = _serve
+    def __getattr__(self, name: str) -> Any:
+        """Every method reaches the handler, which answers 405 for a method its route does not have
+        (http.server itself would answer 501 for any method without a `do_` function)."""
+        if name.startswith("do_"):
+            return self._serve
+        raise AttributeError(name)
 
 
 class _Server(ThreadingHTTPServer):

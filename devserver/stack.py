@@ -91,7 +91,7 @@ class LocalStack:
             JOB_QUEUE,
             {
                 "FifoQueue": "true",
-                "VisibilityTimeout": str(int(self.worker_timeout) + 60),
+                "VisibilityTimeout": str(int(self.worker_timeout) * 6),  # as template.yaml: six times the timeout
                 **_redrive(sqs, job_dlq, MAX_RECEIVE_COUNT),
             },
         )

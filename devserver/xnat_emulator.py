@@ -46,6 +46,12 @@ from urllib.parse import parse_qsl, unquote, unquote_plus, urlsplit
 
 CHUNK = 64 * 1024
 LOGIN_FAILED = "Login attempt failed. Please try again."
+SSO_LOGIN_PAGE = (
+    b"<!DOCTYPE html><html><head><title>Sign in - Example University SSO</title></head><body>"
+    b'<form method="post" action="/idp/profile/SAML2/Redirect/SSO"><label>Username <input name="j_username"></label>'
+    b'<label>Password <input type="password" name="j_password"></label><button>Sign in</button></form>'
+    b"</body></html>"
+)
 ZIP_DATA_DESCRIPTOR = 0x08  # general-purpose flag bit 3: sizes and CRC come after the data
 _ZIP_NAMES = (".zip", ".zar", ".xar")
 _TAR_NAMES = (".tar.gz", ".tgz", ".tar")
@@ -134,7 +140,7 @@ class _Project:
 
 @dataclass
 class _Rule:
-    kind: str  # "fail" | "drop" | "delay" | "delay_once" | "call"
+    kind: str  # "fail" | "drop" | "delay" | "delay_once" | "call" | "conflict" | "refuse" | "trickle" | "slow_read"
     method: str | None
     path_contains: str | None
     remaining: int = 1
@@ -142,6 +148,7 @@ class _Rule:
     body: str = ""
     after_bytes: int = 0
     seconds: float = 0.0
+    rate: float = 0.0  # "trickle", "slow_read": bytes per second
     callback: Callable[[], object] | None = None
     skip: int = 0  # "call": matching requests to let pass before the callback fires
 
@@ -216,10 +223,13 @@ class XnatEmulator:
         self._received: dict[str, int] = {}  # relative path -> times its bytes arrived (raw or zipped)
         self._issued_sessions: list[str] = []
         self._logins = 0
+        self._failed_logins = 0
         self._logouts = 0
         self._log: list[RequestRecord] = []
         self._rules: list[_Rule] = []
         self._down = False
+        self._echo_requests = False
+        self._sso_login_page = False
         self._inflight_puts = 0
         self._max_inflight_puts = 0
         self._conflicts = 0
@@ -424,6 +434,12 @@ class XnatEmulator:
             return self._logins
 
     @property
+    def failed_logins(self) -> int:
+        """Requests that presented wrong credentials (what an account lock-out policy counts)."""
+        with self._meta:
+            return self._failed_logins
+
+    @property
     def logouts(self) -> int:
         with self._meta:
             return self._logouts
@@ -490,6 +506,12 @@ class XnatEmulator:
         with self._meta:
             self._rules.append(_Rule("drop", method, path_contains, remaining=times, after_bytes=after_bytes))
 
+    def refuse_file(self, name_contains: str, status: int = 500, message: str = "could not store the file") -> None:
+        """A poison file: every PUT carrying a file whose path contains `name_contains`, raw or as an
+        archive entry, fails with `status` and stores nothing (as when XNAT chokes on one file)."""
+        with self._meta:
+            self._rules.append(_Rule("refuse", "PUT", name_contains, status=status, body=message))
+
     def conflict_next(self, times: int = 1, path_contains: str | None = "/files/") -> None:
         """The next matching file PUTs lose a catalog race, deterministically: their bytes land on disk,
         the catalog is not written, and XNAT answers 500 ConcurrentModificationException, exactly as
@@ -534,6 +556,11 @@ class XnatEmulator:
                 _Rule("call", method, path_contains, remaining=times, callback=callback, skip=max(0, skip))
             )
 
+    def change_password(self, password: str) -> None:
+        """A password rotation: new logins need `password`; sessions already open stay valid."""
+        with self._meta:
+            self.password = password
+
     def expire_sessions(self) -> None:
         with self._meta:
             self._sessions.clear()
@@ -546,6 +573,40 @@ class XnatEmulator:
 
     def set_catalog_write_latency(self, seconds: float) -> None:
         self.catalog_write_latency = float(seconds)
+
+    def trickle_response_next(
+        self, bytes_per_second: float, times: int = 1, method: str | None = None, path_contains: str | None = None
+    ) -> None:
+        """Send the whole answer (status line, headers, body) of the next `times` matching requests
+        at `bytes_per_second`: every socket read on the client side makes progress, so socket
+        timeouts never fire. The connection is closed afterwards."""
+        with self._meta:
+            self._rules.append(_Rule("trickle", method, path_contains, remaining=times, rate=float(bytes_per_second)))
+
+    def read_body_slowly_next(
+        self,
+        bytes_per_second: float,
+        times: int = 1,
+        method: str | None = "PUT",
+        path_contains: str | None = "/files/",
+    ) -> None:
+        """Read the request body of the next `times` matching requests at `bytes_per_second` (an XNAT
+        writing to a slow disk): the client's sends block and progress a little at a time."""
+        with self._meta:
+            self._rules.append(_Rule("slow_read", method, path_contains, remaining=times, rate=float(bytes_per_second)))
+
+    def sso_login_page(self, enabled: bool = True) -> None:
+        """A single sign-on front: every request, the login included, is answered 200 with an HTML login
+        page and a session cookie of the SSO's own (what a misrouted service account meets)."""
+        with self._meta:
+            self._sso_login_page = enabled
+
+    def echo_requests_in_errors(self, enabled: bool = True) -> None:
+        """Every error page lists what the request carried: headers (Authorization and Cookie first),
+        cookies and query, as XNAT's CSRF error does (session cookie included) and as a proxy's debug
+        page may (Authorization included). Text a client must never store or log as it is."""
+        with self._meta:
+            self._echo_requests = enabled
 
     def set_down(self, down: bool) -> None:
         with self._meta:
@@ -601,6 +662,13 @@ class XnatEmulator:
                     return rule
             return None
 
+    def _refusal(self, paths: list[str]) -> _Rule | None:
+        with self._meta:
+            for rule in self._rules:
+                if rule.kind == "refuse" and any(rule.path_contains in p for p in paths):
+                    return rule
+            return None
+
     def _take_conflict(self, path: str) -> bool:
         with self._meta:
             for rule in self._rules:
@@ -611,13 +679,30 @@ class XnatEmulator:
                     return True
             return False
 
+    def _take_throttle(self, kind: str, method: str, path: str) -> float | None:
+        """The rate of the first `trickle` or `slow_read` rule matching this request, used up once."""
+        with self._meta:
+            for rule in self._rules:
+                if rule.kind == kind and rule.matches(method, path):
+                    rule.remaining -= 1
+                    if rule.remaining <= 0:
+                        self._rules.remove(rule)
+                    return rule.rate
+            return None
+
     def _sleep(self, seconds: float) -> None:
         if seconds > 0:
             self._stopping.wait(seconds)
 
     def _check_credentials(self, username: str, password: str) -> bool:
-        same_user = secrets.compare_digest(username.encode(), self.username.encode())
-        return secrets.compare_digest(password.encode(), self.password.encode()) and same_user
+        with self._meta:
+            expected_user, expected_password = self.username, self.password
+        same_user = secrets.compare_digest(username.encode(), expected_user.encode())
+        valid = secrets.compare_digest(password.encode(), expected_password.encode()) and same_user
+        if not valid:
+            with self._meta:
+                self._failed_logins += 1
+        return valid
 
     def _new_session(self) -> str:
         session_id = secrets.token_hex(16).upper()
@@ -698,6 +783,41 @@ class _Server(ThreadingHTTPServer):
         for connection in connections:
             with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
+
+
+class _Throttled:
+    """A socket file that moves at most `rate` bytes per second, a few at a time.
+
+    Raises `_Dropped` when the emulator stops, so no server thread outlives it.
+    """
+
+    def __init__(self, stream: Any, rate: float, stopping: threading.Event) -> None:
+        self._stream = stream
+        self._rate = max(rate, 1.0)
+        self._step = max(1, int(self._rate / 10))  # ten steps a second
+        self._stopping = stopping
+
+    def _pause(self, size: int) -> None:
+        if self._stopping.wait(size / self._rate):
+            raise _Dropped
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        view = memoryview(data).cast("B")
+        for start in range(0, len(view), self._step):
+            piece = view[start : start + self._step]
+            self._stream.write(piece)
+            self._pause(len(piece))
+        return len(view)
+
+    def read(self, size: int = -1) -> bytes:
+        want = self._step if size is None or size < 0 else min(size, self._step)
+        data = self._stream.read(want)
+        if data:
+            self._pause(len(data))
+        return data
+
+    def __getattr__(self, name: str) -> Any:  # readline, flush, close: untouched
+        return getattr(self._stream, name)
 
 
 @dataclass
@@ -841,7 +961,24 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, json.dumps(document).encode(), "application/json")
 
     def _send_error_page(self, error: _HttpError) -> None:
-        self._send(error.status, _html(error.message), "text/html;charset=UTF-8", error.headers)
+        message = error.message
+        with self.server.emulator._meta:
+            echo = self.server.emulator._echo_requests
+        if echo:
+            message += " " + self._echo()
+        self._send(error.status, _html(message), "text/html;charset=UTF-8", error.headers)
+
+    def _echo(self) -> str:
+        """The request as an echoing error page shows it (see `echo_requests_in_errors`)."""
+        sensitive = ("authorization", "cookie")
+        headers = sorted(self.headers.items(), key=lambda item: item[0].lower() not in sensitive)
+        lines = [f"{name}: {value}" for name, value in headers]
+        cookies = SimpleCookie()
+        with contextlib.suppress(CookieError):
+            cookies.load(self.headers.get("Cookie", ""))
+        lines.append("cookies: " + ", ".join(f"{name}={morsel.value}" for name, morsel in cookies.items()))
+        lines.append("query: " + "&".join(f"{k}={v}" for k, v in self._log_query.items()))
+        return f"Request {self.command} {self._log_path} with headers:\n" + "\n".join(lines)
 
     # -- dispatch ------------------------------------------------------------------------------
 
@@ -898,8 +1035,21 @@ class _Handler(BaseHTTPRequestHandler):
         method = self.command
         emulator._run_callbacks(method, path)
         emulator._sleep(emulator._delay_for(method, path))
+        for kind in ("trickle", "slow_read"):
+            rate = emulator._take_throttle(kind, method, path)
+            if rate is None:
+                continue
+            self.close_connection = True  # the throttled stream is not handed to the next request
+            if kind == "trickle":
+                self.wfile = _Throttled(self.wfile, rate, emulator._stopping)  # type: ignore[assignment]
+            else:
+                self.rfile = _Throttled(self.rfile, rate, emulator._stopping)  # type: ignore[assignment]
         with emulator._meta:
-            down = emulator._down
+            down, sso = emulator._down, emulator._sso_login_page
+        if sso:
+            cookie = ("Set-Cookie", f"JSESSIONID={secrets.token_hex(16).upper()}; Path=/; HttpOnly")
+            self._send(200, SSO_LOGIN_PAGE, "text/html;charset=UTF-8", (cookie,))
+            return
         if down:
             raise _HttpError(503, "XNAT is unavailable")
         fault = emulator._take_fault(method, path)
@@ -1239,6 +1389,9 @@ class _Handler(BaseHTTPRequestHandler):
             blob = self._read_body()  # (2) the body, not holding any lock
             entries = _unpack(archive, path, blob) if archive else [(path, blob)]
             emulator._count_received(p for p, _ in entries)
+            refusal = emulator._refusal([p for p, _ in entries])
+            if refusal is not None:
+                raise _HttpError(refusal.status, refusal.body)
             with emulator._lock:  # ... lands on disk
                 scan = self._scan(where)
                 resource = scan.resource(where.resource) or emulator._new_resource(scan, where.resource)

@@ -25,8 +25,6 @@ from xnat_upload.intake import accept_manifest, current_version
 from xnat_upload.observability import logger, metrics, tracer
 from xnat_upload.queue import JobQueue
 
-processor = BatchProcessor(event_type=EventType.SQS)
-
 
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
@@ -70,4 +68,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
                 handled.append({"key": key, "status": "already_in_progress"})
         return handled
 
+    # A processor per invocation: it holds the invocation's record outcomes.
+    processor = BatchProcessor(event_type=EventType.SQS)
     return process_partial_response(event=event, record_handler=handle, processor=processor, context=context)

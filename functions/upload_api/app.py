@@ -4,35 +4,74 @@ No `from __future__ import annotations` here: Powertools reads the real annotati
 Thin by design: Powertools validates the request, the core does the work, errors map once
 (`XnatUploadError.http_status`) to a JSON error body. Nothing here talks to XNAT: every upload
 goes through JobQueue.fifo, the synchronous route included (it waits for the result).
+
+The OpenAPI document says what each operation accepts and answers, and the tests hold the API to it
+(schemathesis, tests/integration/test_api_conformance.py). What JSON Schema cannot say (paths that
+collide, the size of the stored manifest) is in the descriptions, and the core refuses it with the
+intake's own error codes (`validated_manifest`).
 """
 
+import base64
+import json
 import time
+from copy import deepcopy
+from functools import cache
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.middlewares.openapi_validation import OpenAPIRequestValidationMiddleware
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from xnat_upload import Settings
+from xnat_upload import Settings, safe_json
 from xnat_upload.api import upload_data_to_xnat
 from xnat_upload.aws import s3_client, sqs_client
-from xnat_upload.exceptions import JobStillRunningError, XnatUploadError
+from xnat_upload.config import DEFAULT_MAX_MANIFEST_BYTES, DEFAULT_MAX_MANIFEST_FILES
+from xnat_upload.exceptions import (
+    InternalError,
+    InvalidRequestError,
+    JobStillRunningError,
+    MethodNotAllowedError,
+    RouteNotFoundError,
+    UnsupportedMediaTypeError,
+    XnatUploadError,
+    error_codes_by_status,
+)
+from xnat_upload.manifest.models import (
+    IDENTIFIER_MAX_LENGTH,
+    NOT_DOT_SEGMENT,
+    DocumentedPath,
+    Identifier,
+    ProjectRef,
+    ScanType,
+)
 from xnat_upload.manifest.paths import IDENTIFIER_PATTERN
 from xnat_upload.observability import logger, metrics, tracer
 from xnat_upload.queue import JobQueue
 from xnat_upload.store import JobStore
-from xnat_upload.submission import JOB_ID_PATTERN, job_status, result_summary, submit_job
+from xnat_upload.submission import JOB_ID_NOT_JSON, JOB_ID_PATTERN, job_status, result_summary, submit_job
 
 API_TITLE = "XNAT S3 uploader"
-API_VERSION = "1.1.0"
+API_VERSION = "1.2.0"
 SYNC_MARGIN_SECONDS = 3.0  # answer before API Gateway's limit cuts the connection
 SUMMARY_AFTER_FILES = 1000  # an error body carries the whole result up to this many files, else its summary
+JSON = "application/json"
 
-app = APIGatewayRestResolver(enable_validation=True)
 
-Identifier = Annotated[str, Field(min_length=1, max_length=255, pattern=IDENTIFIER_PATTERN)]
+# -- requests ---------------------------------------------------------------------------------------
+
+PATHS_DESCRIPTION = (
+    "at most MAX_MANIFEST_FILES paths (maxItems: this deployment's value). No two may name one file once "
+    "case is folded, nor may one be a folder of another (`a` and `a/b`): refused as path_collision. A path "
+    "the pattern refuses is key_outside_prefix; too many paths, or a manifest stored larger than "
+    "MAX_MANIFEST_BYTES, invalid_manifest: the intake's own checks and codes."
+)
+RequestedPaths = Annotated[
+    list[DocumentedPath], Field(min_length=1, json_schema_extra={"uniqueItems": True, "description": PATHS_DESCRIPTION})
+]
 
 
 class UploadRequest(BaseModel):
@@ -40,11 +79,11 @@ class UploadRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    central_hub_project_id: Annotated[str, Field(min_length=1, max_length=255)]
+    central_hub_project_id: ProjectRef
     accession_id: Identifier
     scan_id: Identifier
     resource_id: Identifier
-    files: Annotated[list[Annotated[str, Field(min_length=1, max_length=1024)]], Field(min_length=1)]
+    files: RequestedPaths
     exist_ok: StrictBool = False
 
 
@@ -53,40 +92,213 @@ class JobRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    job_id: Annotated[str | None, Field(pattern=JOB_ID_PATTERN)] = None
-    central_hub_project_id: Annotated[str, Field(min_length=1, max_length=255)]
+    job_id: Annotated[str, Field(pattern=JOB_ID_PATTERN, json_schema_extra=JOB_ID_NOT_JSON)] | None = None
+    central_hub_project_id: ProjectRef
     accession_id: Identifier
     net_id: Identifier
     scan_id: Identifier
     resource_id: Identifier
-    files_relative_paths_to_upload: Annotated[
-        list[Annotated[str, Field(min_length=1, max_length=1024)]], Field(min_length=1)
-    ]
+    files_relative_paths_to_upload: RequestedPaths
     exist_ok: StrictBool = False
-    scan_xsi_type: str | None = None
+    scan_xsi_type: ScanType | None = None
     resource_format: Identifier | None = None
     resource_content: Identifier | None = None
+
+
+# The demo of README's quickstart (`make serve` seeds the project and session).
+DEMO_UPLOAD = {
+    "central_hub_project_id": "CHP-001",
+    "accession_id": "ACC0001",
+    "scan_id": "1",
+    "resource_id": "NIFTI",
+    "files": ["ct_scan.nii.gz"],
+    "exist_ok": False,
+}
+DEMO_JOB = {
+    "central_hub_project_id": "CHP-001",
+    "accession_id": "ACC0001",
+    "net_id": "net-1",
+    "scan_id": "1",
+    "resource_id": "NIFTI",
+    "files_relative_paths_to_upload": ["ct_scan.nii.gz", "seg/ct seg.nii.gz"],
+}
+
+NetId = Annotated[
+    str,
+    Path(
+        pattern=IDENTIFIER_PATTERN,
+        min_length=1,
+        max_length=IDENTIFIER_MAX_LENGTH,
+        json_schema_extra=NOT_DOT_SEGMENT,
+        description="the net whose images are read: <IMAGES_PREFIX><net_id>/upload/",
+        openapi_examples={"demo": {"value": "net-1"}},
+    ),
+]
+JobId = Annotated[str, Path(pattern=JOB_ID_PATTERN, json_schema_extra=JOB_ID_NOT_JSON)]
+
+
+# -- answers (for the document: the handlers build plain dicts, checked against these by the tests) ---
+
+
+class Problem(BaseModel):
+    loc: list[str]
+    msg: str
+
+
+class ErrorBody(BaseModel):
+    """Every error has this shape: `error` is one code per error type (README, "API")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    error: str
+    message: str
+    job_id: str | None = Field(None, description="the job whose result this is")
+    result: dict[str, Any] | None = Field(None, description="its result manifest (its summary past 1,000 files)")
+    problems: list[Problem] | None = Field(None, description="invalid_request: what does not match, first 20")
+
+
+class JobRunning(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    job_id: str
+    status: Literal["running"]
+    status_url: str
+
+
+class JobAccepted(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    job_id: str
+    status: Literal["accepted", "already_submitted", "resumed"]
+    status_url: str
+    manifest: str = Field(description="s3:// URL of the stored manifest")
+
+
+class JobPending(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    job_id: str
+    status: Literal["queued", "running", "waiting_for_xnat"]
+    progress: dict[str, Any]
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+
+
+class FileEntry(BaseModel):
+    """One requested file's fate (README, "Result manifest")."""
+
+    model_config = ConfigDict(extra="allow")
+
+    path: str
+    status: Literal["uploaded", "already_exists", "failed", "rejected", "missing", "skipped", "pending"]
+    url: str | None = None
+    bytes: int | None = None
+    md5: str | None = None
+    error: str | None = None
+    error_code: str | None = None
+    identical: bool | None = None
+    attempts: int | None = None
+
+
+class JobSummary(BaseModel):
+    """A finished job: its summary, where its full result lies, and one page of its files."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job_id: str | None
+    manifest_version: str | None = None
+    status: Literal["succeeded", "partial", "failed"]
+    counts: dict[str, int]
+    error: JobError | None = None
+    upload_mode: str | None = None
+    xnat: dict[str, Any] | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    duration_seconds: float | None = None
+    invocations: int | None = None
+    result_location: str
+    files_filter: Literal["problems", "all"]
+    files_matching: int
+    offset: int
+    files: list[FileEntry]
+    next_offset: int | None
+
+
+def _answer(description: str, model: Any, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    answer: dict[str, Any] = {"description": description, "content": {JSON: {"model": model}}}
+    if headers:
+        answer["headers"] = headers
+    return answer
+
+
+def _errors(codes_by_status: dict[int, list[str]]) -> dict[int, dict[str, Any]]:
+    return {status: _answer("error codes: " + ", ".join(codes), ErrorBody) for status, codes in codes_by_status.items()}
+
+
+LOCATION = {"Location": {"description": "status_url", "required": True, "schema": {"type": "string"}}}
+BODY_REFUSED = {
+    400: ["invalid_request", "invalid_manifest", "key_outside_prefix", "path_collision"],
+    415: ["unsupported_media_type"],
+}
+UNEXPECTED = {500: ["configuration_error", "internal_error"]}
+# The synchronous route answers with whatever ended the job: any error type (405 is never an operation's).
+SYNC_ERRORS = {status: codes for status, codes in error_codes_by_status().items() if status != 405}
+
+
+# -- the body this API reads --------------------------------------------------------------------------
+
+
+class JsonBodyValidation(OpenAPIRequestValidationMiddleware):
+    """Powertools' request validation, reading bodies as this API takes them: `application/json` only
+    (no Content-Type means JSON, as API Gateway assumes; anything else is 415, forms included), UTF-8,
+    decoded by `safe_json`, so that bytes that are not JSON or nest thousands deep are a 400, never a 500."""
+
+    def _get_body(self, app: Any) -> Any:
+        event = app.current_event
+        media_type = (event.headers.get("content-type") or JSON).split(";")[0].strip().lower()
+        if media_type != JSON:
+            raise UnsupportedMediaTypeError(f"the body must be {JSON}, not {media_type or 'an empty Content-Type'}")
+        if not event.body:
+            return None
+        try:
+            text = base64.b64decode(event.body).decode() if event.is_base64_encoded else event.body
+            return safe_json.loads(text)
+        except ValueError as exc:  # bad base64, not UTF-8, not JSON, nested too deeply: all ValueErrors
+            raise RequestValidationError(
+                [{"type": "json_invalid", "loc": ("body",), "msg": f"the body is not UTF-8 JSON: {exc}"}]
+            ) from None
+
+
+app = APIGatewayRestResolver(enable_validation=True)
+# Powertools runs its request validation before any middleware of ours, and reads the body inside it:
+# its body reader is the one place to decide on the media type and on bytes that are not JSON.
+app._request_validation_middleware = JsonBodyValidation()
 
 
 def _settings() -> Settings:
     return Settings.from_env()
 
 
-def _error(status: int, code: str, message: str, **extra: Any) -> Response:
-    return Response(status, "application/json", body={"error": code, "message": message, **extra})
+# -- routes -------------------------------------------------------------------------------------------
 
 
 @app.put(
     "/upload/images/<net_id>",
     summary="Upload files through the job queue and return their XNAT URLs (the seed's route)",
+    description="Validated as the intake validates, stored as manifests/sync-<id>.json, queued behind other "
+    "writers of the same XNAT resource, then awaited until API_TIME_LIMIT_SECONDS - 3 s.",
     responses={
-        200: {"description": "every file is in XNAT: their URLs, in request order"},
-        202: {"description": "the job did not end in time; it keeps running: follow status_url"},
+        200: _answer("every file is in XNAT: their URLs, in request order", list[str]),
+        202: _answer("the job did not end in time; it keeps running: follow status_url", JobRunning, LOCATION),
+        **_errors(SYNC_ERRORS),
     },
 )
 @tracer.capture_method
 def put_upload(
-    net_id: Annotated[str, Path(pattern=IDENTIFIER_PATTERN)], request: Annotated[UploadRequest, Body()]
+    net_id: NetId, request: Annotated[UploadRequest, Body(openapi_examples={"demo": {"value": DEMO_UPLOAD}})]
 ) -> Response[Any]:
     settings = _settings()
     started = time.monotonic()
@@ -102,24 +314,34 @@ def put_upload(
     except JobStillRunningError as running:
         return Response(
             202,
-            "application/json",
+            JSON,
             body={"job_id": running.job_id, "status": "running", "status_url": f"/jobs/{running.job_id}"},
             headers={"Location": f"/jobs/{running.job_id}"},
         )
-    return Response(200, "application/json", body=urls)
+    return Response(200, JSON, body=urls)
 
 
 @app.post(
-    "/jobs", summary="Submit a job manifest; the S3 trigger runs it", responses={202: {"description": "accepted"}}
+    "/jobs",
+    summary="Submit a job manifest; the S3 trigger runs it",
+    description="Validated fully (what the intake would refuse is refused now, with its error code), then "
+    "stored as manifests/<job_id>.json once. The same job_id with the same manifest is idempotent, and resumes "
+    "a job that ended partial or failed; with another manifest it is 409.",
+    responses={
+        202: _answer("accepted, already submitted, or resumed: follow status_url", JobAccepted, LOCATION),
+        **_errors({**BODY_REFUSED, 409: ["job_conflict"], **UNEXPECTED}),
+    },
 )
 @tracer.capture_method
-def post_job(request: Annotated[JobRequest, Body()]) -> Response[dict[str, Any]]:
+def post_job(
+    request: Annotated[JobRequest, Body(openapi_examples={"demo": {"value": DEMO_JOB}})],
+) -> Response[dict[str, Any]]:
     settings = _settings()
     data = request.model_dump(exclude_none=True)
     submission = submit_job(data, settings=settings, s3=s3_client(settings), job_id=data.pop("job_id", None))
     return Response(
         202,
-        "application/json",
+        JSON,
         body={
             "job_id": submission.job_id,
             "status": "resumed" if submission.resumed else "accepted" if submission.created else "already_submitted",
@@ -134,16 +356,17 @@ def post_job(request: Annotated[JobRequest, Body()]) -> Response[dict[str, Any]]
     "/jobs/<job_id>",
     summary="The job's status: queued, running (with progress) or its result (summary + a page of files)",
     responses={
-        200: {"description": "finished: the summary, where the full result lies, and a page of its files"},
-        202: {"description": "queued, running or waiting_for_xnat, with progress"},
+        200: _answer("finished: the summary, where the full result lies, and a page of its files", JobSummary),
+        202: _answer("queued, running or waiting_for_xnat, with progress", JobPending),
+        **_errors({400: ["invalid_request", "invalid_manifest"], 404: ["job_not_found", "not_found"], **UNEXPECTED}),
     },
 )
 @tracer.capture_method
 def get_job(
-    job_id: Annotated[str, Path(pattern=JOB_ID_PATTERN)],
+    job_id: JobId,
     files: Annotated[Literal["problems", "all"], Query(description="which files to list")] = "problems",
-    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+    offset: Annotated[int, Query(ge=0, le=1_000_000, description="the first file of the page")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000, description="files per page at most (and ~900 KB)")] = 500,
 ) -> Response[dict[str, Any]]:
     settings = _settings()
     s3 = s3_client(settings)
@@ -151,24 +374,69 @@ def get_job(
     if state == "pending":
         progress = document or {}
         return Response(
-            202,
-            "application/json",
-            body={"job_id": job_id, "status": progress.get("state", "queued"), "progress": progress},
+            202, JSON, body={"job_id": job_id, "status": progress.get("state", "queued"), "progress": progress}
         )
     location = JobStore(s3, settings).result_location(job_id)
     body = result_summary(document or {}, location=location, files=files, offset=offset, limit=limit)
-    return Response(200, "application/json", body=body)
+    return Response(200, JSON, body=body)
 
 
 @app.get("/openapi.json", summary="This API's OpenAPI document", include_in_schema=False)
 def get_openapi() -> Response[str]:
-    return Response(200, "application/json", body=openapi_document())
+    settings = _settings()
+    return Response(200, JSON, body=openapi_document(settings.max_manifest_files, settings.max_manifest_bytes))
 
 
-def openapi_document() -> str:
-    return app.get_openapi_json_schema(
-        title=API_TITLE, version=API_VERSION, description="Direct uploads into XNAT and job status; see README.md."
+# -- the document ---------------------------------------------------------------------------------------
+
+# Powertools documents a 422 (and its schemas) for every validated operation; this API answers 400.
+_UNUSED_SCHEMAS = ("HTTPValidationError", "ValidationError", "ResponseValidationError")
+
+
+@cache
+def _generated_document() -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(
+        app.get_openapi_json_schema(
+            title=API_TITLE,
+            version=API_VERSION,
+            description="Direct uploads into XNAT and job status; see README.md. Errors have one shape "
+            '({"error", "message", ...}). In AWS, API Gateway answers some requests before this API sees them: '
+            "bodies over 10 MB (413), and unsigned requests, unknown paths and methods (403).",
+        )
     )
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            operation["responses"].pop("422", None)
+    for name in _UNUSED_SCHEMAS:
+        document["components"]["schemas"].pop(name, None)
+    return document
+
+
+def openapi_document(max_files: int = DEFAULT_MAX_MANIFEST_FILES, max_bytes: int = DEFAULT_MAX_MANIFEST_BYTES) -> str:
+    """The OpenAPI document with this deployment's manifest limits (MAX_MANIFEST_FILES, _BYTES)."""
+    document = deepcopy(_generated_document())
+    schemas = document["components"]["schemas"]
+    for model, field in ((UploadRequest, "files"), (JobRequest, "files_relative_paths_to_upload")):
+        schemas[model.__name__]["properties"][field]["maxItems"] = max_files
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            if "requestBody" in operation:
+                operation["requestBody"]["description"] = (
+                    f"application/json only (else 415). The manifest it makes is stored as JSON and must fit in "
+                    f"{max_bytes} bytes (MAX_MANIFEST_BYTES; else 400 invalid_manifest, as the intake would refuse "
+                    "it); API Gateway itself refuses bodies over 10 MB."
+                )
+    return json.dumps(document)
+
+
+# -- errors -----------------------------------------------------------------------------------------------
+
+
+def _error_response(error: XnatUploadError, **extra: Any) -> Response:
+    logger.info("request failed", extra={"error": error.error_code, "status": error.http_status})
+    headers = {"Allow": ", ".join(error.allowed)} if isinstance(error, MethodNotAllowedError) else None
+    body = {"error": error.error_code, "message": error.message, **extra}
+    return Response(error.http_status, JSON, body=body, headers=headers)
 
 
 @app.exception_handler(XnatUploadError)
@@ -181,15 +449,7 @@ def handle_upload_error(exc: XnatUploadError) -> Response:
             location = JobStore(s3_client(_settings()), _settings()).result_location(job_id)
             result = result_summary(result, location=location)
         extra = {"job_id": exc.result.get("job_id"), "result": result}
-    logger.info("request failed", extra={"error": exc.error_code, "status": exc.http_status})
-    return _error(exc.http_status, exc.error_code, exc.message, **extra)
-
-
-@app.exception_handler(Exception)
-def handle_unexpected_error(exc: Exception) -> Response:
-    """A bug: a JSON 500 instead of API Gateway's bare 502."""
-    logger.exception("request crashed")
-    return _error(500, "internal_error", f"unexpected {type(exc).__name__}; see the logs")
+    return _error_response(exc, **extra)
 
 
 @app.exception_handler(RequestValidationError)
@@ -197,7 +457,33 @@ def handle_validation_error(exc: RequestValidationError) -> Response:
     problems = [
         {"loc": [str(p) for p in error.get("loc", ())], "msg": str(error.get("msg", ""))} for error in exc.errors()
     ]
-    return _error(400, "invalid_request", "the request does not match the schema", problems=problems[:20])
+    return _error_response(InvalidRequestError("the request does not match the schema"), problems=problems[:20])
+
+
+@app.not_found
+def handle_no_route(_: NotFoundError) -> Response:
+    """A path no route has is 404; a route's path with a method it does not have is 405 (with `Allow`).
+    Registered apart from the catch-all below, which would turn the router's not-found into a 500."""
+    method, path = app.current_event.http_method.upper(), app.current_event.path
+    allowed = _methods_for(path)
+    if allowed:
+        return _error_response(
+            MethodNotAllowedError(f"{method} is not allowed here; use {', '.join(allowed)}", allowed)
+        )
+    return _error_response(RouteNotFoundError(f"no route for {method} {path!r}"))
+
+
+def _methods_for(path: str) -> list[str]:
+    """The methods of the routes whose rule matches `path`, matched as the router matches them."""
+    routes = app._static_routes + app._dynamic_routes
+    return sorted({route.method for route in routes if route.rule.match(path)})
+
+
+@app.exception_handler(Exception)
+def handle_unexpected_error(exc: Exception) -> Response:
+    """A bug: a JSON 500 instead of API Gateway's bare 502."""
+    logger.exception("request crashed")
+    return _error_response(InternalError(f"unexpected {type(exc).__name__}; see the logs"))
 
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId", clear_state=True)

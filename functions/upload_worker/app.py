@@ -20,8 +20,13 @@ from xnat_upload.observability import logger, metrics, record_job_metrics, trace
 from xnat_upload.queue import JobMessage, JobQueue
 from xnat_upload.worker import Continued, Finished, RetryLater, Skipped, work_on_job
 
-processor = SqsFifoPartialProcessor()
-processor.raise_on_entire_batch_failure = False  # a job waiting for XNAT is not a function error
+
+def _processor() -> SqsFifoPartialProcessor:
+    """One per invocation: it holds the invocation's record outcomes (the local stack runs several
+    invocations at once in one process, which Lambda never does in one environment)."""
+    processor = SqsFifoPartialProcessor()
+    processor.raise_on_entire_batch_failure = False  # a job waiting for XNAT is not a function error
+    return processor
 
 
 class WaitingForXnat(Exception):
@@ -65,4 +70,4 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         logger.info("job message skipped", extra={"reason": outcome.reason})
         return "skipped"
 
-    return process_partial_response(event=event, record_handler=handle, processor=processor, context=context)
+    return process_partial_response(event=event, record_handler=handle, processor=_processor(), context=context)

@@ -19,6 +19,7 @@ import pytest
 import requests
 
 from devserver.xnat_emulator import XnatEmulator
+from tests.processes import popen
 
 ROOT = Path(__file__).resolve().parents[2]
 P, SUBJ, EXP = "PRJ001", "SUBJ001", "ACC0001"
@@ -574,11 +575,92 @@ def test_session_ids_lists_every_issued_session(xnat: XnatEmulator, http: reques
     assert xnat.session_ids == [http.cookies["JSESSIONID"]], "ended sessions stay listed"
 
 
+def test_trickle_response_next_sends_the_answer_a_few_bytes_at_a_time(
+    xnat: XnatEmulator, http: requests.Session
+) -> None:
+    import time
+
+    xnat.trickle_response_next(200, times=1, method="GET", path_contains="/data/projects")
+    started = time.monotonic()
+    response = http.get(xnat.url + "/data/projects", params={"format": "json"}, timeout=(5, 0.5))
+    elapsed = time.monotonic() - started
+
+    assert response.status_code == 200 and response.json()["ResultSet"]["totalRecords"] == "2"
+    size = len(response.content) + 100  # at least the headers came at the same pace
+    assert elapsed >= size / 200 * 0.8, "the read timeout (0.5 s) never fired: every read made progress"
+    started = time.monotonic()
+    assert http.get(xnat.url + "/data/projects", timeout=5).status_code == 200
+    assert time.monotonic() - started < size / 200 / 2, "only the next matching request trickles"
+
+
+@pytest.mark.usefixtures("scan")
+def test_read_body_slowly_next_reads_the_request_body_at_the_given_rate(
+    xnat: XnatEmulator, http: requests.Session
+) -> None:
+    import time
+
+    xnat.read_body_slowly_next(100_000, times=1)
+    started = time.monotonic()
+    assert put_file(http, file_url(xnat, "a.nii"), b"x" * 100_000).status_code == 200
+    assert time.monotonic() - started >= 0.8
+    assert xnat.list_files(P, EXP, "1", "NIFTI") == {"a.nii": b"x" * 100_000}
+
+
+def test_a_throttled_request_does_not_outlive_the_emulator() -> None:
+    import time
+
+    emulator = XnatEmulator().start()
+    emulator.trickle_response_next(1, method="POST")
+    errors: list[BaseException] = []
+
+    def login() -> None:
+        try:
+            requests.post(emulator.url + "/data/JSESSION", auth=("admin", "admin"), timeout=10)
+        except requests.RequestException as exc:
+            errors.append(exc)
+
+    client = threading.Thread(target=login)
+    client.start()
+    for _ in range(500):  # the answer is logged just before it starts to trickle
+        if emulator.count("POST"):
+            break
+        threading.Event().wait(0.01)
+    started = time.monotonic()
+    emulator.stop()
+    client.join(timeout=5)
+    assert not client.is_alive() and errors, "the client saw the connection end"
+    assert time.monotonic() - started < 2
+
+
+def test_echo_requests_in_errors_lists_headers_cookies_and_query(xnat: XnatEmulator, http: requests.Session) -> None:
+    xnat.echo_requests_in_errors()
+    response = http.get(xnat.url + "/data/projects/NOPE", params={"format": "json", "q": "1"}, timeout=5)
+    assert response.status_code == 404
+    session_id = http.cookies["JSESSIONID"]
+    assert f"Cookie: JSESSIONID={session_id}" in response.text
+    assert f"cookies: JSESSIONID={session_id}" in response.text
+    assert "query: format=json&amp;q=1" in response.text
+    failed_login = requests.post(xnat.url + "/data/JSESSION", auth=("admin", "wrong"), timeout=5)
+    assert failed_login.status_code == 401 and "Authorization: Basic " in failed_login.text
+
+
+def test_sso_login_page_answers_everything_with_a_login_page_and_a_cookie(xnat: XnatEmulator) -> None:
+    xnat.sso_login_page()
+    login = requests.post(xnat.url + "/data/JSESSION", auth=("admin", "admin"), timeout=5)
+    assert login.status_code == 200 and 'type="password"' in login.text
+    assert "JSESSIONID" in login.cookies
+    assert xnat.logins == 0, "XNAT itself never saw the login"
+    listing = requests.get(xnat.url + "/data/projects", params={"format": "json"}, cookies=login.cookies, timeout=5)
+    assert listing.status_code == 200 and listing.text.startswith("<!DOCTYPE html>")
+    xnat.sso_login_page(False)
+    assert requests.post(xnat.url + "/data/JSESSION", auth=("admin", "admin"), timeout=5).text == xnat.session_ids[-1]
+
+
 # -- process mode --------------------------------------------------------------------------------
 
 
 def test_process_mode_serves_the_demo_seed() -> None:
-    process = subprocess.Popen(
+    process = popen(
         [sys.executable, "-m", "devserver.xnat_emulator", "--port", "0", "--seed", "demo"],
         cwd=ROOT,
         stdout=subprocess.PIPE,

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
 
+from devserver.local_api import LocalApiServer
 from devserver.local_s3 import LocalAws
 from devserver.stack import DEMO_ACCESSION, DEMO_SECONDARY_ID, LocalStack
 from xnat_upload.aws import s3_client, sqs_client
@@ -34,6 +37,24 @@ def stack(local_aws: LocalAws, monkeypatch: pytest.MonkeyPatch) -> Iterator[Loca
     sqs_client.cache_clear()
 
 
+@pytest.fixture
+def api(stack: LocalStack) -> Iterator[str]:
+    """The API alone: jobs it queues run when the test drains the queues."""
+    with LocalApiServer() as server:
+        yield server.url
+
+
+@pytest.fixture
+def running_api(stack: LocalStack) -> Iterator[str]:
+    """The API with the functions polling their queues in the background, as in AWS."""
+    stack.start_pollers()
+    try:
+        with LocalApiServer() as server:
+            yield server.url
+    finally:
+        stack.stop_pollers()
+
+
 def make_manifest(**overrides: Any) -> dict[str, Any]:
     """The demo manifest with changes; the seeded project and session exist."""
     manifest: dict[str, Any] = {
@@ -47,3 +68,13 @@ def make_manifest(**overrides: Any) -> dict[str, Any]:
     }
     manifest.update(overrides)
     return manifest
+
+
+def wait_for_job(api: str, job_id: str, timeout: float = 60) -> requests.Response:
+    """GET the job until it is no longer queued or running: the pollers do the work; this only watches."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = requests.get(f"{api}/jobs/{job_id}", timeout=30)
+        if response.status_code != 202 or time.monotonic() > deadline:
+            return response
+        time.sleep(0.05)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 import time
 
 import pytest
 
-from devserver.stack import LocalStack
+from devserver.stack import DEMO_ACCESSION, DEMO_PROJECT, LocalStack
 
 from .conftest import make_manifest
 
@@ -48,3 +50,68 @@ def test_a_hanging_xnat_call_is_cut_short_and_the_invocation_ends_in_time(slow_x
     assert statuses["a.nii"] == statuses["c.nii"] == "uploaded"
     assert statuses["b.nii"] in ("uploaded", "failed"), "cut short: sent again later, or failed with its reason"
     assert stack.worker.stats.overruns == 0
+
+
+# -- a server that trickles bytes: every socket operation progresses, so no socket timeout fires --
+
+
+def invoke_with_deadline(stack: LocalStack, job_id: str, paths: list[str], seconds: float) -> float:
+    """Queue the job, then one worker invocation with a `seconds` timeout; returns how long it took."""
+    assert stack.worker is not None and stack.intake is not None
+    stack.worker.function_timeout = seconds
+    stack.put_manifest(job_id, make_manifest(files_relative_paths_to_upload=paths))
+    stack.intake.poll_once()
+    started = time.monotonic()
+    stack.worker.poll_once()
+    return time.monotonic() - started
+
+
+def checkpointed_files(stack: LocalStack, job_id: str) -> list[dict]:
+    """What the invocation handed to the next one (its checkpoint): every file's state."""
+    body = stack.s3().get_object(Bucket=stack.bucket, Key=f"results/.checkpoints/{job_id}.json.gz")["Body"].read()
+    return json.loads(gzip.decompress(body))["files"]
+
+
+@pytest.fixture
+def short_budget(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> LocalStack:
+    monkeypatch.setenv("UPLOAD_MODE", "per_file")
+    monkeypatch.setenv("XNAT_READ_TIMEOUT", "120")
+    monkeypatch.setenv("TIME_BUDGET_MARGIN_SECONDS", "3")  # XNAT calls end 1.5 s before the deadline
+    return stack
+
+
+def test_a_listing_trickled_at_a_few_bytes_a_second_is_cut_at_the_deadline(short_budget: LocalStack) -> None:
+    stack = short_budget
+    stack.put_image("net-1", "a.nii", b"a" * 1000)
+    stack.xnat.trickle_response_next(5, method="GET", path_contains="/files")  # ~70 s for the whole answer
+
+    elapsed = invoke_with_deadline(stack, "trickled-listing", ["a.nii"], seconds=6)
+
+    assert elapsed < 6, f"the invocation returned after {elapsed:.1f} s, past its 6 s deadline"
+    assert [f["status"] for f in checkpointed_files(stack, "trickled-listing")] == ["pending"]
+    assert stack.xnat.count("PUT", "/files/") == 0
+    assert stack.queue_depth("jobs") == 1, "the job continues itself"
+    stack.drain()
+    assert stack.read_result("trickled-listing")["status"] == "succeeded"
+
+
+def test_a_put_that_xnat_reads_slowly_is_cut_at_the_deadline_and_the_file_stays_pending(
+    short_budget: LocalStack,
+) -> None:
+    stack = short_budget
+    size = 6 * 1024 * 1024  # more than loopback's socket buffers (~4 MiB) hold: the sends themselves crawl
+    stack.put_image("net-1", "big.nii", b"b" * size)
+    stack.put_image("net-1", "small.nii", b"s" * 1000)
+    stack.xnat.read_body_slowly_next(512 * 1024, method="PUT", path_contains="/files/big.nii")  # 12 s
+
+    elapsed = invoke_with_deadline(stack, "slow-put", ["big.nii", "small.nii"], seconds=6)
+
+    assert elapsed < 6, f"the invocation returned after {elapsed:.1f} s, past its 6 s deadline"
+    assert [f["status"] for f in checkpointed_files(stack, "slow-put")] == ["pending", "pending"]
+    assert stack.xnat.get_file(DEMO_PROJECT, DEMO_ACCESSION, "1", "NIFTI", "big.nii") is None
+    assert stack.worker is not None
+    stack.worker.function_timeout = 60
+    stack.drain()
+    result = stack.read_result("slow-put")
+    assert result["status"] == "succeeded", "cut short once, then sent in full by the continuation"
+    assert stack.xnat.get_file(DEMO_PROJECT, DEMO_ACCESSION, "1", "NIFTI", "big.nii") == b"b" * size

@@ -16,6 +16,7 @@ Faults are deterministic: they are tied to requests (the emulator's `fail_next`,
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -160,6 +161,48 @@ def test_a_5xx_burst_longer_than_the_retries_fails_that_file_only_and_a_rerun_se
     assert stack.xnat.count("PUT", "/files/") - puts_before == 1, "only the missing file is sent again"
     assert by_path(rerun)[victim]["status"] == "uploaded"
     assert all(by_path(rerun)[p]["status"] == "already_exists" for p in files if p != victim)
+
+
+def test_xnat_answering_503_six_times_in_a_row_is_ridden_out(
+    stack: LocalStack, per_file: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restart behind a proxy: retried for the retry window (default 60 s), not a count of attempts."""
+    monkeypatch.delenv("XNAT_MAX_RETRIES")
+    files = seed_files(stack, count=3)
+    stack.xnat.fail_next(503, times=6, method="PUT", path_contains="/files/")
+
+    result = run(stack, "restart", files)
+
+    assert_complete(stack, result, files)
+    assert result["files"][0]["attempts"] == 7
+    assert result["xnat_retries"] == 6
+
+
+@pytest.mark.parametrize("window", ["1", None], ids=["past-the-retry-window", "past-the-time-left"])
+def test_an_outage_longer_than_retries_can_ride_makes_the_job_wait_and_the_invocation_ends_in_time(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch, window: str | None
+) -> None:
+    monkeypatch.delenv("XNAT_MAX_RETRIES")
+    monkeypatch.setenv("TIME_BUDGET_MARGIN_SECONDS", "2")
+    if window is not None:
+        monkeypatch.setenv("XNAT_RETRY_WINDOW_SECONDS", window)
+    files = seed_files(stack, count=2)
+    stack.xnat.set_down(True)
+    assert stack.worker is not None and stack.intake is not None
+    stack.worker.function_timeout = 5
+    stack.put_manifest(f"outage-{window}", make_manifest(files_relative_paths_to_upload=list(files)))
+    stack.intake.poll_once()
+
+    started = time.monotonic()
+    stack.worker.poll_once()
+    elapsed = time.monotonic() - started
+
+    assert elapsed < 5, f"the invocation returned after {elapsed:.1f} s, past its 5 s deadline"
+    assert stack.read_result(f"outage-{window}") is None, "not failed: the job waits for XNAT"
+    progress = stack.read_progress(f"outage-{window}")
+    assert progress["state"] == "waiting_for_xnat"
+    assert "503" in progress["reason"] and "attempts in" in progress["reason"]
+    assert stack.xnat.count("POST", "/data/JSESSION") > 4, "retried for a time, not a count"
 
 
 def test_429_too_many_requests_is_retried(stack: LocalStack, per_file: None) -> None:
@@ -310,6 +353,46 @@ def test_a_401_that_persists_after_the_re_login_fails_that_file_without_looping(
     assert len(file_puts(stack, victim)) == 2, "re-login once, then give up on that file"
     assert stack.xnat.logins == 2
     assert_complete(stack, run(stack, "two-401", files), files)
+
+
+def test_a_password_rotation_mid_job_costs_one_failed_login_and_ends_the_xnat_work(
+    stack: LocalStack, per_file: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a rotation every re-login fails: one failed login, then no request at all (account lock)."""
+    files = seed_files(stack, count=8)
+    paths = list(files)
+    stack.xnat.add_file(DEMO_PROJECT, DEMO_ACCESSION, SCAN, RESOURCE, paths[0], files[paths[0]])  # there before
+
+    def rotate() -> None:
+        stack.xnat.change_password("rotated-Pa55word")
+        stack.xnat.expire_sessions()
+
+    stack.xnat.on_request(rotate, method="PUT", path_contains="/files/", skip=3)  # after 3 accepted PUTs
+
+    result = run(stack, "rotation", files)
+
+    assert stack.xnat.failed_logins == 1, "one failed re-login, never one per file"
+    log = stack.xnat.requests_log
+    refused = [i for i, r in enumerate(log) if r.method == "POST" and r.status == 401]
+    assert len(refused) == 1 and log[refused[0] + 1 :] == [], "no request after the refused re-login"
+    assert_truthful(stack, result, files)
+    assert result["error"]["code"] == "xnat_auth_failed"
+    entries = by_path(result)
+    assert entries[paths[0]]["status"] == "already_exists" and entries[paths[0]]["identical"] is True
+    for path in paths[1:4]:  # XNAT accepted them; the verifying listing never ran: unproven, not failed
+        assert entries[path]["status"] == "pending", entries[path]
+        assert "sent to XNAT but not verified" in entries[path]["error"]
+        assert stored(stack, path) == files[path]
+    assert entries[paths[4]]["status"] == "failed" and entries[paths[4]]["error_code"] == "xnat_auth_failed"
+    assert [entries[p]["status"] for p in paths[5:]] == ["skipped"] * 3
+
+    monkeypatch.setenv("XNAT_SERVICE_PASSWORD", "rotated-Pa55word")
+    puts_before = stack.xnat.count("PUT", "/files/")
+    rerun = run(stack, "rotation", files)
+
+    assert_complete(stack, rerun, files)
+    assert [by_path(rerun)[p]["status"] for p in paths[1:4]] == ["already_exists"] * 3, "verified, not re-sent"
+    assert stack.xnat.count("PUT", "/files/") - puts_before == 4
 
 
 # -- XNAT unavailable ----------------------------------------------------------------------------
@@ -495,3 +578,106 @@ def test_a_job_longer_than_one_invocation_continues_itself_and_sends_every_file_
     assert stack.worker.stats.overruns == 0, "no invocation outlived its timeout"
     assert stack.xnat.times_received() == dict.fromkeys(files, 1), "every file sent exactly once"
     assert stack.xnat.logins == stack.xnat.logouts == result["invocations"]
+
+
+# -- a file XNAT refuses ------------------------------------------------------------------------------
+
+
+def test_a_file_xnat_refuses_inside_a_zip_batch_fails_alone_and_the_others_are_uploaded(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UPLOAD_MODE", "zip")
+    files = seed_files(stack, count=16)
+    poison = list(files)[11]
+    stack.xnat.refuse_file(poison, status=500, message="java.lang.IllegalStateException: cannot read this file")
+
+    result = run(stack, "poison", files)
+
+    assert_truthful(stack, result, files)
+    assert result["status"] == "partial"
+    assert [e["path"] for e in result["files"] if e["status"] != "uploaded"] == [poison]
+    assert "cannot read this file" in by_path(result)[poison]["error"]
+    batch_puts = [r for r in stack.xnat.requests_log if r.method == "PUT" and r.path.endswith(".zip")]
+    assert len({r.path for r in batch_puts}) <= 1 + 2 * 4, "halving 16 files: a few extra PUTs, not one each"
+
+    received = stack.xnat.times_received()
+    rerun = run(stack, "poison", files)
+    assert [e["status"] for e in rerun["files"]].count("already_exists") == len(files) - 1
+    again = {path for path, n in stack.xnat.times_received().items() if n > received.get(path, 0)}
+    assert again == {poison}, "the re-run sends only the refused file"
+
+
+def test_xnat_down_is_not_taken_for_a_poison_file_batches_are_not_split(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UPLOAD_MODE", "zip")
+    monkeypatch.setenv("ZIP_BATCH_MAX_FILES", "4")
+    files = seed_files(stack, count=16)
+    stack.xnat.on_request(lambda: stack.xnat.set_down(True), method="PUT", path_contains="/files/")
+
+    assert run_without_result(stack, "down-zip", files), "the job waits for XNAT"
+    batch_paths = {r.path for r in stack.xnat.requests_log if r.method == "PUT" and r.path.endswith(".zip")}
+    assert len(batch_paths) <= 3, "three batches fail in a row, then XNAT counts as unavailable: no halving"
+
+
+# -- a single sign-on page in front of XNAT ---------------------------------------------------------
+
+
+def test_an_sso_login_page_answering_the_login_is_xnat_auth_failed(stack: LocalStack) -> None:
+    files = seed_files(stack, count=2)
+    stack.xnat.sso_login_page()
+
+    result = run(stack, "sso", files)
+
+    assert_truthful(stack, result, files)
+    assert result["error"]["code"] == "xnat_auth_failed"
+    assert "login page" in result["error"]["message"]
+    assert {e["status"] for e in result["files"]} == {"skipped"}
+    assert [(r.method, r.path) for r in stack.xnat.requests_log] == [("POST", "/data/JSESSION")]
+
+
+def test_an_sso_login_page_instead_of_the_listing_is_xnat_auth_failed_not_an_unreadable_listing(
+    stack: LocalStack,
+) -> None:
+    files = seed_files(stack, count=2)
+    stack.xnat.on_request(stack.xnat.sso_login_page, method="GET", path_contains="/files")  # the session is dropped
+
+    result = run(stack, "sso-later", files)
+
+    assert_truthful(stack, result, files)
+    assert result["error"]["code"] == "xnat_auth_failed"
+    assert "login page instead of the listing" in result["error"]["message"]
+    assert stack.xnat.requests_log[-1].path.endswith("/files"), "no request after the login page"
+
+
+@pytest.mark.parametrize(("mode", "count"), [("per_file", 1), ("zip", 40)])
+def test_xnat_going_down_after_the_listing_makes_even_a_one_unit_job_wait(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch, mode: str, count: int
+) -> None:
+    monkeypatch.setenv("UPLOAD_MODE", mode)
+    files = seed_files(stack, count=count)
+    stack.xnat.on_request(lambda: stack.xnat.set_down(True), method="PUT", path_contains="/files/")
+
+    assert run_without_result(stack, f"down-{mode}", files), "the job waits: XNAT does not answer the probe"
+    assert stack.read_progress(f"down-{mode}")["state"] == "waiting_for_xnat"
+
+    stack.xnat.set_down(False)
+    assert stack.worker is not None and stack.worker.release_deferred() == 1
+    stack.drain()
+    assert_complete(stack, stack.read_result(f"down-{mode}"), files)
+
+
+def test_three_files_xnat_refuses_in_a_row_fail_alone_and_are_not_taken_for_an_outage(
+    stack: LocalStack, per_file: None
+) -> None:
+    files = seed_files(stack, count=8)
+    poisoned = list(files)[1:4]
+    for path in poisoned:
+        stack.xnat.refuse_file(path, status=500, message="cannot store this file")
+
+    result = run(stack, "three-poisons", files)
+
+    assert_truthful(stack, result, files)
+    assert [e["path"] for e in result["files"] if e["status"] == "failed"] == poisoned
+    assert [e["status"] for e in result["files"]].count("uploaded") == len(files) - 3
+    assert result["status"] == "partial" and "error" not in result

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,43 +9,18 @@ import boto3
 import pytest
 import requests
 
+from tests.processes import local_stack_served
+
+from .conftest import wait_for_job
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def local_stack() -> Iterator[dict[str, str]]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "layers" / "xnat_upload")])}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "devserver.serve", "--s3-port", "0", "--xnat-port", "0", "--api-port", "0"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    exports: dict[str, str] = {}
-    assert process.stdout is not None
-    for line in process.stdout:
-        match = re.match(r"\s*export (\w+)=(\S+)", line)
-        if match:
-            exports[match.group(1)] = match.group(2)
-        if "XNAT_UPLOAD_API" in exports:
-            break
-    try:
-        assert {"AWS_ENDPOINT_URL", "DATA_BUCKET", "XNAT_UPLOAD_API"} <= set(exports), exports
-        yield exports
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-def wait_for_result(api: str, job_id: str, timeout: float = 60) -> requests.Response:
-    deadline = time.monotonic() + timeout
-    while True:
-        response = requests.get(f"{api}/jobs/{job_id}", timeout=10)
-        if response.status_code != 202 or time.monotonic() > deadline:
-            return response
-        time.sleep(0.2)
+    with local_stack_served() as served:
+        assert {"AWS_ENDPOINT_URL", "DATA_BUCKET", "XNAT_UPLOAD_API"} <= set(served.exports)
+        yield served.exports
 
 
 def test_a_job_posted_to_the_local_api_runs_through_the_queues(local_stack: dict[str, str]) -> None:
@@ -74,7 +44,7 @@ def test_a_job_posted_to_the_local_api_runs_through_the_queues(local_stack: dict
     }
 
     assert requests.post(f"{api}/jobs", json=manifest, timeout=30).status_code == 202
-    result = wait_for_result(api, "served")
+    result = wait_for_job(api, "served")
 
     assert result.status_code == 200
     assert result.json()["status"] == "succeeded"

@@ -127,6 +127,69 @@ def test_a_file_already_identical_in_xnat_is_not_sent_again(stack: LocalStack) -
     assert stack.xnat.count("PUT", "/files/") == 0
 
 
+PART = 5 * 1024 * 1024  # S3's smallest part but the last
+
+
+def put_in_parts(stack: LocalStack, path: str, data: bytes) -> str:
+    """A real multipart upload to moto: the object's ETag is `"<md5 of part md5s>-2"`, not its MD5."""
+    s3, key = stack.s3(), f"net-1/upload/{path}"
+    upload = s3.create_multipart_upload(Bucket=stack.bucket, Key=key)
+    parts = [
+        {"PartNumber": n, "ETag": s3.upload_part(Bucket=stack.bucket, Key=key, UploadId=upload["UploadId"],
+                                                 PartNumber=n, Body=chunk)["ETag"]}
+        for n, chunk in enumerate((data[:PART], data[PART:]), start=1)
+    ]  # fmt: skip
+    done = s3.complete_multipart_upload(
+        Bucket=stack.bucket, Key=key, UploadId=upload["UploadId"], MultipartUpload={"Parts": parts}
+    )
+    assert done["ETag"].strip('"').endswith("-2")
+    return done["ETag"]
+
+
+MULTIPART = b"".join(bytes([n % 251]) * 4096 for n in range(PART // 4096 + 3))
+
+
+@pytest.mark.parametrize("exist_ok", [False, True])
+def test_the_same_bytes_uploaded_in_parts_are_recognised_as_already_in_xnat(stack: LocalStack, exist_ok: bool) -> None:
+    put_in_parts(stack, "ct_parts.nii", MULTIPART)
+    stack.xnat.add_file(DEMO_PROJECT, DEMO_ACCESSION, "1", "NIFTI", "ct_parts.nii", MULTIPART)
+
+    result = run(stack, make_manifest(files_relative_paths_to_upload=["ct_parts.nii"], exist_ok=exist_ok))
+
+    assert result["status"] == "succeeded", result
+    entry = result["files"][0]
+    assert entry["status"] == "already_exists" and entry["identical"] is True and "error" not in entry
+    assert entry["md5"] == hashlib.md5(MULTIPART).hexdigest()
+    assert stack.xnat.count("PUT", "/files/") == 0, "identical: not sent again"
+
+
+def test_other_bytes_of_the_same_size_uploaded_in_parts_are_told_apart(stack: LocalStack) -> None:
+    put_in_parts(stack, "ct_parts.nii", MULTIPART)
+    other = MULTIPART[:-1] + b"\x00"
+    stack.xnat.add_file(DEMO_PROJECT, DEMO_ACCESSION, "1", "NIFTI", "ct_parts.nii", other)
+
+    result = run(stack, make_manifest(files_relative_paths_to_upload=["ct_parts.nii"], exist_ok=False))
+
+    entry = result["files"][0]
+    assert entry["status"] == "already_exists" and entry["identical"] is False
+    assert entry["error_code"] == "already_exists"
+    assert xnat_files(stack)["ct_parts.nii"] == other
+
+
+def test_an_object_in_parts_overwritten_before_it_is_hashed_is_not_compared_or_sent(stack: LocalStack) -> None:
+    put_in_parts(stack, "ct_parts.nii", MULTIPART)
+    stack.xnat.add_file(DEMO_PROJECT, DEMO_ACCESSION, "1", "NIFTI", "ct_parts.nii", MULTIPART)
+    newer = bytes(reversed(MULTIPART))  # same size, other bytes
+    stack.xnat.on_request(lambda: put_in_parts(stack, "ct_parts.nii", newer), "GET", "/files")  # after validation
+
+    result = run(stack, make_manifest(files_relative_paths_to_upload=["ct_parts.nii"], exist_ok=True))
+
+    entry = result["files"][0]
+    assert entry["status"] == "failed" and entry["error_code"] == "source_changed", entry
+    assert xnat_files(stack)["ct_parts.nii"] == MULTIPART
+    assert stack.xnat.count("PUT", "/files/") == 0
+
+
 HOSTILE_PATHS = [
     "../other-net/upload/x.nii",
     "../../etc/passwd",
@@ -195,6 +258,68 @@ def test_two_paths_landing_on_the_same_xnat_name_are_refused(stack: LocalStack) 
     result = run(stack, make_manifest(files_relative_paths_to_upload=["a/seg.nii", "A/seg.nii"]))
     assert result["error"]["code"] == "path_collision"
     assert stack.xnat.logins == 0
+
+
+@pytest.mark.parametrize(("paths", "refused"), [(["a", "a/b"], "a/b"), (["a/b", "A"], "A"), (["a", "A/c"], "A/c")])
+def test_a_path_that_would_be_both_a_file_and_a_folder_is_refused(
+    stack: LocalStack, paths: list[str], refused: str
+) -> None:
+    seed(stack, dict.fromkeys(paths, b"x"))
+    result = run(stack, make_manifest(files_relative_paths_to_upload=paths))
+
+    assert result["status"] == "failed"
+    assert result["error"]["code"] == "path_collision"
+    entry = next(f for f in result["files"] if f["path"] == refused)
+    assert entry["status"] == "rejected" and "both a file and a folder" in entry["error"]
+    assert stack.xnat.logins == 0
+
+
+def test_a_manifest_nested_thousands_deep_is_an_invalid_manifest_not_a_crash(stack: LocalStack) -> None:
+    body = b"[" * 100_000 + b"]" * 100_000  # 200 KB: json.loads raises RecursionError
+
+    result = run(stack, body, job_id="nested")
+
+    assert result["status"] == "failed"
+    assert result["error"] == {
+        "code": "invalid_manifest",
+        "message": "manifest is not valid JSON: it is nested too deeply",
+    }
+    assert stack.xnat.logins == 0
+
+
+def test_a_result_document_nested_too_deeply_does_not_stop_the_rerun(stack: LocalStack) -> None:
+    seed(stack)
+    nested = b'{"files": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    stack.s3().put_object(Bucket=stack.bucket, Key="results/job-1.json", Body=nested)  # read for known MD5s
+
+    result = run(stack, make_manifest(files_relative_paths_to_upload=list(FILES)))
+
+    assert result["status"] == "succeeded"
+
+
+def test_a_refused_manifest_lists_every_requested_path_in_its_result(stack: LocalStack) -> None:
+    """Within MAX_MANIFEST_FILES nothing is cut: 10,001 paths, all missing, all listed."""
+    paths = [f"many/f{i:05d}.nii" for i in range(10_001)]
+
+    result = run(stack, make_manifest(files_relative_paths_to_upload=paths), job_id="many")
+
+    assert result["error"]["code"] == "object_not_found"
+    assert [f["path"] for f in result["files"]] == paths
+    assert {f["status"] for f in result["files"]} == {"missing"}
+
+
+def test_a_manifest_over_the_file_limit_says_its_result_lists_none(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAX_MANIFEST_FILES", "10000")
+    paths = [f"many/f{i:05d}.nii" for i in range(10_001)]
+
+    result = run(stack, make_manifest(files_relative_paths_to_upload=paths), job_id="too-many")
+
+    assert result["error"]["code"] == "invalid_manifest"
+    assert result["files"] == []
+    assert "10001 files, more than 10000 files" in result["error"]["message"]
+    assert "the result lists none of its 10001 entries" in result["error"]["message"]
 
 
 def test_a_missing_object_fails_the_job_before_anything_is_uploaded(stack: LocalStack) -> None:

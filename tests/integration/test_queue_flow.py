@@ -7,6 +7,8 @@ from the event source mapping's maximum concurrency; nothing here is our own loc
 
 from __future__ import annotations
 
+import gzip
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -174,6 +176,29 @@ def test_uncatalogued_bytes_this_job_did_not_write_are_never_overwritten(stack: 
     assert disk["a.nii"] == b"their upload in flight"
 
 
+@pytest.mark.parametrize("first_answer", ["503", "401"])
+def test_a_refused_first_attempt_does_not_make_another_writers_bytes_ours(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch, first_answer: str
+) -> None:
+    """503 and 401 refuse before storing: the retry's `duplicates` answer is still someone else's bytes."""
+    monkeypatch.setenv("UPLOAD_MODE", "per_file")
+    stack.put_image("net-1", "a.nii", b"ours")
+    stack.xnat.add_resource(DEMO_PROJECT, DEMO_ACCESSION, SCAN, RESOURCE)
+    stack.xnat.add_uncatalogued_file(DEMO_PROJECT, DEMO_ACCESSION, SCAN, RESOURCE, "a.nii", b"their upload in flight")
+    if first_answer == "503":
+        stack.xnat.fail_next(503, method="PUT", path_contains="/files/a.nii")
+    else:
+        stack.xnat.expire_sessions_after(0, method="PUT", path_contains="/files/a.nii")
+
+    result = stack.run("refused-first", make_manifest(files_relative_paths_to_upload=["a.nii"], exist_ok=False))
+
+    (entry,) = result["files"]
+    assert entry["status"] == "failed" and "did not write" in entry["error"]
+    assert not any("overwrite" in r.query for r in stack.xnat.requests_log if r.method == "PUT")
+    disk = stack.xnat.disk_files(DEMO_PROJECT, DEMO_ACCESSION, SCAN, RESOURCE)
+    assert disk["a.nii"] == b"their upload in flight"
+
+
 def test_with_exist_ok_uncatalogued_bytes_of_another_writer_are_replaced(stack: LocalStack) -> None:
     stack.put_image("net-1", "a.nii", b"ours")
     stack.xnat.add_resource(DEMO_PROJECT, DEMO_ACCESSION, SCAN, RESOURCE)
@@ -235,6 +260,26 @@ def test_a_job_message_of_a_superseded_version_is_skipped_by_the_worker(stack: L
     assert stack.xnat.logins == 1
 
 
+def test_a_version_superseded_while_it_runs_never_writes_its_result(stack: LocalStack) -> None:
+    stack.put_image("net-1", "a.nii", b"a")
+    stack.put_image("net-1", "b.nii", b"b")
+    stack.put_manifest("overtaken", make_manifest(files_relative_paths_to_upload=["a.nii"]))
+    # Version 2 is put while version 1's worker uploads (its first file PUT).
+    stack.xnat.on_request(
+        lambda: stack.put_manifest("overtaken", make_manifest(files_relative_paths_to_upload=["b.nii"])),
+        "PUT",
+        "/files/a.nii",
+    )
+    stack.drain()
+
+    result = stack.read_result("overtaken")
+    head = stack.s3().head_object(Bucket=stack.bucket, Key="manifests/overtaken.json")
+    assert result["manifest_version"] == head["VersionId"]
+    assert [f["path"] for f in result["files"]] == ["b.nii"]
+    versions = stack.s3().list_object_versions(Bucket=stack.bucket, Prefix="results/overtaken.json")["Versions"]
+    assert len(versions) == 1, "version 1's result was never written"
+
+
 def test_a_manifest_deleted_before_its_job_ran_is_not_run_and_the_result_says_why(stack: LocalStack) -> None:
     stack.put_image("net-1", "a.nii", b"a")
     stack.put_manifest("gone", make_manifest(files_relative_paths_to_upload=["a.nii"]))
@@ -268,12 +313,12 @@ def test_a_job_that_keeps_needing_continuations_ends_partial_at_the_cap(
     monkeypatch.setenv("UPLOAD_MODE", "per_file")
     monkeypatch.setenv("MAX_CONTINUATIONS", "2")
     monkeypatch.setenv("TIME_BUDGET_MARGIN_SECONDS", "3")
-    files = {f"cap/{i}.nii": bytes([i]) * 500 for i in range(12)}
+    files = {f"cap/{i}.nii": bytes([i]) * 500 for i in range(30)}  # at most ~7 fit an invocation
     for path, data in files.items():
         stack.put_image("net-1", path, data)
     stack.xnat.set_delay(0.4, method="PUT", path_contains="/files/")
     assert stack.worker is not None
-    stack.worker.function_timeout = 4.5  # about three files per invocation
+    stack.worker.function_timeout = 4.5  # 1.5 s of transfers an invocation: a few files each
 
     result = stack.run("capped", make_manifest(files_relative_paths_to_upload=list(files)))
 
@@ -296,11 +341,130 @@ def test_a_job_that_cannot_progress_ends_instead_of_looping(stack: LocalStack, m
     result = stack.run("stuck", make_manifest(files_relative_paths_to_upload=["stuck.nii"]))
 
     (entry,) = result["files"]
-    # Either the rate measured on the cut-off tries shows the file can never fit an invocation, or
-    # invocations in a row without progress stop the job: both end it, with the reason.
-    stopped_for = result.get("error", {}).get("code") or entry.get("error_code")
-    assert stopped_for in ("no_progress", "too_large_for_invocation"), result
-    assert entry["status"] in ("skipped", "failed") and entry["error"]
+    # However it ends (the file's own timeout after its retries, a rate showing it can never fit an
+    # invocation, or invocations in a row without progress), it ends, and says why.
+    assert entry["status"] in ("skipped", "failed") and entry["error"], result
+    assert result["status"] == "failed"
     assert result["invocations"] <= 4
     assert time.monotonic() - started < 30
     assert stack.worker.stats.overruns == 0
+
+
+# -- findings of the adversarial review ----------------------------------------------------------
+
+
+def checkpoint_of(stack: LocalStack, job_id: str) -> dict[str, Any]:
+    body = stack.s3().get_object(Bucket=stack.bucket, Key=f"results/.checkpoints/{job_id}.json.gz")["Body"].read()
+    return json.loads(gzip.decompress(body))
+
+
+def test_an_older_version_in_another_group_never_writes_after_the_newer_one_finished(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UPLOAD_MODE", "per_file")
+    stack.put_image("net-1", "a.nii", b"a")
+    stack.put_image("net-1", "b.nii", b"b")
+    stack.put_manifest("moved", make_manifest(files_relative_paths_to_upload=["a.nii", "b.nii"]))
+
+    def newer_version_runs_meanwhile() -> None:
+        # Version 2 targets another resource, so another message group: it runs to its end now,
+        # then XNAT goes down under version 1, whose worker takes its waiting path.
+        stack.put_manifest("moved", make_manifest(resource_id="OTHER", files_relative_paths_to_upload=["a.nii"]))
+        stack.drain()
+        stack.xnat.set_down(True)
+
+    stack.xnat.on_request(newer_version_runs_meanwhile, "PUT", "/resources/NIFTI/files/a.nii")
+    stack.drain()
+
+    current = stack.s3().head_object(Bucket=stack.bucket, Key="manifests/moved.json")["VersionId"]
+    assert stack.read_result("moved")["manifest_version"] == current
+    assert stack.read_result("moved")["status"] == "succeeded"
+    assert checkpoint_of(stack, "moved")["manifest_version"] == current
+    assert stack.read_progress("moved")["manifest_version"] == current
+    assert stack.read_progress("moved")["state"] == "finished"
+
+
+def test_a_session_named_by_its_xnat_id_instead_of_its_label_is_refused(stack: LocalStack) -> None:
+    stack.put_image("net-1", "a.nii", b"a")
+    result = stack.run("by-id", make_manifest(accession_id="XNAT_E00001", files_relative_paths_to_upload=["a.nii"]))
+
+    assert result["error"]["code"] == "experiment_not_found"
+    assert "must be the session's label" in result["error"]["message"]
+    assert stack.xnat.count("PUT") == 0, "its own message group would have made it a second writer"
+
+
+def test_a_manifest_deleted_while_its_job_runs_gets_a_result_listing_what_was_done(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UPLOAD_MODE", "per_file")
+    monkeypatch.setenv("TIME_BUDGET_MARGIN_SECONDS", "3")
+    files = [f"d/{i}.nii" for i in range(8)]
+    for path in files:
+        stack.put_image("net-1", path, path.encode())
+    stack.xnat.set_delay(0.4, method="PUT", path_contains="/files/")
+    assert stack.worker is not None and stack.intake is not None
+    stack.worker.function_timeout = 4.5
+    stack.put_manifest("deleted-midway", make_manifest(files_relative_paths_to_upload=files))
+    stack.intake.poll_once()
+    stack.worker.poll_once()  # the first invocation sends a few and continues
+    stack.s3().delete_object(Bucket=stack.bucket, Key="manifests/deleted-midway.json")
+    stack.drain()
+
+    result = stack.read_result("deleted-midway")
+    assert result["error"]["code"] == "manifest_deleted" and "while its job ran" in result["error"]["message"]
+    sent = [f for f in result["files"] if f["status"] == "uploaded"]
+    assert sent and len(result["files"]) == len(files)
+    in_xnat = stack.xnat.list_files(DEMO_PROJECT, DEMO_ACCESSION, SCAN, RESOURCE)
+    assert {f["path"] for f in sent} == set(in_xnat), "the result lists exactly what reached XNAT"
+
+
+def test_an_unversioned_bucket_is_refused_with_a_clear_result(stack: LocalStack) -> None:
+    stack.s3().put_bucket_versioning(Bucket=stack.bucket, VersioningConfiguration={"Status": "Suspended"})
+    stack.put_image("net-1", "a.nii", b"a")
+    result = stack.run("unversioned", make_manifest(files_relative_paths_to_upload=["a.nii"]))
+
+    assert result["error"]["code"] == "configuration_error" and "versioning" in result["error"]["message"]
+    assert stack.xnat.logins == 0
+
+
+def test_a_redelivered_older_continuation_does_not_fork_the_job(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UPLOAD_MODE", "per_file")
+    monkeypatch.setenv("TIME_BUDGET_MARGIN_SECONDS", "3")
+    files = [f"f/{i}.nii" for i in range(8)]
+    for path in files:
+        stack.put_image("net-1", path, path.encode())
+    stack.xnat.set_delay(0.4, method="PUT", path_contains="/files/")
+    assert stack.worker is not None and stack.intake is not None
+    stack.worker.function_timeout = 4.5
+    stack.put_manifest("forked", make_manifest(files_relative_paths_to_upload=files))
+    stack.intake.poll_once()
+    first = stack.sqs().receive_message(QueueUrl=stack.queue_urls["jobs"], AttributeNames=["All"])["Messages"][0]
+    stack.sqs().change_message_visibility(
+        QueueUrl=stack.queue_urls["jobs"], ReceiptHandle=first["ReceiptHandle"], VisibilityTimeout=0
+    )
+    stack.worker.poll_once()  # continuation 0 runs and sends continuation 1
+    # Continuation 0 again, as after a crash past its send (SQS's five-minute deduplication long over).
+    stack.sqs().send_message(
+        QueueUrl=stack.queue_urls["jobs"], MessageBody=first["Body"], MessageGroupId=first["Attributes"]["MessageGroupId"],
+        MessageDeduplicationId="redelivered",
+    )  # fmt: skip
+    stack.drain()
+
+    result = stack.read_result("forked")
+    assert result["status"] == "succeeded"
+    assert stack.xnat.times_received() == dict.fromkeys(files, 1), "nothing sent twice"
+    assert result["invocations"] == stack.worker.stats.invocations - 1, "the stale message ran nothing"
+
+
+def test_a_manifest_key_under_a_dot_folder_is_not_a_job(stack: LocalStack) -> None:
+    """`manifests/.progress/victim.json` would write its result onto job `victim`'s progress object."""
+    stack.put_image("net-1", "a.nii", b"a")
+    stack.run("victim", make_manifest(files_relative_paths_to_upload=["a.nii"]))
+    before = stack.read_progress("victim")
+    stack.s3().put_object(Bucket=stack.bucket, Key="manifests/.progress/victim.json", Body=b"not a manifest")
+    stack.drain()
+
+    assert stack.read_progress("victim") == before
+    assert stack.s3().list_objects_v2(Bucket=stack.bucket, Prefix="results/.progress/.progress")["KeyCount"] == 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import gzip
 import io
+import json
 import logging
 from collections.abc import Iterator
 
@@ -121,3 +122,79 @@ def _raw_state(stack: LocalStack, job: str) -> str:
 
 def _raw_result(stack: LocalStack, job: str) -> str:
     return stack.s3().get_object(Bucket=stack.bucket, Key=f"results/{job}.json")["Body"].read().decode()
+
+
+def test_an_error_page_that_echoes_the_request_leaks_nothing_into_results_logs_or_the_api_error(
+    stack: LocalStack,
+    powertools_output: io.StringIO,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """XNAT (CSRF check) and proxies can answer errors with every header and cookie they received."""
+    from xnat_upload.api import upload_data_to_xnat
+    from xnat_upload.aws import s3_client, sqs_client
+    from xnat_upload.config import Settings
+    from xnat_upload.exceptions import XnatUploadError
+    from xnat_upload.queue import JobQueue
+
+    caplog.set_level(logging.DEBUG)
+    for name in THIRD_PARTY:
+        caplog.set_level(logging.DEBUG, logger=name)
+    monkeypatch.setenv("UPLOAD_MODE", "per_file")
+    paths = ["a.nii", "b.nii", "c.nii"]
+    for path in paths:
+        stack.put_image("net-1", path, path.encode() * 2000)
+    manifest = make_manifest(files_relative_paths_to_upload=paths)
+    stack.xnat.echo_requests_in_errors()
+    outputs: list[str] = []
+
+    # 1. file PUTs answered with echoing error pages (session cookie in the request), retried and final
+    stack.xnat.fail_next(500, times=10, method="PUT", path_contains="a.nii", body="Internal error")
+    stack.xnat.fail_next(403, times=1, method="PUT", path_contains="b.nii", body="CSRF token check failed")
+    outputs.append(repr(stack.run("echo-files", manifest)))
+    # 2. the login answered with an echoing error page (Basic credentials in the request): the job waits,
+    #    and the reason it gives in its progress document quotes the page
+    stack.xnat.fail_next(500, times=10, method="POST", path_contains="/data/JSESSION", body="Proxy error")
+    outputs.append(repr(stack.run("echo-login", manifest)))
+    # 3. a job-level failure on the scan, through the synchronous call behind the API's 502
+    stack.xnat.clear_faults()
+    stack.xnat.fail_next(409, times=1, method="PUT", path_contains="/scans/2", body="Conflict")
+    settings = Settings.from_env()
+    queue = JobQueue(sqs_client(settings), settings.require_job_queue())
+    stack.start_pollers()
+    try:
+        with pytest.raises(XnatUploadError) as api_error:
+            upload_data_to_xnat(
+                "CHP-001", "ACC0001", "net-1", "2", "NIFTI", paths,
+                settings=settings, s3=s3_client(settings), queue=queue, wait_seconds=30,
+            )  # fmt: skip
+    finally:
+        stack.stop_pollers()
+    outputs.append(f"{api_error.value.error_code} {api_error.value.message} {api_error.value.result!r}")
+
+    results = {job: stack.read_result(job) for job in ("echo-files",)}
+    files = {entry["path"]: entry for entry in results["echo-files"]["files"]}
+    assert files["a.nii"]["status"] == files["b.nii"]["status"] == "failed"
+    assert "Internal error" in files["a.nii"]["error"] and "CSRF token check failed" in files["b.nii"]["error"]
+    waiting = stack.read_progress("echo-login")
+    assert waiting["state"] == "waiting_for_xnat" and "Proxy error" in waiting["reason"]
+    assert api_error.value.error_code == "xnat_error" and "Conflict" in api_error.value.message
+
+    captured = capsys.readouterr()
+    texts = {
+        "powertools logger": powertools_output.getvalue(),
+        "root logger": "\n".join(_render(record) for record in caplog.records),
+        "stdout": captured.out,
+        "stderr": captured.err,
+        "handler return values and the API error": "\n".join(outputs),
+        **{f"results/{job}.json": _raw_result(stack, job) for job in results},
+        "progress of echo-login": json.dumps(waiting),
+    }
+    for where, text in texts.items():
+        for what, secret in secrets_of(stack).items():
+            assert secret not in text, f"{what} appears in {where}"
+        assert "Basic " not in text, f"an Authorization: Basic header appears in {where}"
+        assert "JSESSIONID=" not in text, f"a session cookie appears in {where}"
+    assert "Cookie: [redacted]" in texts["results/echo-files.json"], "the echoed headers were there, redacted"
+    assert "Authorization: [redacted]" in texts["progress of echo-login"]

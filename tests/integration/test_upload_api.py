@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,27 +12,9 @@ import requests
 from devserver.local_api import LocalApiServer
 from devserver.stack import DEMO_ACCESSION, DEMO_PROJECT, DEMO_SECONDARY_ID, LocalStack
 
-from .conftest import make_manifest
+from .conftest import make_manifest, wait_for_job
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def api(stack: LocalStack) -> Iterator[str]:
-    """The API alone: jobs it queues run when the test drains the queues."""
-    with LocalApiServer() as server:
-        yield server.url
-
-
-@pytest.fixture
-def running_api(stack: LocalStack) -> Iterator[str]:
-    """The API with the functions polling their queues in the background, as in AWS."""
-    stack.start_pollers()
-    try:
-        with LocalApiServer() as server:
-            yield server.url
-    finally:
-        stack.stop_pollers()
 
 
 def upload_body(files: list[str], **overrides: object) -> dict:
@@ -182,16 +163,6 @@ def test_a_job_that_does_not_end_in_time_answers_202_and_keeps_running(
     assert done.status_code == 200 and done.json()["status"] == "succeeded"
 
 
-def wait_for_job(api: str, job_id: str, timeout: float = 30) -> requests.Response:
-    """GET the job until it is no longer queued or running (work on the pollers, not luck)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        response = requests.get(f"{api}/jobs/{job_id}", timeout=30)
-        if response.status_code != 202 or time.monotonic() > deadline:
-            return response
-        time.sleep(0.05)
-
-
 # -- POST /jobs and GET /jobs/{job_id}: the asynchronous route -----------------------------------
 
 
@@ -265,6 +236,168 @@ def test_an_unknown_job_is_404(api: str) -> None:
     response = requests.get(f"{api}/jobs/never-submitted", timeout=30)
     assert response.status_code == 404
     assert response.json()["error"] == "job_not_found"
+
+
+# -- requests no operation takes: 404, 405, 415, bodies that cannot be read ----------------------
+
+DEMO_JOB = {**make_manifest(), "job_id": "demo"}
+
+
+@pytest.fixture(scope="module")
+def bare_api() -> Iterator[str]:
+    """The API with no stack behind it, for answers given before any route runs: a route reached by
+    mistake would fail for want of configuration instead."""
+    with LocalApiServer() as server:
+        yield server.url
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/upload/images/%F0%9F", "/upload/images/a%2Fb", "/upload/images/a\u2024b", "/upload/images/", "/uploads"],
+    ids=["broken-utf8", "encoded-slash", "one-dot-leader", "no-net-id", "unknown"],
+)
+def test_a_path_that_matches_no_route_is_404_not_a_crash(bare_api: str, path: str) -> None:
+    response = requests.put(f"{bare_api}{path}", json=upload_body(["a.nii"]), timeout=30)
+
+    assert response.status_code == 404, response.text
+    assert response.json()["error"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("DELETE", "/jobs/job-1", "GET"),
+        ("POST", "/jobs/job-1", "GET"),
+        ("GET", "/jobs", "POST"),
+        ("PATCH", "/jobs", "POST"),
+        ("GET", "/upload/images/net-1", "PUT"),
+        ("OPTIONS", "/upload/images/net-1", "PUT"),
+        ("TRACE", "/jobs/job-1", "GET"),
+        ("POST", "/openapi.json", "GET"),
+    ],
+)
+def test_a_method_a_route_does_not_have_is_405_with_the_methods_it_has(
+    bare_api: str, method: str, path: str, allowed: str
+) -> None:
+    response = requests.request(method, f"{bare_api}{path}", timeout=30)
+
+    assert response.status_code == 405, response.text
+    assert response.headers["Allow"] == allowed
+    assert response.json()["error"] == "method_not_allowed"
+
+
+def test_head_is_405_without_a_body(bare_api: str) -> None:
+    response = requests.head(f"{bare_api}/jobs/job-1", timeout=30)
+    assert (response.status_code, response.headers["Allow"], response.content) == (405, "GET", b"")
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/xml"],
+)
+@pytest.mark.parametrize(("method", "path"), [("POST", "/jobs"), ("PUT", "/upload/images/net-1")])
+def test_a_body_that_is_not_application_json_is_415(bare_api: str, method: str, path: str, content_type: str) -> None:
+    body = json.dumps(DEMO_JOB if method == "POST" else upload_body(["a.nii"]))
+    headers = {"Content-Type": content_type}
+    response = requests.request(method, f"{bare_api}{path}", data=body, headers=headers, timeout=30)
+
+    assert response.status_code == 415, response.text
+    assert response.json()["error"] == "unsupported_media_type"
+
+
+def test_json_with_a_charset_is_json(api: str) -> None:
+    headers = {"Content-Type": "Application/JSON; charset=utf-8"}
+    response = requests.post(f"{api}/jobs", data=json.dumps(DEMO_JOB), headers=headers, timeout=30)
+    assert response.status_code == 202, response.text
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[" * 100_000 + b"]" * 100_000, b'{"files": ' + b"[" * 50_000 + b"]" * 50_000 + b"}", b"\xff\xfe{}", b"{"],
+    ids=["nested-arrays", "nested-field", "not-utf8", "truncated"],
+)
+@pytest.mark.parametrize(("method", "path"), [("POST", "/jobs"), ("PUT", "/upload/images/net-1")])
+def test_a_body_that_cannot_be_read_as_json_is_400_not_a_crash(
+    bare_api: str, method: str, path: str, body: bytes
+) -> None:
+    headers = {"Content-Type": "application/json"}
+    response = requests.request(method, f"{bare_api}{path}", data=body, headers=headers, timeout=30)
+
+    assert response.status_code == 400, response.text[:500]
+    assert response.json()["error"] == "invalid_request"
+    assert response.json()["problems"][0]["loc"] == ["body"]
+
+
+# -- the API refuses what the intake refuses, with the intake's error code -------------------------
+
+
+def stored_size(manifest: dict) -> int:
+    """The bytes of a manifest as the API stores it, which are what the intake measures."""
+    return len(json.dumps(manifest).encode())
+
+
+def intake_error(stack: LocalStack, job_id: str, manifest: dict) -> str | None:
+    """The intake's error code for `manifest` put straight into S3 (None: it queued the job)."""
+    stack.put_manifest(job_id, manifest)
+    assert stack.intake is not None
+    stack.intake.poll_once()
+    result = stack.read_result(job_id)
+    return result["error"]["code"] if result else None
+
+
+def test_a_manifest_stored_larger_than_max_manifest_bytes_is_refused_as_the_intake_refuses_it(
+    api: str, stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fits = make_manifest(files_relative_paths_to_upload=["a" * 100])
+    too_big = make_manifest(files_relative_paths_to_upload=["a" * 101])
+    monkeypatch.setenv("MAX_MANIFEST_BYTES", str(stored_size(fits)))
+
+    refused = requests.post(f"{api}/jobs", json={**too_big, "job_id": "too-big"}, timeout=30)
+    accepted = requests.post(f"{api}/jobs", json={**fits, "job_id": "fits"}, timeout=30)
+
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_manifest"
+    assert "larger than" in refused.json()["message"]
+    assert not requests.get(f"{api}/jobs/too-big", timeout=30).ok, "nothing was stored"
+    assert accepted.status_code == 202, "the request body (with its job_id) is bigger; the stored manifest fits"
+    head = stack.s3().head_object(Bucket=stack.bucket, Key="manifests/fits.json")
+    assert head["ContentLength"] == stored_size(fits)
+    assert intake_error(stack, "too-big-in-s3", too_big) == "invalid_manifest"
+    assert stack.read_result("fits") is None and stack.queue_depth("jobs") == 1, "the intake queued the one that fits"
+
+
+@pytest.mark.parametrize(
+    ("limits", "files", "code"),
+    [
+        ({"MAX_MANIFEST_FILES": "2"}, ["a", "b", "c"], "invalid_manifest"),
+        ({}, ["a" * 513], "invalid_manifest"),
+        ({}, ["a", "../b"], "key_outside_prefix"),
+        ({}, ["a", "A/b"], "path_collision"),
+        ({}, ["a", "A", "../b"], "key_outside_prefix"),
+    ],
+    ids=["too-many-files", "path-too-long", "hostile-path", "collision", "collision-and-hostile-path"],
+)
+def test_the_api_refuses_what_the_intake_refuses_with_the_same_code(
+    api: str, stack: LocalStack, monkeypatch: pytest.MonkeyPatch, limits: dict, files: list[str], code: str
+) -> None:
+    for name, value in limits.items():
+        monkeypatch.setenv(name, value)
+    manifest = make_manifest(files_relative_paths_to_upload=files)
+
+    job = requests.post(f"{api}/jobs", json={**manifest, "job_id": "via-api"}, timeout=30)
+    upload = put_upload(api, upload_body(files))
+
+    assert (job.status_code, job.json()["error"]) == (400, code)
+    assert (upload.status_code, upload.json()["error"]) == (400, code)
+    assert stack.s3().list_objects_v2(Bucket=stack.bucket, Prefix="manifests/")["KeyCount"] == 0
+    assert intake_error(stack, "via-s3", manifest) == code
+
+
+def test_as_many_files_as_max_manifest_files_allows_are_accepted(
+    api: str, stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAX_MANIFEST_FILES", "2")
+    response = requests.post(f"{api}/jobs", json=make_manifest(files_relative_paths_to_upload=["a", "b"]), timeout=30)
+    assert response.status_code == 202, response.text
 
 
 # -- GET /openapi.json ----------------------------------------------------------------------------

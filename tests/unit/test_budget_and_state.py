@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import time
 
 from xnat_upload.job import FileResult, FileStatus, JobState
 from xnat_upload.submission import PAGE_MAX_BYTES, result_summary
@@ -50,13 +49,19 @@ def test_batches_fit_the_time_left_and_half_an_invocation() -> None:
     assert TimeBudget(None, 20, measured).batch_bytes(512 * MIB) == 512 * MIB, "no deadline: the configured bound"
 
 
+def test_a_rate_from_a_few_small_files_is_latency_and_does_not_count() -> None:
+    budget = TimeBudget(clock(900), 20, Throughput(5_000, 2.0), invocation_seconds=60)
+    assert budget.throughput.rate is None
+    assert not budget.never_fits(100 * MIB) and budget.allows(100 * MIB)
+
+
 def test_a_file_longer_than_a_whole_invocation_never_fits() -> None:
     budget = TimeBudget(clock(900), 20, Throughput(MIB, 1.0), invocation_seconds=60)  # 1 MiB/s, 40 s of transfer
     assert budget.never_fits(41 * MIB)
     assert not budget.never_fits(39 * MIB)
 
 
-def test_a_checkpoint_of_100000_files_is_small_fast_and_round_trips() -> None:
+def test_a_checkpoint_of_100000_files_is_small_and_round_trips() -> None:
     state = JobState.new("big", "v1")
     state.files = [
         FileResult(f"scan/{i:06d}.dcm", FileStatus.UPLOADED if i % 2 else FileStatus.PENDING, bytes=16384,
@@ -69,16 +74,13 @@ def test_a_checkpoint_of_100000_files_is_small_fast_and_round_trips() -> None:
     }
     state.throughput = Throughput(123 * MIB, 4.5)
 
-    started = time.monotonic()
     data = state.to_bytes()
     restored = JobState.from_bytes(data)
-    elapsed = time.monotonic() - started
 
     assert restored is not None
     assert restored.files == state.files and restored.sources == state.sources
     assert restored.throughput == state.throughput and restored.manifest_version == "v1"
     assert len(data) < 8 * MIB, f"{len(data) / MIB:.1f} MiB"
-    assert elapsed < 10
 
 
 def test_an_unreadable_checkpoint_is_a_fresh_start_not_a_crash() -> None:

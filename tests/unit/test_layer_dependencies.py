@@ -19,6 +19,7 @@ PROVIDED_BY = {
     "pydantic": "aws-lambda-powertools",  # [parser] extra
     "aws_xray_sdk": "aws-lambda-powertools",  # [tracer] extra
     "requests": "requests",
+    "urllib3": "requests",  # a dependency of requests (>=1.21.1,<3); the client's deadline adapter extends it
 }
 
 

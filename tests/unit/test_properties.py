@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import posixpath
+import re
 import string
 import zipfile
 from collections.abc import Iterator
@@ -25,7 +26,15 @@ from devserver.xnat_emulator import _decode_file_path
 from xnat_upload.config import Settings
 from xnat_upload.exceptions import KeyOutsidePrefixError, ManifestError, ProjectNotFoundError
 from xnat_upload.intake import accept_manifest
-from xnat_upload.manifest import JobManifest, check_identifier, confined_key, requested_paths
+from xnat_upload.manifest import (
+    JobManifest,
+    check_identifier,
+    check_relative_path,
+    confined_key,
+    find_collisions,
+    requested_paths,
+)
+from xnat_upload.manifest.paths import MAX_PATH_LENGTH, RELATIVE_PATH_PATTERN
 from xnat_upload.queue import JobMessage
 from xnat_upload.result import FileStatus, JobStatus
 from xnat_upload.worker import Continued, Finished, work_on_job
@@ -80,6 +89,27 @@ def test_an_accepted_path_is_stored_by_xnat_under_exactly_that_name(path: str) -
     assert _decode_file_path(encoded) == path
 
 
+tree_paths = st.lists(
+    st.lists(st.sampled_from(["a", "A", "b", "B", "c.nii"]), min_size=1, max_size=3).map("/".join), max_size=8
+)
+
+
+@PROPERTY
+@given(paths=tree_paths)
+def test_the_paths_a_manifest_keeps_fit_on_one_case_insensitive_filesystem(paths: list[str]) -> None:
+    """No kept path is another's name (case folded) or a folder of another; each refusal names its clash."""
+    collisions = find_collisions(paths)
+    kept = {p.casefold() for p in paths if p not in collisions}
+    assert len(kept) == len({p for p in paths if p not in collisions})
+    for path in kept:
+        assert not any(other.startswith(path + "/") for other in kept), (path, kept)
+    for path, other in collisions.items():
+        last = max(i for i, p in enumerate(paths) if p == path)
+        assert paths.index(other) < last, "a path is refused for a clash with an earlier one"
+        a, b = path.casefold(), other.casefold()
+        assert a == b or a.startswith(b + "/") or b.startswith(a + "/")
+
+
 @settings(max_examples=200, deadline=None)
 @given(net_id=net_ids)
 def test_the_manifest_schema_and_check_identifier_agree_on_identifiers(net_id: str) -> None:
@@ -94,6 +124,29 @@ def test_the_manifest_schema_and_check_identifier_agree_on_identifiers(net_id: s
     except ManifestError:
         accepted_by_schema = False
     assert accepted_by_rule == accepted_by_schema
+
+
+path_alphabet = st.sampled_from(list("aZ09._~+@=,() -/\\%\x00\n\u00e9\u2024"))
+long_segments = st.sampled_from(["a" * 254, "a" * 255, "a" * 256, "." * 255, "a" * 253 + " a", " " + "a" * 254])
+documented_paths = st.one_of(
+    relative_paths,
+    st.text(path_alphabet, max_size=30),
+    st.lists(long_segments | segments, min_size=1, max_size=3).map("/".join),
+)
+
+
+@PROPERTY
+@given(path=documented_paths)
+def test_the_documented_path_pattern_accepts_exactly_the_paths_the_intake_accepts(path: str) -> None:
+    """The OpenAPI document's pattern and maxLength are `check_relative_path`, so a schema-valid path is
+    never refused and a refused one never schema-valid."""
+    try:
+        check_relative_path(path)
+        accepted = True
+    except KeyOutsidePrefixError:
+        accepted = False
+    documented = re.fullmatch(RELATIVE_PATH_PATTERN, path) is not None and len(path) <= MAX_PATH_LENGTH
+    assert documented == accepted
 
 
 # -- (b) any manifest body gets a result, never a crash ---------------------------------------------
@@ -139,6 +192,13 @@ def mutated_manifests(draw: st.DrawFn) -> Any:
     return document
 
 
+# Arrays or objects nested thousands deep, alone or as a field's value: json.loads raises RecursionError.
+nested_bodies = st.one_of(
+    st.integers(1, 50_000).map(lambda n: b"[" * n + b"]" * n),
+    st.integers(1, 50_000).map(lambda n: b'{"files_relative_paths_to_upload": ' + b"[" * n + b"]" * n + b"}"),
+    st.integers(1, 50_000).map(lambda n: b'{"a": ' * n + b"1" + b"}" * n),
+)
+
 valid_manifests = st.builds(
     lambda paths, exist_ok: {**VALID, "files_relative_paths_to_upload": paths, "exist_ok": exist_ok},
     st.lists(st.sampled_from([*OBJECTS, "missing.nii", "A.NII"]), min_size=1, max_size=4),
@@ -151,6 +211,7 @@ manifest_bodies = st.one_of(
     st.binary(max_size=200),
     st.text(max_size=200).map(str.encode),
     mutated_manifests().map(lambda d: json.dumps(json.dumps(d)).encode()),  # a manifest inside a JSON string
+    nested_bodies,
 )
 
 
@@ -223,6 +284,7 @@ def mocked_bucket() -> Iterator[Any]:
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket=BUCKET)
+        s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
         for path, data in OBJECTS.items():
             s3.put_object(Bucket=BUCKET, Key=f"net-1/upload/{path}", Body=data)
         yield s3
@@ -269,7 +331,7 @@ def run_body(s3: Any, body: bytes, config: Settings, xnat: FakeXnat) -> dict[str
 def decoded(body: bytes) -> Any:
     try:
         return json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 
@@ -345,7 +407,9 @@ def test_a_manifest_listing_more_files_than_allowed_is_refused_clearly() -> None
             assert result["error"]["code"] == "invalid_manifest"
             assert f"more than {limit} files" in result["error"]["message"]
             assert xnat.calls == 0
-            assert [e["status"] for e in result["files"]] == ["skipped"] * len(paths)
+            # Refused whole, and too many to list: the result says it lists none rather than some.
+            assert result["files"] == []
+            assert f"the result lists none of its {len(paths)} entries" in result["error"]["message"]
 
         check()
 

@@ -25,6 +25,8 @@ FUNCTIONS = {
     "UploadWorkerFunction": "functions/upload_worker/",
     "UploadApiFunction": "functions/upload_api/",
 }
+# The functions that talk to XNAT: in the queue-based flow, the worker only.
+XNAT_CLIENTS = {"UploadWorkerFunction"}
 FIXED_MANIFEST_FIELDS = {
     "central_hub_project_id",
     "accession_id",
@@ -452,10 +454,46 @@ def test_shared_layer_is_built_by_sam(template: dict[str, Any], resources: dict[
     content = ROOT / layer["Properties"]["ContentUri"]
     assert (content / "requirements.txt").is_file()
     assert (content / "xnat_upload" / "__init__.py").is_file()
-    assert template["Globals"]["Function"]["Runtime"] in layer["Properties"]["CompatibleRuntimes"]
     assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
     assert template["Globals"]["Function"]["Architectures"] == ["arm64"]
     assert {"Ref": "XnatUploadLayer"} in template["Globals"]["Function"]["Layers"]
+
+
+def test_layer_claims_only_the_runtime_it_is_built_for(template: dict[str, Any], resources: dict[str, Any]) -> None:
+    """Its native wheels are built for one CPython (pydantic_core's cp312 build does not import under 3.13)."""
+    layer = resources["XnatUploadLayer"]
+    runtime = template["Globals"]["Function"]["Runtime"]
+    assert layer["Metadata"]["BuildMethod"] == runtime
+    assert layer["Properties"]["CompatibleRuntimes"] == [runtime]
+
+
+def test_xnats_load_is_bounded_by_the_workers_event_source_not_by_reservations(resources: dict[str, Any]) -> None:
+    """The job queue's event source mapping runs at most WorkerMaximumConcurrency jobs against XNAT; no function
+    reserves concurrency (a reservation fails on accounts whose quota is still 10)."""
+    for function in FUNCTIONS:
+        assert "ReservedConcurrentExecutions" not in _props(resources, function), function
+    assert _sqs_event(resources, "UploadWorkerFunction")["ScalingConfig"] == {
+        "MaximumConcurrency": {"Ref": "WorkerMaximumConcurrency"}
+    }
+
+
+def test_every_log_group_is_kept_90_days_and_encrypted_with_the_optional_key(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    param = template["Parameters"]["LogKmsKeyArn"]
+    assert param["Default"] == ""
+    good = "arn:aws:kms:eu-west-1:123456789012:key/0123abcd-4567-89ab-cdef-0123456789ab"
+    for value in ("", good, "arn:aws:kms:eu-west-1:123456789012:key/mrk-0123456789abcdef0123456789abcdef"):
+        assert re.fullmatch(param["AllowedPattern"], value), value
+    for value in ("arn:aws:kms:eu-west-1:123456789012:alias/logs", "0123abcd-4567-89ab-cdef-0123456789ab"):
+        assert not re.fullmatch(param["AllowedPattern"], value), value
+    groups = {n: r["Properties"] for n, r in resources.items() if r["Type"] == "AWS::Logs::LogGroup"}
+    assert groups
+    for name, group in groups.items():
+        assert group["RetentionInDays"] == 90, name
+        assert group.get("KmsKeyId") == {
+            "Fn::If": ["HasLogKmsKey", {"Ref": "LogKmsKeyArn"}, {"Ref": "AWS::NoValue"}]
+        }, f"{name}: KmsKeyId: !If [HasLogKmsKey, !Ref LogKmsKeyArn, !Ref AWS::NoValue]"
 
 
 def test_function_log_groups_have_retention(resources: dict[str, Any]) -> None:
@@ -468,6 +506,48 @@ def test_function_log_groups_have_retention(resources: dict[str, Any]) -> None:
         ]
         assert len(groups) == 1, function
         assert groups[0]["RetentionInDays"] == 90
+
+
+# ---------------------------------------------------------------- private-network XNAT
+
+
+@pytest.mark.parametrize(("name", "prefix"), [("VpcSubnetIds", "subnet-"), ("VpcSecurityGroupIds", "sg-")])
+def test_vpc_parameters_are_optional_lists_of_ids(template: dict[str, Any], name: str, prefix: str) -> None:
+    spec = template["Parameters"][name]
+    assert spec["Type"] == "CommaDelimitedList"
+    assert spec["Default"] == ""
+    one, two = f"{prefix}0123456789abcdef0", f"{prefix}0fedcba98"
+    for good in ("", one, f"{one},{two}", f"{one}, {two}"):
+        assert re.fullmatch(spec["AllowedPattern"], good), good
+    for bad in (f"{prefix}XYZ", "vpc-0123456789abcdef0", f"{one},", f",{one}"):
+        assert not re.fullmatch(spec["AllowedPattern"], bad), bad
+
+
+def test_vpc_placement_is_off_unless_subnets_are_given(template: dict[str, Any]) -> None:
+    assert template["Conditions"]["UseVpc"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", {"Ref": "VpcSubnetIds"}]}, ""]}]
+    }
+    # Security groups without subnets would otherwise silently mean "no VPC".
+    (assertion,) = template["Rules"]["VpcSubnetsAndSecurityGroupsGoTogether"]["Assertions"]
+    assert {"Ref": "VpcSubnetIds"} in assertion["Assert"]["Fn::Or"][0]["Fn::And"][0]["Fn::EachMemberEquals"]
+    assert {"Ref": "VpcSecurityGroupIds"} in assertion["Assert"]["Fn::Or"][0]["Fn::And"][1]["Fn::EachMemberEquals"]
+
+
+def test_only_the_function_that_talks_to_xnat_runs_in_the_vpc_when_one_is_given(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    assert "VpcConfig" not in template["Globals"]["Function"]
+    for function in FUNCTIONS:
+        if function in XNAT_CLIENTS:
+            assert _props(resources, function)["VpcConfig"] == {
+                "Fn::If": [
+                    "UseVpc",
+                    {"SubnetIds": {"Ref": "VpcSubnetIds"}, "SecurityGroupIds": {"Ref": "VpcSecurityGroupIds"}},
+                    {"Ref": "AWS::NoValue"},
+                ]
+            }, function
+        else:
+            assert "VpcConfig" not in _props(resources, function), f"{function} talks to AWS services only"
 
 
 # ---------------------------------------------------------------- API
@@ -489,6 +569,40 @@ def test_api_requires_iam_and_is_throttled_and_logged(resources: dict[str, Any])
     fields = json.loads(access["Format"])
     expected = {"requestId", "ip", "caller", "user", "requestTime", "httpMethod", "resourcePath", "status"}
     assert expected | {"protocol", "responseLength"} <= set(fields)
+
+
+def test_the_stack_can_set_api_gateways_logging_role_for_a_fresh_account(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    """Access logging needs the account's API Gateway CloudWatch role; opt-in, because the setting is account-wide."""
+    param = template["Parameters"]["CreateApiGatewayAccountRole"]
+    assert param["Default"] == "false"
+    assert set(param["AllowedValues"]) == {"true", "false"}
+    assert template["Conditions"]["CreateApiGatewayAccount"] == {
+        "Fn::Equals": [{"Ref": "CreateApiGatewayAccountRole"}, "true"]
+    }
+
+    role, account = resources["ApiGatewayCloudWatchRole"], resources["ApiGatewayAccount"]
+    assert account["Type"] == "AWS::ApiGateway::Account"
+    assert account["Properties"]["CloudWatchRoleArn"] == {"Fn::GetAtt": ["ApiGatewayCloudWatchRole", "Arn"]}
+    (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "apigateway.amazonaws.com"} and trust["Action"] == "sts:AssumeRole"
+    (policy,) = role["Properties"]["ManagedPolicyArns"]
+    assert _text(policy).endswith(":iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs")
+    assert "Policies" not in role["Properties"]
+    for resource in (role, account):
+        assert resource["Condition"] == "CreateApiGatewayAccount"
+        # Other APIs of the account keep logging after this stack is deleted.
+        assert resource["DeletionPolicy"] == resource["UpdateReplacePolicy"] == "Retain"
+
+
+def test_the_api_waits_for_the_account_setting_when_the_stack_makes_it(resources: dict[str, Any]) -> None:
+    assert resources["UploadApi"]["DependsOn"] == "ApiGatewayAccountReady"
+    handle = resources["ApiGatewayAccountReady"]
+    assert handle["Type"] == "AWS::CloudFormation::WaitConditionHandle"
+    assert "Condition" not in handle
+    (setting,) = handle["Metadata"].values()
+    assert setting["Fn::If"][:2] == ["CreateApiGatewayAccount", {"Ref": "ApiGatewayAccount"}]
 
 
 def test_api_routes(resources: dict[str, Any]) -> None:

@@ -102,10 +102,25 @@ def test_a_collided_put_is_retried_without_overwrite_and_the_caller_is_told() ->
     put = f"{SCAN}/resources/NIFTI/files/a.nii"
     responses.put(put, status=500, body="<h3>ConcurrentModificationException</h3>")
     responses.put(put, status=200, match=[matchers.query_param_matcher({"inbody": "true"})])
-    retried: list[int] = []
-    client().upload_file_to_xnat(EXPERIMENT, "1", "NIFTI", "a.nii", lambda: Bytes(b"x"), retry_hook=retried.append)
+    failed: list[bool] = []
+    client().upload_file_to_xnat(
+        EXPERIMENT, "1", "NIFTI", "a.nii", lambda: Bytes(b"x"), on_failed_attempt=failed.append
+    )
     assert ["overwrite" in call.request.url for call in responses.calls] == [False, False]
-    assert retried == [1], "told before the second attempt: the first may have left its bytes"
+    assert failed == [True], "told after the first attempt: its 500 may have left its bytes on disk"
+
+
+@pytest.mark.parametrize(("status", "stored"), [(500, True), (502, True), (504, True), (503, False), (429, False)])
+@responses.activate
+def test_the_caller_learns_whether_a_failed_put_could_have_stored_its_bytes(status: int, stored: bool) -> None:
+    put = f"{SCAN}/resources/NIFTI/files/a.nii"
+    responses.put(put, status=status)
+    responses.put(put, status=200)
+    failed: list[bool] = []
+    client().upload_file_to_xnat(
+        EXPERIMENT, "1", "NIFTI", "a.nii", lambda: Bytes(b"x"), on_failed_attempt=failed.append
+    )
+    assert failed == [stored]
 
 
 @responses.activate
@@ -175,3 +190,66 @@ def test_identifiers_are_quoted_as_single_segments() -> None:
     odd = Experiment("P/1", "S?x", "E#1", "L")
     url = client().file_url(odd, "1", "R", "f.nii")
     assert url == f"{BASE}/data/projects/P%2F1/subjects/S%3Fx/experiments/E%231/scans/1/resources/R/files/f.nii"
+
+
+@responses.activate
+def test_a_refused_re_login_ends_the_clients_xnat_work_without_another_request() -> None:
+    login(responses.mock)
+    responses.get(f"{BASE}/data/projects", status=401)  # the session expired
+    responses.post(f"{BASE}/data/JSESSION", status=401, body="<h3>Login attempt failed</h3>")  # password rotated
+    xnat = client()
+    xnat.login()
+
+    with pytest.raises(XnatAuthError, match="when the session was renewed"):
+        xnat.find_project_by_secondary_id("C")
+    calls = len(responses.calls)
+    for call in (
+        lambda: xnat.find_project_by_secondary_id("C"),
+        lambda: xnat.list_resource_files(EXPERIMENT, "1", "NIFTI"),
+        lambda: xnat.upload_file_to_xnat(EXPERIMENT, "1", "NIFTI", "a.nii", lambda: Bytes(b"x")),
+    ):
+        with pytest.raises(XnatAuthError, match="no further XNAT calls"):
+            call()
+    xnat.logout()
+
+    assert len(responses.calls) == calls, "nothing sent after the refused re-login, not even the logout"
+    assert [c.request.method for c in responses.calls] == ["POST", "GET", "POST"]
+    assert xnat.auth_failed
+
+
+SSO_PAGE = (
+    '<!DOCTYPE html><html><body><form><input type="password" name="p"><button>Sign in</button></form></body></html>'
+)
+
+
+@responses.activate
+def test_a_login_answered_with_a_page_and_a_cookie_is_an_auth_error_not_a_session() -> None:
+    responses.post(f"{BASE}/data/JSESSION", body=SSO_PAGE, headers={"Set-Cookie": "JSESSIONID=IDP123; Path=/"})
+    with pytest.raises(XnatAuthError, match="login page stands in front of XNAT"):
+        client().login()
+
+
+@pytest.mark.parametrize("session_id", ["0123456789ABCDEF0123456789ABCDEF", "0123456789ABCDEF.node1\n"])
+@responses.activate
+def test_a_bare_session_id_is_a_login(session_id: str) -> None:
+    responses.post(f"{BASE}/data/JSESSION", body=session_id, headers={"Set-Cookie": "JSESSIONID=X; Path=/"})
+    client().login()
+
+
+@responses.activate
+def test_a_login_page_instead_of_json_is_an_auth_error_and_ends_the_clients_work() -> None:
+    responses.get(f"{BASE}/data/projects", body=SSO_PAGE, content_type="text/html")
+    xnat = client()
+    with pytest.raises(XnatAuthError, match="login page instead of the list projects"):
+        xnat.find_project_by_secondary_id("C")
+    with pytest.raises(XnatAuthError, match="no further XNAT calls"):
+        xnat.list_resource_files(EXPERIMENT, "1", "NIFTI")
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_other_html_instead_of_json_is_an_unreadable_answer() -> None:
+    responses.get(f"{BASE}/data/projects", body="<html><body>Bad gateway</body></html>", content_type="text/html")
+    with pytest.raises(XnatError, match="unexpected list projects from XNAT") as caught:
+        client().find_project_by_secondary_id("C")
+    assert not isinstance(caught.value, XnatAuthError)

@@ -21,6 +21,14 @@ UploadMode = Literal["auto", "zip", "per_file"]
 
 MIB = 1024 * 1024
 
+# Manifest limits: the settings are their only source (the schema, the trigger, the API and the CLI read
+# them from Settings); these defaults fit 100,000 paths of ~150 characters.
+DEFAULT_MAX_MANIFEST_FILES = 100_000
+DEFAULT_MAX_MANIFEST_BYTES = 16 * MIB
+# A transient XNAT failure (connection error, timeout, 429, 5xx) is retried this long: an XNAT
+# restarting behind a proxy answers 503 for tens of seconds.
+DEFAULT_RETRY_WINDOW_SECONDS = 60.0
+
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
     raw = env.get(name, "").strip()
@@ -33,6 +41,10 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     if value < minimum:
         raise ConfigurationError(f"{name} must be >= {minimum}, got {value}")
     return value
+
+
+def _optional_int(env: Mapping[str, str], name: str) -> int | None:
+    return _int(env, name, -1) if env.get(name, "").strip() else None
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -68,14 +80,15 @@ class Settings:
     ca_bundle: str | None = None
     connect_timeout: float = 10.0
     read_timeout: float = 120.0
-    max_retries: int = 4
+    max_retries: int | None = None  # no cap on the count: the retry window decides
     retry_base_delay: float = 0.5
+    retry_window_seconds: float = DEFAULT_RETRY_WINDOW_SECONDS
     upload_mode: UploadMode = "auto"
     upload_concurrency: int = 4
     zip_batch_max_bytes: int = 512 * MIB
     zip_batch_max_files: int = 1000
-    max_manifest_bytes: int = 2 * MIB
-    max_manifest_files: int = 10_000
+    max_manifest_bytes: int = DEFAULT_MAX_MANIFEST_BYTES
+    max_manifest_files: int = DEFAULT_MAX_MANIFEST_FILES
     time_budget_margin_seconds: float = 20.0
     idempotency_table: str | None = None
     api_time_limit_seconds: float = 28.0
@@ -112,14 +125,15 @@ class Settings:
             ca_bundle=env.get("XNAT_CA_BUNDLE", "").strip() or None,
             connect_timeout=_float(env, "XNAT_CONNECT_TIMEOUT", 10.0),
             read_timeout=_float(env, "XNAT_READ_TIMEOUT", 120.0),
-            max_retries=_int(env, "XNAT_MAX_RETRIES", 4),
+            max_retries=_optional_int(env, "XNAT_MAX_RETRIES"),
             retry_base_delay=_float(env, "XNAT_RETRY_BASE_DELAY", 0.5),
+            retry_window_seconds=_float(env, "XNAT_RETRY_WINDOW_SECONDS", DEFAULT_RETRY_WINDOW_SECONDS),
             upload_mode=mode,  # type: ignore[arg-type]
             upload_concurrency=_int(env, "UPLOAD_CONCURRENCY", 4, minimum=1),
             zip_batch_max_bytes=_int(env, "ZIP_BATCH_MAX_BYTES", 512 * MIB, minimum=1),
             zip_batch_max_files=_int(env, "ZIP_BATCH_MAX_FILES", 1000, minimum=1),
-            max_manifest_bytes=_int(env, "MAX_MANIFEST_BYTES", 2 * MIB, minimum=1),
-            max_manifest_files=_int(env, "MAX_MANIFEST_FILES", 10_000, minimum=1),
+            max_manifest_bytes=_int(env, "MAX_MANIFEST_BYTES", DEFAULT_MAX_MANIFEST_BYTES, minimum=1),
+            max_manifest_files=_int(env, "MAX_MANIFEST_FILES", DEFAULT_MAX_MANIFEST_FILES, minimum=1),
             time_budget_margin_seconds=_float(env, "TIME_BUDGET_MARGIN_SECONDS", 20.0),
             idempotency_table=env.get("IDEMPOTENCY_TABLE", "").strip() or None,
             api_time_limit_seconds=_float(env, "API_TIME_LIMIT_SECONDS", 28.0),
@@ -138,11 +152,15 @@ class Settings:
         return self.job_queue_url
 
     def job_id_for(self, manifest_key: str) -> str | None:
-        """`manifests/2026/ab12.json` -> `2026/ab12`; None for keys that are not manifests."""
+        """`manifests/2026/ab12.json` -> `2026/ab12`; None for keys that are not manifests (also
+        `manifests/.progress/x.json`: its result would land on another job's progress object)."""
         if not manifest_key.startswith(self.manifests_prefix) or not manifest_key.endswith(".json"):
             return None
         job_id = manifest_key[len(self.manifests_prefix) : -len(".json")]
-        return job_id or None
+        # A segment starting with "." (`.progress/x`) would name the service's own state under results/.
+        if not job_id or any(not segment or segment.startswith(".") for segment in job_id.split("/")):
+            return None
+        return job_id
 
     def manifest_key(self, job_id: str) -> str:
         return f"{self.manifests_prefix}{job_id}.json"

@@ -25,6 +25,17 @@ class ConfigurationError(XnatUploadError):
     http_status = 500
 
 
+class UnversionedBucketError(ConfigurationError):
+    """The data bucket does not keep versions: the service tells runs apart by manifest version."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(
+            message
+            or "the data bucket must have versioning enabled: a manifest's version is how a re-put, a late or "
+            "duplicate event and a job's result are told apart; nothing was uploaded"
+        )
+
+
 class InternalError(XnatUploadError):
     """Something unforeseen (a bug): the job stopped; its result says what was done until then."""
 
@@ -218,3 +229,51 @@ class JobNotFoundError(XnatUploadError):
 
     error_code = "job_not_found"
     http_status = 404
+
+
+# -- what only the API answers: the request itself is wrong ------------------------------------------
+
+
+class InvalidRequestError(XnatUploadError):
+    """The request does not match the operation's schema in the OpenAPI document (a body that is
+    not UTF-8 JSON, or nested too deeply to read, included)."""
+
+    error_code = "invalid_request"
+    http_status = 400
+
+
+class RouteNotFoundError(XnatUploadError):
+    """No route has this path (a path parameter that is not one path segment included)."""
+
+    error_code = "not_found"
+    http_status = 404
+
+
+class MethodNotAllowedError(XnatUploadError):
+    """The path is a route, but not for this method; `allowed` lists the methods it has."""
+
+    error_code = "method_not_allowed"
+    http_status = 405
+
+    def __init__(self, message: str, allowed: list[str]) -> None:
+        super().__init__(message)
+        self.allowed = allowed
+
+
+class UnsupportedMediaTypeError(XnatUploadError):
+    """The body is declared as something other than application/json."""
+
+    error_code = "unsupported_media_type"
+    http_status = 415
+
+
+def error_codes_by_status() -> dict[int, list[str]]:
+    """Every error code an HTTP answer can carry, by status (the API's document lists them)."""
+    codes: dict[int, set[str]] = {}
+    pending: list[type[XnatUploadError]] = [XnatUploadError]
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        if cls is not XnatUploadError and cls.http_status >= 400:
+            codes.setdefault(cls.http_status, set()).add(cls.error_code)
+    return {status: sorted(codes[status]) for status in sorted(codes)}

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from .config import Settings
-from .exceptions import ManifestDeletedError, ManifestError
+from .exceptions import ManifestDeletedError, ManifestError, UnversionedBucketError
 from .job import admit
 from .manifest import decode_json
 from .observability import logger
@@ -59,10 +59,13 @@ def accept_manifest(
         return _deleted(store, job_id, version_id)
     assert current is None or isinstance(current, str)
     version = version_id or current  # an event without a version id (moto's) means the current one
+    if version is None:  # an unversioned bucket: re-puts, late events and results cannot be told apart
+        result = JobResult(job_id)
+        result.fail_job(UnversionedBucketError())
+        return _refused(store, result, key)
     if version_id is not None and current is not None and version_id != current:
         return Intake(job_id, "ignored", "a newer version of the manifest exists; its own event runs it", version)
-    previous = store.read_result(job_id)
-    if version is not None and previous is not None and previous.get("manifest_version") == version:
+    if version is not None and store.result_version(job_id) == version:
         return Intake(job_id, "ignored", "this manifest version already has its result", version)
 
     try:
@@ -101,8 +104,9 @@ def _refused(store: JobStore, result: JobResult, key: str) -> Intake:
 
 
 def _deleted(store: JobStore, job_id: str, version_id: str | None) -> Intake:
-    """Deleted before its event was handled: nothing runs. Say why, unless a result exists."""
-    if store.read_result(job_id) is None:
+    """Deleted before its event was handled: nothing runs. Say why, unless a result exists or the
+    job has begun (its worker writes what it did when its next message comes)."""
+    if store.result_version(job_id) is MISSING and store.read_checkpoint(job_id) is None:
         result = JobResult(job_id, manifest_version=version_id)
         result.fail_job(ManifestDeletedError("the manifest was deleted before its job ran; nothing was uploaded"))
         store.write_result(result)

@@ -7,10 +7,11 @@ from enum import StrEnum
 from typing import Any
 
 from .exceptions import XnatUploadError
+from .redaction import redact
 
 
 class FileStatus(StrEnum):
-    UPLOADED = "uploaded"  # in XNAT now, size and MD5 verified against its listing
+    UPLOADED = "uploaded"  # in XNAT now, verified against its listing: size, and MD5 where XNAT lists digests
     ALREADY_EXISTS = "already_exists"  # XNAT had it; see `identical` and `error`
     FAILED = "failed"  # tried and not in XNAT as sent; `error` says why
     REJECTED = "rejected"  # refused before any work (hostile or colliding path)
@@ -52,7 +53,7 @@ class FileResult:
         self.error = self.error_code = None
 
     def fail(self, status: FileStatus, error: XnatUploadError) -> None:
-        self.status, self.error, self.error_code = status, error.message, error.error_code
+        self.status, self.error, self.error_code = status, redact(error.message), error.error_code
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"path": self.path, "status": self.status.value}
@@ -60,6 +61,8 @@ class FileResult:
             value = getattr(self, name)
             if value is not None:
                 data[name] = value
+        if self.error:  # errors quote XNAT's answers: never store a credential they echoed
+            data["error"] = redact(self.error)
         if not self.put_unconfirmed:
             del data["put_unconfirmed"]
         data["attempts"] = self.attempts
@@ -102,7 +105,8 @@ class PreviousOutcomes:
                 unconfirmed.add(entry["path"])
             if not entry.get("md5") or not entry.get("source_etag"):
                 continue
-            if entry.get("status") == "uploaded" or (
+            # `pending` with an MD5: sent (that MD5 is of the bytes sent) but not verified in time.
+            if entry.get("status") in ("uploaded", "pending") or (
                 entry.get("status") == "already_exists" and entry.get("identical")
             ):
                 known[(entry["path"], str(entry["source_etag"]))] = str(entry["md5"])
@@ -141,11 +145,12 @@ class JobResult:
 
     def fail_job(self, error: XnatUploadError, untouched: FileStatus = FileStatus.SKIPPED) -> None:
         """Record a job-level failure; files not yet decided get `untouched` status."""
-        self.error = {"code": error.error_code, "message": error.message}
+        message = redact(error.message)
+        self.error = {"code": error.error_code, "message": message}
         for file in self.files:
             if file.status in (FileStatus.SKIPPED, FileStatus.PENDING) and file.error is None:
                 file.status = untouched
-                file.error = f"not attempted: {error.message}"
+                file.error = f"not attempted: {message}"
 
     def counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -163,7 +168,7 @@ class JobResult:
             "files": [f.to_dict() for f in self.files],
         }
         optional = {
-            "error": self.error,
+            "error": {**self.error, "message": redact(self.error["message"])} if self.error else None,
             "upload_mode": self.upload_mode,
             "xnat": self.xnat or None,
             "source": self.source or None,

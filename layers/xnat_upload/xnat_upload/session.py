@@ -41,6 +41,7 @@ def open_xnat(settings: Settings, remaining_seconds: Callable[[], float] | None 
         retry=RetryPolicy(
             max_retries=settings.max_retries,
             base_delay=settings.retry_base_delay,
+            window_seconds=settings.retry_window_seconds,
             remaining_seconds=remaining_seconds,
         ),
     )

@@ -14,16 +14,23 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from . import safe_json
 from .config import Settings
 from .exceptions import ManifestError
-from .result import JobResult, PreviousOutcomes
+from .result import JobResult
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
 PRETTY_MAX_FILES = 1000  # results of bigger jobs are written compact: 100,000 files stay a few MB smaller
-MISSING = object()  # `manifest_version` of a manifest that does not exist (deleted)
+MISSING = object()  # `manifest_version` of a manifest (or result) that does not exist
+VERSION_METADATA = "manifest-version"
+
+
+def encode_manifest(manifest: dict[str, Any]) -> bytes:
+    """A manifest's bytes as the API and the CLI store it (and so as the intake measures it)."""
+    return json.dumps(manifest).encode()
 
 
 class JobStore:
@@ -68,7 +75,7 @@ class JobStore:
 
     def _put_manifest(self, job_id: str, manifest: dict[str, Any], **conditions: str) -> str | None:
         key = self._settings.manifest_key(job_id)
-        body = json.dumps(manifest).encode()
+        body = encode_manifest(manifest)
         put = self._s3.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType="application/json", **conditions)
         version = put.get("VersionId")
         return None if version in (None, "null") else str(version)
@@ -76,18 +83,12 @@ class JobStore:
     def manifest_key(self, job_id: str) -> str:
         return self._settings.manifest_key(job_id)
 
-    def manifest_exists(self, job_id: str) -> bool:
-        return self._exists(self._settings.manifest_key(job_id))
-
     def manifest_version(self, job_id: str) -> str | object | None:
         """The current version id of the job's manifest (None in an unversioned bucket), or
         `MISSING` when it does not exist: a reader compares results and messages with it."""
-        try:
-            head = self._s3.head_object(Bucket=self._bucket, Key=self._settings.manifest_key(job_id))
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in _NOT_FOUND:
-                return MISSING
-            raise
+        head = self._head(self._settings.manifest_key(job_id))
+        if head is None:
+            return MISSING
         version = head.get("VersionId")
         return None if version in (None, "null") else str(version)
 
@@ -95,8 +96,16 @@ class JobStore:
         key = self._settings.results_key(result.job_id or "unknown")
         indent = 2 if len(result.files) <= PRETTY_MAX_FILES else None
         body = json.dumps(result.to_dict(), indent=indent, separators=None if indent else (",", ":")).encode()
-        self._s3.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType="application/json")
+        # The version also as metadata: whether a result answers a manifest version is one HEAD, not a
+        # read of a result that may list 100,000 files.
+        metadata = {VERSION_METADATA: result.manifest_version} if result.manifest_version else {}
+        self._s3.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType="application/json", Metadata=metadata)
         return key
+
+    def result_version(self, job_id: str) -> str | object | None:
+        """The manifest version the job's result answers (None: no version recorded), or `MISSING`."""
+        head = self._head(self._settings.results_key(job_id))
+        return MISSING if head is None else head.get("Metadata", {}).get(VERSION_METADATA)
 
     def result_location(self, job_id: str) -> str:
         return f"s3://{self._bucket}/{self._settings.results_key(job_id)}"
@@ -143,20 +152,16 @@ class JobStore:
                 return None
             raise
         try:
-            document = json.loads(response["Body"].read())
-        except (ValueError, RecursionError):  # a hand-edited or hostile document is "none", never a crash
+            document = safe_json.loads(response["Body"].read())
+        except ValueError:  # not JSON, or nested too deeply: as good as no document
             return None
         return document if isinstance(document, dict) else None
 
-    def previous_outcomes(self, job_id: str) -> PreviousOutcomes:
-        """What the job's last result (an earlier run) says is already in XNAT, or ours on its disk."""
-        return PreviousOutcomes.from_document(self.read_result(job_id))
-
-    def _exists(self, key: str) -> bool:
+    def _head(self, key: str) -> dict[str, Any] | None:
+        """The object's metadata, or None when it does not exist."""
         try:
-            self._s3.head_object(Bucket=self._bucket, Key=key)
+            return dict(self._s3.head_object(Bucket=self._bucket, Key=key))
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in _NOT_FOUND:
-                return False
+                return None
             raise
-        return True

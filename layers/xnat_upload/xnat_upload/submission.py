@@ -18,18 +18,20 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from .config import Settings
-from .exceptions import JobConflictError, JobNotFoundError, ManifestError
-from .manifest import JobManifest, confined_keys
+from .exceptions import JobConflictError, JobNotFoundError, ManifestError, UnversionedBucketError
+from .manifest import JobManifest, confined_keys, refusal_type
 from .progress import snapshot
 from .queue import JobMessage, message_group_id
 from .queue.sender import MessageSender
 from .result import FileResult, JobResult
-from .store import MISSING, JobStore
+from .store import MISSING, JobStore, encode_manifest
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._~-]{0,127}$"
+# `check_job_id` also refuses a trailing `.json` (its key would end `.json.json`): what JSON Schema says of it.
+JOB_ID_NOT_JSON: dict[str, Any] = {"not": {"pattern": r"\.json$"}}
 _JOB_ID = re.compile(JOB_ID_PATTERN)
 
 JobState = Literal["done", "pending"]
@@ -44,17 +46,23 @@ class Submission:
 
 
 def check_job_id(job_id: str) -> str:
-    if not _JOB_ID.match(job_id) or job_id.endswith(".json"):
+    if not _JOB_ID.fullmatch(job_id) or job_id.endswith(".json"):
         raise ManifestError(f"job_id {job_id!r} must match {JOB_ID_PATTERN} (and not end in .json)")
     return job_id
 
 
 def validated_manifest(manifest_data: Any, settings: Settings) -> JobManifest:
-    """What the intake would refuse, refused now: the schema, then the first refused path."""
+    """What the intake would refuse, refused now, with the intake's error: the schema and the number of
+    files, the size of the manifest as it will be stored (the intake measures those bytes), then the
+    first refused path."""
     manifest = JobManifest.from_data(manifest_data, max_files=settings.max_manifest_files)
+    size = len(encode_manifest(manifest.model_dump(exclude_none=True)))
+    if size > settings.max_manifest_bytes:
+        raise ManifestError(f"manifest is larger than {settings.max_manifest_bytes} bytes (it would be {size})")
     _, refused = confined_keys(settings.upload_prefix(manifest.net_id), manifest.files_relative_paths_to_upload)
-    if refused:
-        raise next(iter(refused.values()))
+    if refused:  # the intake's code for these refusals, with the first such refusal's own message
+        error_type = refusal_type(refused)
+        raise next(error for error in refused.values() if isinstance(error, error_type))
     return manifest
 
 
@@ -120,6 +128,8 @@ def enqueue_job(
     store = JobStore(s3, settings)
     key = settings.manifest_key(job_id)
     version = store.put_manifest(job_id, manifest.model_dump(exclude_none=True))
+    if version is None:
+        raise UnversionedBucketError()
     result = JobResult(
         job_id, manifest_version=version, files=[FileResult(p) for p in manifest.files_relative_paths_to_upload]
     )
@@ -211,6 +221,7 @@ def _in_place(entry: dict[str, Any]) -> bool:
 
 
 __all__ = [
+    "JOB_ID_NOT_JSON",
     "JOB_ID_PATTERN",
     "Submission",
     "check_job_id",

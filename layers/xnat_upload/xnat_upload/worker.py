@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .config import Settings
 from .exceptions import (
@@ -34,6 +34,7 @@ from .exceptions import (
     ManifestDeletedError,
     ManifestError,
     NoProgressError,
+    UnversionedBucketError,
     XnatUnavailableError,
     XnatUploadError,
 )
@@ -99,36 +100,26 @@ def work_on_job(
         raise InvalidJobMessageError(f"manifest key {message.manifest_key!r} does not name job {job_id!r}")
     store = JobStore(s3, settings)
     current = store.manifest_version(job_id)
-    if current is MISSING:
-        if store.read_result(job_id) is None:
-            result = JobResult(job_id, manifest_version=message.manifest_version)
-            result.fail_job(ManifestDeletedError("the manifest was deleted before its job ran; nothing was uploaded"))
-            store.write_result(result)
-        return Skipped("the manifest no longer exists")
-    if message.manifest_version is not None and current is not None and message.manifest_version != current:
-        return Skipped("a newer version of the manifest exists: this one never runs")
-
     saved = store.read_checkpoint(job_id)
     state = JobState.from_bytes(saved) if saved else None
+    if current is MISSING:
+        return _manifest_gone(store, job_id, message, state)
+    if current is None:
+        refused = JobResult(job_id)
+        refused.fail_job(UnversionedBucketError())
+        return _finish(store, JobState.new(job_id, None), refused)
+    assert isinstance(current, str)
+    if message.manifest_version is None:  # a hand-sent message (a sample event): the current version
+        message = message.model_copy(update={"manifest_version": current})
+    if message.manifest_version != current:
+        return Skipped("a newer version of the manifest exists: this one never runs")
+
     other_version_unconfirmed: set[str] = set()
     if state is not None and state.manifest_version != message.manifest_version:
         other_version_unconfirmed = {f.path for f in state.files if f.put_unconfirmed}
         state = None
-    if state is not None and state.state == "done" and message.manifest_version is None:
-        state = None  # unversioned bucket: a finished job's key put again is a new run, not a duplicate
-    if state is not None:
-        if message.continuation < state.continuation:
-            return Skipped(f"continuation {message.continuation} was superseded by {state.continuation}")
-        if state.state == "done":
-            return Skipped("the job already finished")
-    else:
-        state = JobState.new(job_id, message.manifest_version)
-    state.continuation = message.continuation
-    state.invocations += 1
-    started = time.monotonic()
-    invocation_seconds = remaining_seconds() if remaining_seconds is not None else None
-    decided_before, bytes_before = state.decided(), state.throughput.bytes
-
+    if state is not None and state.state == "done":
+        return Skipped("the job already finished")
     try:
         manifest = JobManifest.from_json(
             store.load_manifest(message.manifest_key, message.manifest_version),
@@ -138,13 +129,25 @@ def work_on_job(
     except ManifestError as exc:  # the intake checked it; a hand-sent message may still name a bad one
         result = JobResult(job_id, manifest_version=message.manifest_version)
         result.fail_job(exc)
-        return _finish(store, state, result)
+        return _finish(store, state or JobState.new(job_id, message.manifest_version), result)
+    if state is not None and message.continuation < state.continuation:
+        # A redelivered older message (a crash or a lost delete after it continued the job): the job's
+        # current level is in the checkpoint. Send that level's message again, in case it was never
+        # sent (SQS drops it as a duplicate within five minutes if it was), and let it do the work.
+        queue.send(message.model_copy(update={"continuation": state.continuation}), message_group_id(manifest))
+        return Skipped(f"continuation {message.continuation} was superseded by {state.continuation}")
+    state = state or JobState.new(job_id, message.manifest_version)
+    state.continuation = message.continuation
+    state.invocations += 1
+    started = time.monotonic()
+    invocation_seconds = remaining_seconds() if remaining_seconds is not None else None
+    decided_before = state.decided()
 
     if message.continuation > settings.max_continuations:
         return _finish(store, state, _stopped(state, ContinuationLimitError(_limit_message(settings))))
 
     previous = _previous_outcomes(store, job_id, message.manifest_version, other_version_unconfirmed)
-    reporter = _reporter(store, job_id, settings, message.continuation)
+    reporter = _reporter(store, state, settings, message.continuation)
     try:
         result = run_job(
             manifest,
@@ -159,12 +162,13 @@ def work_on_job(
             invocation_seconds=invocation_seconds,
         )
     except Exception as exc:
-        partial = partial_result(exc) or JobResult(job_id, manifest_version=message.manifest_version)
-        if partial.error is None:
-            partial.fail_job(InternalError(f"unexpected {type(exc).__name__}; the job was not completed"))
-        partial.manifest_version = message.manifest_version
-        store.write_checkpoint(job_id, state.to_bytes())  # a redelivery resumes from here
-        store.write_result(_with_totals(partial, state, store))
+        if not _superseded(store, state):
+            partial = partial_result(exc) or JobResult(job_id, manifest_version=message.manifest_version)
+            if partial.error is None:
+                partial.fail_job(InternalError(f"unexpected {type(exc).__name__}; the job was not completed"))
+            partial.manifest_version = message.manifest_version
+            store.write_checkpoint(job_id, state.to_bytes())  # a redelivery resumes from here
+            store.write_result(_with_totals(partial, state, store))
         raise
     code = (result.error or {}).get("code")
     pending = any(f.status is FileStatus.PENDING for f in result.files)
@@ -173,8 +177,8 @@ def work_on_job(
         return _wait_for_xnat(store, state, result, settings, receive_count)
     state.unavailable_since = None
     if pending and code == "time_budget_exceeded":
-        progressed = state.decided() > decided_before or state.throughput.bytes > bytes_before
-        state.stalled_invocations = 0 if progressed else state.stalled_invocations + 1
+        # Progress is files settled: bytes pushed into a socket prove nothing when XNAT never answers.
+        state.stalled_invocations = 0 if state.decided() > decided_before else state.stalled_invocations + 1
         if state.stalled_invocations >= MAX_STALLED_INVOCATIONS:
             error = NoProgressError(
                 f"{MAX_STALLED_INVOCATIONS} invocations in a row finished no file; the job stopped. "
@@ -185,6 +189,20 @@ def work_on_job(
             return _finish(store, state, _stopped(state, ContinuationLimitError(_limit_message(settings))))
         return _continue(store, state, result, message, manifest, queue, time.monotonic() - started)
     return _finish(store, state, result)
+
+
+def _manifest_gone(store: JobStore, job_id: str, message: JobMessage, state: JobState | None) -> Skipped:
+    """The manifest was deleted. If this version's job had begun, its result lists what it did;
+    if it never ran, the result says so (unless a result of the job exists already)."""
+    began = state is not None and state.manifest_version == message.manifest_version and state.files
+    if began and state is not None and state.state != "done":
+        error = ManifestDeletedError("the manifest was deleted while its job ran; the files not yet sent were not")
+        store.write_result(_with_totals(_stopped(state, error), state, store))
+    elif not began and store.result_version(job_id) is MISSING:
+        result = JobResult(job_id, manifest_version=message.manifest_version)
+        result.fail_job(ManifestDeletedError("the manifest was deleted before its job ran; nothing was uploaded"))
+        store.write_result(result)
+    return Skipped("the manifest no longer exists")
 
 
 def _limit_message(settings: Settings) -> str:
@@ -208,12 +226,15 @@ def _previous_outcomes(
     return previous
 
 
-def _reporter(store: JobStore, job_id: str, settings: Settings, continuation: int) -> ProgressReporter | None:
+def _reporter(store: JobStore, state: JobState, settings: Settings, continuation: int) -> ProgressReporter | None:
     if settings.progress_interval_seconds <= 0:
         return None
-    return ProgressReporter(
-        lambda doc: store.write_progress(job_id, doc), settings.progress_interval_seconds, continuation=continuation
-    )
+
+    def publish(document: dict[str, Any]) -> None:
+        if not _superseded(store, state):  # never over a newer version's progress
+            store.write_progress(state.job_id, document)
+
+    return ProgressReporter(publish, settings.progress_interval_seconds, continuation=continuation)
 
 
 def _stopped(state: JobState, error: XnatUploadError) -> JobResult:
@@ -241,9 +262,15 @@ def _with_totals(result: JobResult, state: JobState, store: JobStore) -> JobResu
     return result
 
 
-def _finish(store: JobStore, state: JobState, result: JobResult) -> Finished:
+def _finish(store: JobStore, state: JobState, result: JobResult) -> Finished | Skipped:
     result.manifest_version = state.manifest_version
     result.finished_at = _now().isoformat(timespec="seconds")
+    if _superseded(store, state):
+        # A newer version was put while this one ran: its own job (next in this group) answers.
+        logger.info(
+            "a newer manifest version exists: this version's result is not written", extra={"job_id": state.job_id}
+        )
+        return Skipped("a newer version of the manifest was put while this one ran")
     store.write_result(_with_totals(result, state, store))
     store.write_progress(state.job_id, snapshot(result, "finished", continuation=state.continuation))
     # A small marker, not the files: duplicates of this job's messages are recognised and skipped.
@@ -255,6 +282,13 @@ def _finish(store: JobStore, state: JobState, result: JobResult) -> Finished:
     return Finished(result)
 
 
+def _superseded(store: JobStore, state: JobState) -> bool:
+    current = store.manifest_version(state.job_id)
+    return (
+        state.manifest_version is not None and current is not MISSING and current not in (None, state.manifest_version)
+    )
+
+
 def _continue(
     store: JobStore,
     state: JobState,
@@ -263,12 +297,16 @@ def _continue(
     manifest: JobManifest,
     queue: MessageSender,
     seconds: float,
-) -> Continued:
-    """Hand the rest to the next invocation: checkpoint first, then the message (the group is
-    ours until this invocation ends, so the continuation cannot start early)."""
-    state.state = "running"
-    store.write_checkpoint(state.job_id, state.to_bytes())
+) -> Continued | Skipped:
+    """Hand the rest to the next invocation: checkpoint first (at the next level, so that this
+    message, redelivered, knows it was continued), then the message (the group is ours until this
+    invocation ends, so the continuation cannot start early)."""
+    if _superseded(store, state):
+        return Skipped("a newer version of the manifest was put while this one ran")
     following = message.next()
+    state.state = "running"
+    state.continuation = following.continuation
+    store.write_checkpoint(state.job_id, state.to_bytes())
     queue.send(following, message_group_id(manifest))
     store.write_progress(state.job_id, snapshot(result, "running", continuation=following.continuation))
     logger.info(
@@ -286,9 +324,11 @@ def _continue(
 
 def _wait_for_xnat(
     store: JobStore, state: JobState, result: JobResult, settings: Settings, receive_count: int
-) -> RetryLater:
+) -> RetryLater | Skipped:
     """XNAT is down: keep what was done, and try again after a growing delay; give up (DLQ) when
     the queue would not deliver the message again."""
+    if _superseded(store, state):
+        return Skipped("a newer version of the manifest was put while this one ran")
     now = _now()
     state.state = "waiting_for_xnat"
     state.unavailable_since = state.unavailable_since or now.isoformat(timespec="seconds")

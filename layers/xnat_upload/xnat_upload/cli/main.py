@@ -16,7 +16,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
 
-from ..config import MIB, Settings
+from ..config import DEFAULT_MAX_MANIFEST_BYTES, DEFAULT_MAX_MANIFEST_FILES, Settings
 from ..exceptions import (
     ConfigurationError,
     JobNotFoundError,
@@ -108,8 +108,8 @@ def make_settings(bucket: str, env: Mapping[str, str] | None = None) -> Settings
         images_prefix=_env_prefix(env, "IMAGES_PREFIX", ""),
         manifests_prefix=_env_prefix(env, "MANIFESTS_PREFIX", "manifests/"),
         results_prefix=_env_prefix(env, "RESULTS_PREFIX", "results/"),
-        max_manifest_bytes=_env_int(env, "MAX_MANIFEST_BYTES", 2 * MIB),
-        max_manifest_files=_env_int(env, "MAX_MANIFEST_FILES", 10_000),
+        max_manifest_bytes=_env_int(env, "MAX_MANIFEST_BYTES", DEFAULT_MAX_MANIFEST_BYTES),
+        max_manifest_files=_env_int(env, "MAX_MANIFEST_FILES", DEFAULT_MAX_MANIFEST_FILES),
     )
 
 

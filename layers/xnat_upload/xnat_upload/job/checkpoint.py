@@ -26,7 +26,7 @@ from ..transfer.budget import Throughput
 from ..transfer.sources import SourceObject
 
 FORMAT = 1
-State = Literal["queued", "running", "waiting_for_xnat", "done"]
+State = Literal["running", "waiting_for_xnat", "done"]
 
 
 @dataclass

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -25,28 +27,31 @@ from ..config import Settings
 from ..exceptions import (
     AlreadyExistsError,
     InternalError,
-    KeyOutsidePrefixError,
     ManifestError,
     ObjectNotFoundError,
-    PathCollisionError,
+    SourceChangedError,
+    SourceReadError,
     TimeBudgetExceededError,
     XnatAuthError,
     XnatError,
     XnatUnavailableError,
     XnatUploadError,
 )
-from ..manifest import JobManifest, confined_keys, requested_paths
+from ..manifest import JobManifest, confined_keys, refusal_type, requested_paths, unlisted_note
 from ..observability import logger, tracer
+from ..redaction import redact
 from ..result import FileResult, FileStatus, JobResult, PreviousOutcomes
 from ..session import XnatConnector, open_xnat
 from ..transfer.budget import TimeBudget
-from ..transfer.engine import UNAVAILABLE_AFTER, TransferEngine, WorkItem
-from ..transfer.sources import SourceObject, find_objects, head_objects
+from ..transfer.engine import TransferEngine, WorkItem
+from ..transfer.sources import SourceObject, find_objects, head_objects, object_md5
 from ..xnat import RemoteFile
 from .checkpoint import JobState
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+MD5_READ_ATTEMPTS = 3  # reads of an object to hash it, when S3 fails in passing
 
 
 def _now() -> str:
@@ -62,9 +67,13 @@ def admit(data: Any, *, job_id: str | None, settings: Settings) -> tuple[JobMani
     runner all check, the same way.
     """
     result = JobResult(job_id, started_at=_now())
-    result.files = [FileResult(p) for p in requested_paths(data)]
+    result.files = [FileResult(p) for p in requested_paths(data, settings.max_manifest_files)]
     try:
-        manifest = JobManifest.from_data(data, max_files=settings.max_manifest_files)
+        try:
+            manifest = JobManifest.from_data(data, max_files=settings.max_manifest_files)
+        except ManifestError as exc:  # say when the result cannot list every requested path
+            note = unlisted_note(data, len(result.files))
+            raise type(exc)(exc.message + note) if note else exc from None
         result.files = [FileResult(p) for p in manifest.files_relative_paths_to_upload]
         prefix = settings.upload_prefix(manifest.net_id)
         _, refused = confined_keys(prefix, manifest.files_relative_paths_to_upload)
@@ -73,8 +82,7 @@ def admit(data: Any, *, job_id: str | None, settings: Settings) -> tuple[JobMani
                 if file.path in refused:
                     file.fail(FileStatus.REJECTED, refused[file.path])
             rejected = [f for f in result.files if f.status is FileStatus.REJECTED]
-            only_collisions = all(f.error_code == PathCollisionError.error_code for f in rejected)
-            error_type = PathCollisionError if only_collisions else KeyOutsidePrefixError
+            error_type = refusal_type(refused)
             raise error_type(f"{len(rejected)} of {len(result.files)} paths refused; nothing was uploaded")
     except ManifestError as exc:
         result.fail_job(exc)
@@ -105,6 +113,7 @@ def run_job(
     unit of work is started that could never finish in one.
     """
     state = state or JobState.new(job_id or "", None)
+    before = {f.path: f.status for f in state.files}  # one log line per file whose fate this run settles
     result = JobResult(job_id, manifest_version=state.manifest_version, started_at=state.started_at or _now())
     started = time.monotonic()
     previous = previous or PreviousOutcomes()
@@ -123,7 +132,7 @@ def run_job(
             result.manifest_version = state.manifest_version
             if admitted is None:
                 state.absorb(result)
-                return _finish(result, job_id, started)
+                return _finish(result, job_id, started, before)
             manifest = admitted
             sources = _find_sources(manifest, result, settings, s3)
             state.sources = sources
@@ -146,14 +155,16 @@ def run_job(
         exc.job_result = result  # type: ignore[attr-defined]
         raise
     state.absorb(result)
-    return _finish(result, job_id, started)
+    return _finish(result, job_id, started, before)
 
 
-def _finish(result: JobResult, job_id: str | None, started: float) -> JobResult:
+def _finish(result: JobResult, job_id: str | None, started: float, before: Mapping[str, FileStatus]) -> JobResult:
+    """Log one line per file whose fate this invocation settled (not every file of a 100,000-file job
+    at every invocation), then one line for the invocation."""
     result.finished_at = _now()
     result.duration_seconds = round(time.monotonic() - started, 3)
     for file in result.files:
-        if file.status is FileStatus.PENDING and result.error is None:
+        if file.status is FileStatus.PENDING or before.get(file.path) is file.status:
             continue
         logger.info(
             "file " + file.status.value,
@@ -163,12 +174,17 @@ def _finish(result: JobResult, job_id: str | None, started: float) -> JobResult:
                 "bytes": file.bytes,
                 "attempts": file.attempts,
                 "error_code": file.error_code,
-                "error": file.error,
+                "error": redact(file.error) if file.error else None,
             },
         )
     logger.info(
         "job invocation finished",
-        extra={"job_id": job_id, "status": result.status.value, "counts": result.counts(), "error": result.error},
+        extra={
+            "job_id": job_id,
+            "status": result.status.value,
+            "counts": result.counts(),
+            "error": {**result.error, "message": redact(result.error["message"])} if result.error else None,
+        },
     )
     return result
 
@@ -236,10 +252,19 @@ def _upload(
             listing = xnat.list_resource_files(experiment, manifest.scan_id, manifest.resource_id)
 
             open_files = [f for f in result.files if f.status in (FileStatus.PENDING, FileStatus.SKIPPED)]
-            sources = _with_md5_where_xnat_has_the_file(sources, open_files, listing, previous, s3, settings)
+            sources, undecided = _with_md5_where_xnat_has_the_file(
+                sources, open_files, listing, previous, s3, settings, remaining_seconds
+            )
             state.sources = sources
             work: list[WorkItem] = []
             for file in open_files:
+                if file.path in undecided:  # its MD5 could not be read: not compared, not sent
+                    problem = undecided[file.path]
+                    if isinstance(problem, TimeBudgetExceededError):
+                        file.status = FileStatus.PENDING  # the next invocation compares it
+                    else:
+                        file.fail(FileStatus.FAILED, problem)
+                    continue
                 source = sources[file.path]
                 remote = listing.get(file.path)
                 file.url = xnat.file_url(experiment, manifest.scan_id, manifest.resource_id, file.path)
@@ -258,11 +283,22 @@ def _upload(
             )  # fmt: skip
             result.upload_mode = engine.run(work) if work or not state.upload_mode else state.upload_mode
             pending = [f for f in result.files if f.status is FileStatus.PENDING]
+            if engine.auth_error is not None:
+                # Final: the account is refused (never a login per file). Files sent but unverified stay
+                # pending (a re-run verifies them), files not started are skipped.
+                unverified = [f for f in pending if f.error]
+                for file in pending:
+                    if not file.error:
+                        file.status, file.url = FileStatus.SKIPPED, None
+                raise XnatAuthError(
+                    f"{engine.auth_error.message}; {len(pending) - len(unverified)} files were not attempted and "
+                    f"{len(unverified)} were sent but not verified: check the service account, then re-put the manifest"
+                )
             if pending and engine.xnat_unavailable:
                 for file in pending:
                     file.error = file.error or "not attempted: XNAT is unavailable; the job tries again later"
                 raise XnatUnavailableError(
-                    f"XNAT failed {UNAVAILABLE_AFTER} transfers in a row after retries; {len(pending)} files wait "
+                    f"XNAT stopped answering during the transfers (after retries); {len(pending)} files wait "
                     "for it to answer again"
                 )
             if pending:
@@ -315,15 +351,22 @@ class _unavailable_when_unreachable:
 def _with_md5_where_xnat_has_the_file(
     sources: dict[str, SourceObject],
     files: list[FileResult],
-    listing: Mapping[str, Any],
+    listing: Mapping[str, RemoteFile],
     previous: PreviousOutcomes,
     s3: S3Client,
     settings: Settings,
-) -> dict[str, SourceObject]:
-    """A listing-found object has no trusted MD5; HEAD only those XNAT already holds, to tell
-    an identical copy (skip it) from a different one."""
+    remaining_seconds: Callable[[], float] | None = None,
+) -> tuple[dict[str, SourceObject], dict[str, XnatUploadError]]:
+    """Know the MD5 of every object XNAT already holds a file for, to tell an identical copy (skip
+    it, also with exist_ok false) from a different one.
+
+    A listing-found object has no trusted MD5: HEAD those (a single-part SSE-S3 ETag is the MD5).
+    Where the ETag is still not an MD5 (multipart upload, SSE-KMS) and XNAT's file has the same
+    size, the object is read and hashed (streamed, pinned to the validated ETag). Returns the
+    sources and, per path, why its MD5 could not be had (out of time, object changed, S3 failing).
+    """
     unknown = {
-        f.path: sources[f.path].key
+        f.path: sources[f.path]
         for f in files
         if f.path in listing
         and sources[f.path].md5 is None
@@ -331,6 +374,45 @@ def _with_md5_where_xnat_has_the_file(
         and not (f.put_unconfirmed and f.md5)
     }
     if not unknown:
-        return sources
-    refreshed = head_objects(s3, settings.data_bucket, unknown)
-    return {path: refreshed.get(path) or source for path, source in sources.items()}
+        return sources, {}
+    refreshed = head_objects(s3, settings.data_bucket, {path: source.key for path, source in unknown.items()})
+    sources = dict(sources)
+    for path, source in unknown.items():
+        fresh = refreshed.get(path)
+        if fresh is not None and fresh.etag == source.etag and fresh.md5 is not None:  # the validated version
+            sources[path] = replace(source, md5=fresh.md5)
+    to_hash = [
+        sources[path]
+        for path in unknown
+        if sources[path].md5 is None and listing[path].digest and listing[path].size == sources[path].size
+    ]
+    if not to_hash:
+        return sources, {}
+    margin = settings.time_budget_margin_seconds
+
+    def in_time() -> bool:  # past the margin no transfer starts either: the next invocation compares the rest
+        return remaining_seconds is None or remaining_seconds() > margin
+
+    def md5_of(source: SourceObject) -> tuple[str, str | XnatUploadError]:
+        problem: XnatUploadError = TimeBudgetExceededError("its MD5 was not read before the time budget ran out")
+        for _ in range(MD5_READ_ATTEMPTS):
+            try:
+                digest = object_md5(s3, settings.data_bucket, source, in_time)
+            except SourceReadError as exc:  # passing: read it again from the first byte
+                problem = exc
+                continue
+            except SourceChangedError as exc:
+                return source.path, exc
+            return source.path, digest if digest is not None else problem
+        return source.path, problem
+
+    with ThreadPoolExecutor(max_workers=min(settings.upload_concurrency, len(to_hash))) as pool:
+        outcomes = list(pool.map(md5_of, to_hash))
+    undecided: dict[str, XnatUploadError] = {}
+    for path, outcome in outcomes:
+        if isinstance(outcome, str):
+            sources[path] = replace(sources[path], md5=outcome)
+        else:
+            undecided[path] = outcome
+    logger.info("read S3 objects to compare with XNAT's copies", extra={"objects": len(to_hash)})
+    return sources, undecided

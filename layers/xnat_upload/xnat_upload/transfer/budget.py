@@ -30,6 +30,7 @@ from dataclasses import dataclass
 PROBE_BYTES = 8 * 1024 * 1024  # the first batch of a job measures the rate: at least this much
 FIRST_BATCH_RATE = 1024 * 1024  # bytes/s: the slowest XNAT the first, unmeasured batch is sized for
 MIN_MEASURED_SECONDS = 0.05  # shorter samples say more about latency than about throughput
+MIN_MEASURED_BYTES = 1024 * 1024  # so do a few small files: a rate from less is latency, not bandwidth
 SHARE_OF_TIME_LEFT = 0.8  # a unit may use this share of the time left: leave room for the answer and verification
 SHARE_OF_INVOCATION = 0.5  # and at most this share of a whole invocation, so a continuation always gets work done
 
@@ -44,7 +45,7 @@ class Throughput:
     @property
     def rate(self) -> float | None:
         """Bytes per second, once something worth measuring has been sent."""
-        if self.seconds < MIN_MEASURED_SECONDS or self.bytes <= 0:
+        if self.seconds < MIN_MEASURED_SECONDS or self.bytes < MIN_MEASURED_BYTES:
             return None
         return self.bytes / self.seconds
 

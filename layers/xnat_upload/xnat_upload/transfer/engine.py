@@ -30,6 +30,7 @@ from ..exceptions import (
     SourceChangedError,
     TimeBudgetExceededError,
     TransferTooLargeError,
+    XnatAuthError,
     XnatDuplicateError,
     XnatError,
     XnatUploadError,
@@ -50,8 +51,8 @@ if TYPE_CHECKING:
 ZIP_ENTRY_MAX_BYTES = 16 * 1024 * 1024  # entries are held whole while their CRC is computed
 ZIP_MIN_FILES = 4  # below this, one PUT per file costs no more than a batch
 ZIP_AHEAD_MAX_BYTES = 64 * 1024 * 1024  # zip entries fetched ahead of the sender, at most
-UNAVAILABLE_AFTER = 3  # transfers in a row that XNAT failed after retries: stop starting new ones
 READ_AHEAD_MIN_BYTES = 4 * 1024 * 1024  # smaller objects arrive in one or two reads anyway
+SOCKET_BUFFERS_BYTES = 8 * 1024 * 1024  # what the kernel's buffers may accept without XNAT reading a byte
 
 
 @dataclass
@@ -90,8 +91,8 @@ class TransferEngine:
         self._budget = budget
         self._on_progress = on_progress
         self._exist_ok = exist_ok
-        self._failed_in_a_row: list[list[FileResult]] = []
         self.xnat_unavailable = False
+        self.auth_error: XnatAuthError | None = None  # XNAT refused the service account: stop
         self.out_of_time = False
         self._batches = 0
 
@@ -130,9 +131,9 @@ class TransferEngine:
     def run(self, work: Sequence[WorkItem]) -> str:
         """Send everything there is time for; files not started stay `pending`. Returns the mode.
 
-        Stops starting transfers when the time budget runs out, or when XNAT has failed
-        `UNAVAILABLE_AFTER` transfers in a row after their retries (`xnat_unavailable`): hammering
-        a server that is down only delays the result; the job is tried again later.
+        Stops starting transfers when the time budget runs out, or when a transfer failed after its
+        retries and XNAT no longer answers at all (`xnat_unavailable`): hammering a server that is
+        down only delays the result; the job is tried again later.
         """
         zipped, single, mode = self.plan(work)
         for send, size in self._sends(zipped, single):
@@ -145,7 +146,7 @@ class TransferEngine:
 
     @property
     def _stopped(self) -> bool:
-        return self.xnat_unavailable or self.out_of_time
+        return self.xnat_unavailable or self.out_of_time or self.auth_error is not None
 
     def _sends(self, zipped: list[WorkItem], single: list[WorkItem]) -> Iterator[tuple[Callable[[], None], int]]:
         """Each unit of work with its size; zip batches are formed one at a time, so each is sized
@@ -165,21 +166,24 @@ class TransferEngine:
             yield (lambda i=item: self._send_single(i)), item.source.size
 
     def _note_outcome(self, error: XnatUploadError | None, files: Sequence[FileResult] = ()) -> None:
-        """Count transfers in a row that XNAT failed even after retries (down, 5xx, timeouts).
-
-        When they reach `UNAVAILABLE_AFTER`, XNAT is unavailable: those files failed through no
-        fault of their own, so they go back to `pending` with the rest, for the job's next try.
-        """
+        """After a transfer: a refused service account stops everything (every later transfer would
+        be refused too). A transfer that XNAT failed even after its retries (no answer, 429, 5xx) asks
+        XNAT once more, cheaply and without retries: no answer means XNAT is unavailable, and those
+        files failed through no fault of their own (back to `pending`, with the rest, for the job's
+        next try); an answer means the failure was that transfer's own (a file XNAT refuses)."""
+        if isinstance(error, XnatAuthError):
+            self.auth_error = self.auth_error or error
         if not (isinstance(error, XnatError) and error.retryable):
-            self._failed_in_a_row = []
             return
-        self._failed_in_a_row.append(list(files))
-        if len(self._failed_in_a_row) >= UNAVAILABLE_AFTER:
-            self.xnat_unavailable = True
-            for group in self._failed_in_a_row:
-                for file in group:
-                    file.status, file.error, file.error_code = FileStatus.PENDING, None, None
-            self._failed_in_a_row = []
+        try:
+            answers = self._xnat.answers(self._experiment, self._scan, self._resource)
+        except TimeBudgetExceededError:
+            self.out_of_time, answers = True, False  # cannot tell: the next invocation tries them again
+        if answers:
+            return
+        self.xnat_unavailable = self.xnat_unavailable or not self.out_of_time
+        for file in files:
+            file.status, file.error, file.error_code = FileStatus.PENDING, None, None
 
     def _send_single(self, item: WorkItem, overwrite: bool | None = None) -> None:
         if item.source.size == 0:
@@ -197,8 +201,10 @@ class TransferEngine:
             bodies.append(body)
             return body
 
-        def on_retry(_: int) -> None:
-            file.put_unconfirmed = True  # the failed attempt before this one may have written bytes
+        def after_failed_attempt(may_have_stored: bool) -> None:
+            # Bytes of ours may lie on XNAT's disk only if the attempt sent some and XNAT could have kept them.
+            if may_have_stored and bodies and bodies[-1].bytes_read:
+                file.put_unconfirmed = True
 
         started = time.monotonic()
         file = item.file
@@ -206,16 +212,18 @@ class TransferEngine:
         try:
             file.url = self._xnat.upload_file_to_xnat(
                 self._experiment, self._scan, self._resource, item.file.path, open_body,
-                overwrite=item.overwrite if overwrite is None else overwrite, retry_hook=on_retry,
+                overwrite=item.overwrite if overwrite is None else overwrite, on_failed_attempt=after_failed_attempt,
             )  # fmt: skip
         except XnatDuplicateError as exc:
             duplicate = exc  # XNAT kept what it had: this answer wrote nothing of ours
         except TimeBudgetExceededError:
             self.out_of_time = True  # not finished: stays `pending`, the job continues it
-            file.put_unconfirmed = file.put_unconfirmed or bool(bodies)
-            self._budget.record(sum(b.bytes_read for b in bodies), time.monotonic() - started)
+            # Cut before XNAT answered: the time counts, and of the bytes only what socket buffers could
+            # not have swallowed (a hung XNAT takes a small file whole without reading it), so that a
+            # file that can never make it in one invocation shows as such.
+            read = sum(b.bytes_read for b in bodies)
+            self._budget.record(max(0, read - SOCKET_BUFFERS_BYTES), time.monotonic() - started)
         except XnatUploadError as exc:
-            file.put_unconfirmed = file.put_unconfirmed or bool(bodies)
             file.fail(FileStatus.FAILED, _cause(exc))
             self._note_outcome(exc, [file])
         else:
@@ -250,9 +258,13 @@ class TransferEngine:
             bodies.append(body)
             return body
 
-        def on_retry(_: int) -> None:
-            for item in batch:  # the failed attempt may have unpacked any entry onto XNAT's disk
-                item.file.put_unconfirmed = True
+        def after_failed_attempt(may_have_stored: bool) -> None:
+            if not may_have_stored or not bodies:
+                return
+            streamed = {digest.name for digest in bodies[-1].digests}
+            for item in batch:  # entries sent whole may have been unpacked onto XNAT's disk
+                if item.file.path in streamed:
+                    item.file.put_unconfirmed = True
 
         if overwrite is None:
             overwrite = any(w.overwrite for w in batch)
@@ -261,7 +273,8 @@ class TransferEngine:
         try:
             self._xnat.upload_file_to_xnat(
                 self._experiment, self._scan, self._resource, name, open_body,
-                overwrite=overwrite, retry_hook=on_retry, extract=True, content_type="application/zip",
+                overwrite=overwrite, on_failed_attempt=after_failed_attempt, extract=True,
+                content_type="application/zip",
             )  # fmt: skip
         except XnatDuplicateError as exc:
             kept = set(exc.duplicates)  # entries XNAT kept; the others were written
@@ -269,14 +282,16 @@ class TransferEngine:
             self.out_of_time = True
             for item in batch:
                 item.file.attempts += len(bodies)
-                item.file.put_unconfirmed = item.file.put_unconfirmed or bool(bodies)
-            self._budget.record(sum(_sent_bytes(b) for b in bodies), time.monotonic() - started)
+            self._budget.record(0, time.monotonic() - started)  # nothing confirmed, as for a single file
             return
         except XnatUploadError as exc:
             for item in batch:
-                item.file.fail(FileStatus.FAILED, _cause(exc))
                 item.file.attempts += len(bodies)
-                item.file.put_unconfirmed = item.file.put_unconfirmed or bool(bodies)
+            if len(batch) > 1 and _points_at_the_content(exc):
+                self._split(batch, exc)
+                return
+            for item in batch:
+                item.file.fail(FileStatus.FAILED, _cause(exc))
             self._note_outcome(exc, [item.file for item in batch])
             return
         finally:
@@ -295,6 +310,17 @@ class TransferEngine:
         self._budget.record(sum(w.source.size for w in batch), time.monotonic() - started)
         if kept:
             self._resolve_duplicates([w for w in batch if w.file.path in kept], digests)
+
+    def _split(self, batch: Sequence[WorkItem], exc: XnatUploadError) -> None:
+        """A batch XNAT refused for its content: send each half on its own, down to single files,
+        so that only the file XNAT refuses fails (a handful of extra PUTs, not a failed batch)."""
+        middle = len(batch) // 2
+        for half in (batch[:middle], batch[middle:]):
+            size = sum(item.source.size for item in half)
+            if self._stopped or not self._budget.allows(size):
+                self.out_of_time = self.out_of_time or not self.xnat_unavailable
+                return  # the rest stays pending
+            self._send_batch(half)
 
     # -- the integrity rule ------------------------------------------------------------------
 
@@ -385,10 +411,12 @@ class TransferEngine:
         not `failed` (probably there). They stay `pending` with their MD5, and the job's next
         invocation settles them from its listing without sending them again."""
         for item in items:
-            item.file.status = FileStatus.PENDING
-            item.file.error = f"sent, not yet verified: {exc.message}"
+            item.file.status, item.file.url = FileStatus.PENDING, None
+            item.file.error = f"sent to XNAT but not verified yet ({exc.message})"
             item.file.error_code = None
-        if isinstance(exc, TimeBudgetExceededError):
+        if isinstance(exc, XnatAuthError):
+            self.auth_error = self.auth_error or exc
+        elif isinstance(exc, TimeBudgetExceededError):
             self.out_of_time = True
         elif isinstance(exc, XnatError) and exc.retryable:
             self.xnat_unavailable = True
@@ -435,10 +463,6 @@ def _kept_existing(file: FileResult, message: str) -> None:
     file.error_code = XnatDuplicateError.error_code
 
 
-def _sent_bytes(body: StoredZipBody) -> int:
-    return sum(d.size for d in body.digests)
-
-
 def _too_large(size: int, budget: TimeBudget) -> TransferTooLargeError:
     rate = budget.throughput.rate or 0.0
     return TransferTooLargeError(
@@ -452,6 +476,17 @@ def _per_second(rate: float) -> str:
         if rate >= scale:
             return f"{rate / scale:.1f} {unit}"
     return f"{rate:.0f} B/s"
+
+
+def _points_at_the_content(exc: XnatUploadError) -> bool:
+    """XNAT refused what was sent (a 500 from its own processing, a 4xx), or one object changed: a
+    smaller batch may pass. Not XNAT being unreachable or overloaded (no answer, 429, 502-504),
+    which splitting would only hammer, nor a refused session (401, 403)."""
+    if isinstance(_cause(exc), SourceChangedError):
+        return True
+    if not isinstance(exc, XnatError) or exc.status is None:
+        return False
+    return exc.status == 500 or (400 <= exc.status < 500 and exc.status not in (401, 403, 429))
 
 
 def _cause(exc: XnatUploadError) -> XnatUploadError:

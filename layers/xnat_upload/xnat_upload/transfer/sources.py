@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ class SourceObject:
 
 
 LIST_MIN_KEYS = 32  # from this many files, listing the prefix is cheaper than a HEAD per object
+HASH_BLOCK_SIZE = 1024 * 1024  # what computing an object's MD5 holds in memory at a time
 
 
 def find_objects(s3: S3Client, bucket: str, keys: dict[str, str]) -> dict[str, SourceObject | None]:
@@ -94,7 +96,7 @@ def head_objects(
 
 def _source(path: str, key: str, meta: dict[str, Any]) -> SourceObject:
     etag = meta.get("ETag", "")
-    match = _PLAIN_MD5_ETAG.match(etag)
+    match = _PLAIN_MD5_ETAG.fullmatch(etag)
     # With SSE-KMS or multipart uploads the ETag is not the content's MD5.
     plain = match is not None and meta.get("ServerSideEncryption") in (None, "AES256")
     return SourceObject(path, key, int(meta.get("ContentLength", 0)), etag, match.group(1) if plain else None)
@@ -143,3 +145,31 @@ class SourceStream:
 
     def close(self) -> None:
         self._object.close()
+
+
+def object_md5(
+    s3: S3Client, bucket: str, source: SourceObject, keep_going: Callable[[], bool] = lambda: True
+) -> str | None:
+    """The object's MD5, from one streamed GET pinned to the validated ETag (one block in memory).
+
+    For objects whose ETag is not their MD5 (multipart uploads, SSE-KMS). None when `keep_going`
+    turned false before the end (out of time); a changed or vanished object raises
+    `SourceChangedError`, a passing S3 failure `SourceReadError`.
+    """
+    stream = SourceStream(s3, bucket, source)
+    digest = hashlib.md5(usedforsecurity=False)
+    size = 0
+    try:
+        while keep_going():
+            block = stream.read(HASH_BLOCK_SIZE)
+            if not block:
+                break
+            digest.update(block)
+            size += len(block)
+        else:
+            return None
+    finally:
+        stream.close()
+    if size != source.size:
+        raise SourceChangedError(f"S3 object for {source.path!r} has {size} bytes, {source.size} were validated")
+    return digest.hexdigest()

@@ -10,13 +10,15 @@ Example::
         url = xnat.upload_file_to_xnat(experiment, "1", "NIFTI", "seg/a.nii.gz", open_body)
 
 Every call checks its status; transient failures (connection errors, timeouts, 429, 5xx) are
-retried with backoff, and a 401 re-logs-in once. Nothing here logs a header or a cookie.
+retried with backoff for a time window, and a 401 re-logs-in once (a refused re-login ends the
+client's work: nothing is sent after it). With a time budget, every request has an absolute
+deadline that holds even against a server trickling bytes (`deadline.py`). Nothing here logs a
+header or a cookie, and text taken from XNAT's answers is redacted (`redaction.py`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -24,8 +26,9 @@ from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
+import urllib3
 
+from .. import safe_json
 from ..exceptions import (
     ExperimentNotFoundError,
     ProjectNotFoundError,
@@ -36,7 +39,9 @@ from ..exceptions import (
     XnatUploadError,
 )
 from ..observability import logger
+from ..redaction import redact, register_credentials
 from . import urls
+from .deadline import CallDeadline, DeadlineAdapter
 from .models import Experiment, RemoteFile
 from .retry import RetryPolicy
 
@@ -69,17 +74,19 @@ class XnatClient:
         no call (its timeouts included) can end after the point where the result must be written."""
         self.base_url = base_url.rstrip("/")
         self._credentials = (username, password)
+        register_credentials(username, password)  # XNAT's error pages may echo them: never pass them on
         self._timeout = timeout
         self._retry = retry or RetryPolicy()
         self._deadline_margin = deadline_margin
         self._session = requests.Session()
         self._session.verify = verify  # TLS is always verified; a CA bundle path may replace the default store
         self._session.headers["User-Agent"] = USER_AGENT
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
+        adapter = DeadlineAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
         self._session.mount("https://", adapter)
         self._session.mount("http://", adapter)
         self._login_lock = threading.Lock()
         self._session_generation = 0
+        self._auth_failure: str | None = None  # set once a re-login failed: no request is sent after it
         self.requests_made = 0
         self.retries = 0
 
@@ -103,17 +110,25 @@ class XnatClient:
         def attempt() -> requests.Response:
             return self._send("POST", "/data/JSESSION", auth=self._credentials)
 
-        response = self._with_retries(attempt, "log in to XNAT")
+        response, retried = self._with_retries(attempt, "log in to XNAT")
         if response.status_code in (401, 403):
             raise XnatAuthError("XNAT rejected the service credentials", response.status_code)
         if response.status_code == 429 or response.status_code >= 500:
             # XNAT is down or overloaded: not a credentials problem, and a re-run may succeed.
             raise XnatError(
-                f"could not log in to XNAT: it answered {response.status_code}{_error_detail(response)}",
+                f"could not log in to XNAT: it answered {response.status_code}{_error_detail(response)}{retried}",
                 response.status_code,
             )
         if response.status_code != 200 or "JSESSIONID" not in self._session.cookies:
             raise XnatAuthError(f"XNAT login answered {response.status_code} without a session", response.status_code)
+        if not _SESSION_ID.fullmatch(response.content[:300].strip().decode("latin-1")):
+            # XNAT answers the bare session id; a page here is a single sign-on or login page in front of
+            # XNAT that set a cookie of its own: later calls would get that page instead of JSON.
+            raise XnatAuthError(
+                "XNAT's login answered 200 with a page instead of a session id: a single sign-on or login page "
+                "stands in front of XNAT's REST API; the service account needs a route that accepts HTTP Basic auth",
+                response.status_code,
+            )
         self._session_generation += 1
 
     def logout(self) -> None:
@@ -124,58 +139,128 @@ class XnatClient:
             self._send("DELETE", "/data/JSESSION")
         self._session.cookies.clear()
 
+    @property
+    def auth_failed(self) -> bool:
+        """XNAT refused the service account when the session was renewed: this client is done."""
+        return self._auth_failure is not None
+
     def _relogin(self, generation: int) -> None:
-        """Re-login once per expired session, even when several workers notice at the same time."""
+        """Re-login once per expired session, even when several workers notice at the same time.
+
+        A refused re-login is final for this client: after a password rotation every later call
+        would fail its own login, and each failed login counts towards locking the account.
+        """
         with self._login_lock:
-            if generation == self._session_generation:
-                self._session.cookies.clear()
+            self._refuse_after_auth_failure()
+            if generation != self._session_generation:
+                return
+            self._session.cookies.clear()
+            try:
                 self.login()
+            except XnatAuthError as exc:
+                self._auth_failure = (
+                    f"XNAT refused the service account when the session was renewed ({exc.message}); "
+                    "no further XNAT calls in this job"
+                )
+                raise XnatAuthError(self._auth_failure, exc.status) from exc
+
+    def _refuse_after_auth_failure(self) -> None:
+        if self._auth_failure is not None:
+            raise XnatAuthError(self._auth_failure, 401)
 
     # -- transport ---------------------------------------------------------------------------
 
     def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        timeout = self._attempt_timeout(method, path)
+        """One HTTP request, over by the call deadline whatever the server does.
+
+        Socket timeouts catch a silent server; the `CallDeadline` catches one that trickles bytes
+        in either direction (it shuts the socket down when the time budget, minus the margin kept
+        for writing the result, runs out). A request cut that way is `TimeBudgetExceededError`.
+        """
+        try:
+            self._refuse_after_auth_failure()  # fails fast, nothing sent
+            left = self._time_left(method, path)
+        except XnatUploadError as exc:
+            raise _not_sent(exc) from exc.__cause__
+        timeout = self._timeout if left is None else tuple(min(t, left) for t in self._timeout)
+        deadline = CallDeadline(left) if left is not None else None
         self.requests_made += 1
         try:
-            # No redirects: a consumed streaming body cannot be sent again to another URL.
-            return self._session.request(method, self.base_url + path, timeout=timeout, allow_redirects=False, **kwargs)
-        except requests.RequestException as exc:
-            raise XnatError(f"{method} {_redact(path)} failed: {type(exc).__name__}") from exc
+            with deadline or contextlib.nullcontext():
+                # No redirects: a consumed streaming body cannot be sent again to another URL.
+                response = self._session.request(
+                    method, self.base_url + path, timeout=timeout, allow_redirects=False, **kwargs
+                )
+        except Exception as exc:
+            if deadline is not None and deadline.expired:
+                raise self._cut(method, path, left) from exc
+            if isinstance(exc, requests.RequestException):
+                raise XnatError(f"{method} {_redact(path)} failed: {type(exc).__name__}") from exc
+            raise
+        if deadline is not None and deadline.expired:
+            # A socket shut down mid-answer can look like an answer that ended (headers or body cut
+            # short at EOF): anything that finished after the deadline is not trusted.
+            raise self._cut(method, path, left)
+        return response
 
-    def _attempt_timeout(self, method: str, path: str) -> tuple[float, float]:
-        """The configured timeouts, shortened so the call cannot outlive the time budget."""
+    @staticmethod
+    def _cut(method: str, path: str, left: float | None) -> TimeBudgetExceededError:
+        return TimeBudgetExceededError(
+            f"{method} {_redact(path)} was cut at the deadline: XNAT had not answered "
+            f"within the {left or 0:.1f} s the time budget left for it"
+        )
+
+    def _time_left(self, method: str, path: str) -> float | None:
+        """Seconds this call may take: until the time budget's deadline minus the margin kept for
+        writing the result (None without a time budget)."""
         remaining = self._retry.remaining_seconds
         if remaining is None:
-            return self._timeout
+            return None
         left = remaining() - self._deadline_margin
         if left <= 0:
             raise TimeBudgetExceededError(f"no time left for {method} {_redact(path)} before the deadline")
-        connect, read = self._timeout
-        return (min(connect, left), min(read, left))
+        return left
 
-    def _with_retries(self, attempt: Callable[[], requests.Response], what: str) -> requests.Response:
-        """Run `attempt` until it answers something final; retries re-run it from scratch."""
+    def _with_retries(self, attempt: Callable[[], requests.Response], what: str) -> tuple[requests.Response, str]:
+        """Run `attempt` until it answers something final; retries re-run it from scratch.
+
+        Transient failures (connection errors, timeouts, 429, 5xx) are retried within the retry
+        window and the time budget. Returns the last answer and, when it is still a transient
+        failure, a note saying how long it was retried (for the error message).
+        """
+        started = self._retry.clock()
         tries = 0
         while True:
             try:
                 response = attempt()
             except XnatError as exc:
-                self._note_retry(what, tries, exc.message)
-                if not self._retry.wait(tries):
-                    raise XnatError(f"could not {what}: {exc.message}") from exc
-                tries += 1
-                continue
-            if response.status_code == 429 or response.status_code >= 500:
-                self._note_retry(what, tries, f"XNAT answered {response.status_code}")
-                if self._retry.wait(tries):
+                if not exc.retryable:  # e.g. the service account refused: final
+                    raise
+                if self._retry_again(what, tries, started, exc.message):
                     tries += 1
                     continue
-            return response
+                raise XnatError(f"could not {what}: {exc.message}{self._gave_up(tries, started)}") from exc
+            if response.status_code == 429 or response.status_code >= 500:
+                if self._retry_again(what, tries, started, f"XNAT answered {response.status_code}"):
+                    tries += 1
+                    continue
+                return response, self._gave_up(tries, started)
+            return response, ""
 
-    def _note_retry(self, what: str, tries: int, reason: str) -> None:
-        if tries < self._retry.max_retries:
-            self.retries += 1
-            logger.warning("XNAT call failed; retrying", extra={"call": what, "attempt": tries + 1, "reason": reason})
+    def _retry_again(self, what: str, tries: int, started: float, reason: str) -> bool:
+        """Wait before the next attempt, if the retry window and the time budget allow one."""
+        pause = self._retry.pause_before(tries, started, reserve=self._deadline_margin)
+        if pause is None:
+            return False
+        self.retries += 1
+        logger.warning("XNAT call failed; retrying", extra={"call": what, "attempt": tries + 1, "reason": reason})
+        self._retry.sleep(pause)
+        return True
+
+    def _gave_up(self, tries: int, started: float) -> str:
+        if not tries:
+            return ""
+        return f" (after {tries + 1} attempts in {self._retry.clock() - started:.1f} s)"
 
     def request(
         self,
@@ -187,24 +272,32 @@ class XnatClient:
         params: Mapping[str, str] | None = None,
         open_body: Callable[[], Body] | None = None,
         headers: Mapping[str, str] | None = None,
-        retry_hook: Callable[[int], None] | None = None,
+        on_failed_attempt: Callable[[bool], None] | None = None,
     ) -> requests.Response:
-        """One logical call: retries transient failures, re-logs-in once on 401, checks the status."""
+        """One logical call: retries transient failures, re-logs-in once on 401, checks the status.
+
+        `on_failed_attempt(may_have_stored)` is told after every attempt that did not answer one of
+        `ok`, whether XNAT could have written what it was sent (see `may_have_stored`): a caller that
+        uploads needs to know whose bytes may lie on XNAT's disk.
+        """
         ok = tuple(ok)
         relogged = False
-        attempts = 0
 
         def attempt() -> requests.Response:
-            nonlocal attempts
-            if attempts and retry_hook is not None:
-                retry_hook(attempts)
-            attempts += 1
             body = open_body() if open_body is not None else None
-            return self._send(method, path, params=params, data=_as_blocks(body), headers=headers)
+            try:
+                response = self._send(method, path, params=params, data=_as_blocks(body), headers=headers)
+            except Exception as exc:
+                if on_failed_attempt is not None and not getattr(exc, "not_sent", False):
+                    on_failed_attempt(may_have_stored(exc))
+                raise
+            if response.status_code not in ok and on_failed_attempt is not None:
+                on_failed_attempt(may_have_stored(response))
+            return response
 
         while True:
             generation = self._session_generation
-            response = self._with_retries(attempt, what)
+            response, retried = self._with_retries(attempt, what)
             if response.status_code == 401 and not relogged:
                 relogged = True
                 self._relogin(generation)
@@ -214,7 +307,33 @@ class XnatClient:
             detail = _error_detail(response)
             if response.status_code == 401:
                 raise XnatAuthError(f"could not {what}: XNAT answered 401{detail}", 401)
-            raise XnatError(f"could not {what}: XNAT answered {response.status_code}{detail}", response.status_code)
+            raise XnatError(
+                f"could not {what}: XNAT answered {response.status_code}{detail}{retried}", response.status_code
+            )
+
+    def _json(self, response: requests.Response, what: str) -> Any:
+        """An answer XNAT sends as JSON. An HTML login page instead means the session is not honoured
+        (a single sign-on page took over): that ends the client's XNAT work like a refused re-login."""
+        try:
+            return safe_json.loads(response.content)
+        except ValueError as exc:
+            if _is_login_page(response):
+                self._auth_failure = (
+                    f"XNAT answered a login page instead of the {what} (a single sign-on or login page stands "
+                    "in front of XNAT's REST API); no further XNAT calls in this job"
+                )
+                raise XnatAuthError(self._auth_failure, response.status_code) from exc
+            raise XnatError(f"unexpected {what} from XNAT: {type(exc).__name__}") from exc
+
+    def _result_rows(self, response: requests.Response, what: str) -> list[dict[str, Any]]:
+        document = self._json(response, what)
+        try:
+            rows = document["ResultSet"]["Result"]
+        except (KeyError, TypeError) as exc:
+            raise XnatError(f"unexpected {what} from XNAT: {type(exc).__name__}") from exc
+        if not isinstance(rows, list):
+            raise XnatError(f"unexpected {what} from XNAT: Result is a {type(rows).__name__}, not a list")
+        return [row for row in rows if isinstance(row, dict)]
 
     # -- lookups -----------------------------------------------------------------------------
 
@@ -223,7 +342,7 @@ class XnatClient:
         response = self.request(
             "GET", "/data/projects", "list projects", params={"format": "json", "secondary_ID": secondary_id}
         )
-        rows = _result_rows(response)
+        rows = self._result_rows(response, "list projects")
         matches = [row["ID"] for row in rows if row.get("secondary_ID") == secondary_id and row.get("ID")]
         if not matches:
             raise ProjectNotFoundError(f"no XNAT project has secondary ID {secondary_id!r}")
@@ -237,11 +356,20 @@ class XnatClient:
         response = self.request("GET", path, "find the experiment", ok=(200, 404), params={"format": "json"})
         if response.status_code == 404:
             raise ExperimentNotFoundError(f"no experiment labelled {label!r} in XNAT project {project_id!r}")
+        document = self._json(response, "experiment document")
         try:
-            fields = response.json()["items"][0]["data_fields"]
-            return Experiment(project_id, fields["subject_ID"], fields["ID"], fields.get("label", label))
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            fields = document["items"][0]["data_fields"]
+            experiment = Experiment(project_id, fields["subject_ID"], fields["ID"], fields.get("label", label))
+        except (KeyError, IndexError, TypeError) as exc:
             raise XnatError(f"unexpected experiment document from XNAT: {type(exc).__name__}") from exc
+        if experiment.label != label:
+            # XNAT also finds a session by its ID: a job naming it that way would get a message group of
+            # its own and write into the same resource as the jobs naming it by its label.
+            raise ExperimentNotFoundError(
+                f"{label!r} is the XNAT ID of the session labelled {experiment.label!r}: accession_id must be "
+                "the session's label"
+            )
+        return experiment
 
     # -- scan and resource -------------------------------------------------------------------
 
@@ -280,6 +408,16 @@ class XnatClient:
             self._scan_path(experiment, scan_id, "resources", resource_id) + "/files/" + urls.file_path(relative_path)
         )
 
+    def answers(self, experiment: Experiment, scan_id: str, resource_id: str) -> bool:
+        """One request, no retries: does XNAT answer at all (the resource's listing, which any 2xx-4xx
+        answer counts for)? Tells "XNAT is down" from "XNAT refused this one transfer"."""
+        path = self._scan_path(experiment, scan_id, "resources", resource_id, "files")
+        try:
+            response = self._send("GET", path, params={"format": "json"})
+        except XnatError:
+            return False
+        return response.status_code != 429 and response.status_code < 500
+
     def list_resource_files(self, experiment: Experiment, scan_id: str, resource_id: str) -> dict[str, RemoteFile]:
         """One listing instead of a download per file; keyed by path relative to the resource."""
         path = self._scan_path(experiment, scan_id, "resources", resource_id, "files")
@@ -287,7 +425,7 @@ class XnatClient:
         if response.status_code == 404:
             return {}
         files: dict[str, RemoteFile] = {}
-        for row in _result_rows(response):
+        for row in self._result_rows(response, "listing"):
             relative = _relative_path_from_uri(row.get("URI", ""))
             if relative is None:
                 continue
@@ -313,17 +451,17 @@ class XnatClient:
         open_body: Callable[[], Body],
         *,
         overwrite: bool = False,
-        retry_hook: Callable[[int], None] | None = None,
+        on_failed_attempt: Callable[[bool], None] | None = None,
         extract: bool = False,
         content_type: str = "application/octet-stream",
     ) -> str:
         """Stream one body into the resource; returns the file's clean URL.
 
         `open_body` is called once per attempt, so a retry never re-sends a consumed stream.
-        `retry_hook(n)` runs before attempt n + 1: an attempt that failed may still have written
-        its bytes to XNAT's disk (its catalog conflict), which the caller must know to decide
-        about `overwrite` later. Retries never add `overwrite=true` on their own: a `duplicates`
-        answer is returned to the caller (XnatDuplicateError) to resolve.
+        `on_failed_attempt(may_have_stored)` follows every failed attempt: one that failed late may
+        still have written its bytes to XNAT's disk (its catalog conflict), which the caller must
+        know to decide about `overwrite` later. Retries never add `overwrite=true` on their own: a
+        `duplicates` answer is returned to the caller (XnatDuplicateError) to resolve.
         """
         params = {"inbody": "true"}
         if overwrite:
@@ -338,14 +476,42 @@ class XnatClient:
             params=params,
             open_body=open_body,
             headers={"Content-Type": content_type},
-            retry_hook=retry_hook,
+            on_failed_attempt=on_failed_attempt,
         )
         duplicates = _duplicates(response)
         if duplicates:
             raise XnatDuplicateError(
-                f"XNAT kept its existing copy of {duplicates} and ignored the upload", response.status_code, duplicates
+                redact(f"XNAT kept its existing copy of {duplicates} and ignored the upload"),
+                response.status_code,
+                duplicates,
             )
         return self.file_url(experiment, scan_id, resource_id, relative_path)
+
+
+def _not_sent(exc: XnatUploadError) -> XnatUploadError:
+    """Mark an error raised before a request went out: nothing of it can be on XNAT's disk."""
+    exc.not_sent = True  # type: ignore[attr-defined]
+    return exc
+
+
+def may_have_stored(outcome: requests.Response | BaseException) -> bool:
+    """Could a failed attempt have left what it sent on XNAT's disk?
+
+    Yes after a 500 (XNAT's catalog conflict writes the bytes first), a 502 or 504 (a proxy gave up
+    waiting; XNAT may have finished), and a connection cut or a timeout once the request went out.
+    No after an answer that refuses before storing (401, 403, 429, 503 and the other 4xx) or a
+    connection that was never made.
+    """
+    if isinstance(outcome, requests.Response):
+        return outcome.status_code in (500, 502, 504)
+    cause: BaseException | None = outcome
+    while cause is not None:
+        if isinstance(cause, requests.exceptions.ConnectTimeout | urllib3.exceptions.NewConnectionError):
+            return False
+        if isinstance(cause, requests.exceptions.ConnectionError) and "refused" in str(cause).lower():
+            return False
+        cause = cause.__cause__ or cause.__context__
+    return True
 
 
 class _Blocks:
@@ -366,12 +532,18 @@ def _as_blocks(body: Body | None) -> Body | _Blocks | None:
     return _Blocks(body) if body is not None and hasattr(body, "__iter__") else body
 
 
-def _result_rows(response: requests.Response) -> list[dict[str, Any]]:
-    try:
-        rows = response.json()["ResultSet"]["Result"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise XnatError(f"unexpected listing from XNAT: {type(exc).__name__}") from exc
-    return [row for row in rows if isinstance(row, dict)]
+# What POST /data/JSESSION answers: the bare session id (Tomcat: hex, maybe with a ".route" suffix).
+_SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~+/=-]{7,255}")
+# An HTML page asking someone to log in (an SSO or login page answering instead of XNAT).
+_LOGIN_PAGE = re.compile(
+    rb"""(?i)type\s*=\s*["']?password|\blog\s?in\b|\bsign\s?in\b|\bsaml|\bopenid|\boauth|\bsso\b"""
+)
+
+
+def _is_login_page(response: requests.Response) -> bool:
+    head = response.content[:65536]
+    html = b"<html" in head[:1024].lower() or head.lstrip()[:15].lower().startswith(b"<!doctype html")
+    return html and _LOGIN_PAGE.search(head) is not None
 
 
 # Anchored on the resource: a scan or resource called "files" must not be taken for the marker.
@@ -395,21 +567,25 @@ def _duplicates(response: requests.Response) -> list[str]:
     if not text.startswith("{"):
         return []
     try:
-        document = json.loads(text)
+        document = safe_json.loads(text)
     except ValueError:
         return []
     duplicates = document.get("duplicates") if isinstance(document, dict) else None
-    return [str(d) for d in duplicates] if isinstance(duplicates, list) else []
+    return [str(d) for d in duplicates] if isinstance(duplicates, list) else []  # matched to paths: not redacted
 
 
 def _error_detail(response: requests.Response, limit: int = 300) -> str:
-    """A short, safe excerpt of an error body (XNAT puts the message in an HTML <h3>)."""
-    text = response.text or ""
+    """A short, safe excerpt of an error body (XNAT puts the message in an HTML <h3>).
+
+    Redacted before and after it is cut to one line: XNAT's and proxies' error pages can echo the
+    request's headers and cookies (session id, Basic credentials).
+    """
+    text = redact(response.text or "")
     start = text.find("<h3>")
     if start >= 0:
         end = text.find("</h3>", start)
         text = text[start + 4 : end if end > 0 else None]
-    text = " ".join(text.split())[:limit]
+    text = redact(" ".join(text.split()))[:limit]
     return f": {text}" if text else ""
 
 
