@@ -24,6 +24,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 import sys
 import time
@@ -89,6 +90,10 @@ class Row:
     lost: int = 0
     invocations: int = 0  # worker invocations of the first run (continuations and XNAT retries + 1)
     conflicts: int = 0  # catalog conflicts XNAT answered during the first run
+    longest: float = 0.0  # the first run's longest worker invocation, seconds
+    timeout: float = 0.0  # the worker's function timeout in that run
+    overruns: int = 0  # invocations that outlived it (Lambda would have killed them, result unwritten)
+    secrets: int = 0  # secrets found in what the jobs wrote (results, progress): must be 0
     after: str = ""
     lost_after: int = 0
     seconds: float = 0.0
@@ -119,6 +124,26 @@ def _another_writer(run: Run, path_contains: str) -> None:
     """Someone outside the service writes the catalog while the job's PUT is in flight."""
     run.stack.xnat.add_resource(DEMO_PROJECT, DEMO_ACCESSION, SCAN, RESOURCE)
     run.stack.xnat.conflict_next(path_contains=path_contains)
+
+
+def _make_big(run: Run, path: str, size: int) -> None:
+    """Give one file `size` bytes: more than loopback's socket buffers hold, so a slow reader slows the sends."""
+    data = content(f"big {path}", size)
+    run.stack.put_image("net-1", path, data)
+    for files in run.files.values():
+        if path in files:
+            files[path] = data
+
+
+def _rotate_password(run: Run) -> None:
+    """The service account's password changes and open sessions end: every re-login is refused."""
+    run.stack.xnat.change_password("rotated-Pa55word")
+    run.stack.xnat.expire_sessions()
+
+
+def _rotation_applied(run: Run) -> None:
+    """The operator puts the new password into the secret (here: the environment) before the re-run."""
+    os.environ["XNAT_SERVICE_PASSWORD"] = "rotated-Pa55word"
 
 
 def _wait_for_puts(run: Run, count: int, timeout: float = 15.0) -> None:
@@ -228,6 +253,46 @@ SCENARIOS = [
         env={"TIME_BUDGET_MARGIN_SECONDS": "3"},
         timeout_seconds=5,
     ),
+    Scenario(
+        "503 six times in a row (XNAT restarting behind a proxy)",
+        inject=lambda r: r.stack.xnat.fail_next(503, times=6, method="PUT", path_contains="/files/"),
+        env={"XNAT_MAX_RETRIES": ""},  # the default: retried for XNAT_RETRY_WINDOW_SECONDS, not counted
+    ),
+    Scenario(
+        "poison file in a zip batch (XNAT refuses it, every time)",
+        inject=lambda r: r.stack.xnat.refuse_file(r.nth(11), message="cannot read this file"),
+        repair=lambda r: r.stack.xnat.clear_faults(),
+        env={"UPLOAD_MODE": "zip"},
+    ),
+    Scenario(
+        "listing trickled at 5 bytes/s (timeout 6 s)",
+        inject=lambda r: r.stack.xnat.trickle_response_next(5, method="GET", path_contains="/files"),
+        env={"TIME_BUDGET_MARGIN_SECONDS": "3", "XNAT_READ_TIMEOUT": "120"},
+        timeout_seconds=6,
+    ),
+    Scenario(
+        "6 MiB PUT read by XNAT at 512 KiB/s (timeout 6 s)",
+        inject=lambda r: (
+            _make_big(r, r.nth(0), 6 * 1024 * 1024),
+            r.stack.xnat.read_body_slowly_next(512 * 1024, method="PUT", path_contains=r.nth(0)),
+        ),
+        env={"TIME_BUDGET_MARGIN_SECONDS": "3", "XNAT_READ_TIMEOUT": "120"},
+        timeout_seconds=6,
+    ),
+    Scenario(
+        "error pages echo the request (Authorization, cookies)",
+        inject=lambda r: (
+            r.stack.xnat.echo_requests_in_errors(),
+            r.stack.xnat.fail_next(500, times=10, method="PUT", path_contains=r.nth(2), body="Internal error"),
+            r.stack.xnat.fail_next(403, times=1, method="PUT", path_contains=r.nth(5), body="CSRF check failed"),
+        ),
+        repair=lambda r: r.stack.xnat.clear_faults(),
+    ),
+    Scenario(
+        "password rotated after 3 file PUTs",
+        inject=lambda r: r.stack.xnat.on_request(lambda: _rotate_password(r), "PUT", "/files/", skip=3),
+        repair=_rotation_applied,
+    ),
 ]
 
 
@@ -272,6 +337,9 @@ def put_all(run: Run, scenario: Scenario, row: Row | None = None) -> dict[str, d
     if row is not None:
         row.invocations = max((r.get("invocations") or 0 for r in results.values()), default=0)
         row.conflicts = stack.xnat.catalog_conflicts_count
+        row.longest = stack.worker.stats.longest_seconds
+        row.timeout = scenario.timeout_seconds
+        row.overruns = stack.worker.stats.overruns
     return results
 
 
@@ -302,12 +370,36 @@ def judge(run: Run, results: dict[str, dict[str, Any]], row: Row) -> None:
                 row.lost += 1
 
 
+def secrets_in_writes(run: Run) -> int:
+    """How many secrets appear in what the jobs wrote for readers: results and progress documents."""
+    stack = run.stack
+    secrets = [
+        stack.xnat_password,
+        os.environ.get("XNAT_SERVICE_PASSWORD", stack.xnat_password),
+        base64.b64encode(f"{stack.xnat_user}:{stack.xnat_password}".encode()).decode(),
+        "Basic ",
+        "JSESSIONID=",
+        *stack.xnat.session_ids,
+    ]
+    found = 0
+    for job in run.files:
+        for key in (f"results/{job}.json", f"results/.progress/{job}.json"):
+            try:
+                text = stack.s3().get_object(Bucket=stack.bucket, Key=key)["Body"].read().decode()
+            except stack.s3().exceptions.NoSuchKey:
+                continue
+            found += sum(secret in text for secret in secrets)
+    return found
+
+
 def run_scenario(aws: LocalAws, scenario: Scenario, count: int) -> Row:
     from xnat_upload.aws import s3_client, sqs_client
 
     aws.reset()
     with LocalStack(aws=aws) as stack:
         os.environ.update(stack.environment(**{**BASE_ENV, **scenario.env}))
+        for name in [name for name, value in scenario.env.items() if not value]:
+            os.environ.pop(name)  # "" stands for: unset, the service's default
         s3_client.cache_clear()
         sqs_client.cache_clear()
         per_job = count // scenario.jobs
@@ -322,6 +414,7 @@ def run_scenario(aws: LocalAws, scenario: Scenario, count: int) -> Row:
         started = time.monotonic()
         scenario.inject(run)
         judge(run, put_all(run, scenario, row), row)
+        row.secrets = secrets_in_writes(run)
         scenario.repair(run)
         rerun = Row(scenario.name, row.files)
         results = {}
@@ -336,9 +429,10 @@ def run_scenario(aws: LocalAws, scenario: Scenario, count: int) -> Row:
         )
         statuses = {r.get("status") for r in results.values()}
         row.lost_after = rerun.lost + missing
+        row.secrets += secrets_in_writes(run)
         row.after = f"{'/'.join(sorted(s or '?' for s in statuses))}, {row.files - missing}/{row.files} in XNAT"
         row.seconds = time.monotonic() - started
-        for name in (*BASE_ENV, *scenario.env):
+        for name in (*BASE_ENV, *scenario.env, "XNAT_SERVICE_PASSWORD"):
             os.environ.pop(name, None)
         return row
 
@@ -346,13 +440,14 @@ def run_scenario(aws: LocalAws, scenario: Scenario, count: int) -> Row:
 def table(rows: list[Row]) -> str:
     header = (
         "| fault | files | uploaded | failed | pending | skipped | lost | invocations | conflicts "
-        "| after re-run | lost after |"
+        "| longest invocation / timeout | secrets | after re-run | lost after |"
     )
-    lines = [header, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |"]
+    lines = [header, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |"]
     for r in rows:
+        deadline = f"{r.longest:.1f} / {r.timeout:g} s" + (f" ({r.overruns} OVERRAN)" if r.overruns else "")
         lines.append(
             f"| {r.fault} | {r.files} | {r.uploaded} | {r.failed} | {r.pending} | {r.skipped} | {r.lost} "
-            f"| {r.invocations} | {r.conflicts} | {r.after} | {r.lost_after} |"
+            f"| {r.invocations} | {r.conflicts} | {deadline} | {r.secrets} | {r.after} | {r.lost_after} |"
         )
     return "\n".join(lines)
 
@@ -382,9 +477,22 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             print(f"  {row.fault}: {row.seconds:.1f} s", file=sys.stderr, flush=True)
     print(table(rows))
-    bad = [r for r in rows if r.lost or r.lost_after or "succeeded" not in r.after or "/" in r.after.split(",")[0]]
+    bad = [
+        r
+        for r in rows
+        if r.lost
+        or r.lost_after
+        or r.overruns
+        or r.secrets
+        or "succeeded" not in r.after
+        or "/" in r.after.split(",")[0]
+    ]
     if bad:
-        print(f"\nFAILED: files lost or re-run incomplete in: {', '.join(r.fault for r in bad)}", file=sys.stderr)
+        print(
+            f"\nFAILED: files lost, an invocation past its deadline, a secret written or a re-run incomplete in: "
+            f"{', '.join(r.fault for r in bad)}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -49,6 +49,7 @@ class EventSourceStats:
     errors: int = 0  # invocations that raised: their whole batch came back
     overruns: int = 0  # invocations that outlived their timeout: Lambda would have killed them
     max_concurrent: int = 0
+    longest_seconds: float = 0.0  # the longest invocation, to set beside the function timeout
     errors_seen: list[str] = field(default_factory=list)
 
 
@@ -107,6 +108,7 @@ class SqsEventSource:
             self.stats.invocations += 1
             self.stats.messages += len(messages)
             self.stats.max_concurrent = max(self.stats.max_concurrent, self._running)
+        started = time.monotonic()
         try:
             response = self._handler(event, context)
         except Exception as exc:  # Lambda retries the whole batch after the visibility timeout
@@ -118,6 +120,7 @@ class SqsEventSource:
         finally:
             with self._state:
                 self._running -= 1
+                self.stats.longest_seconds = max(self.stats.longest_seconds, time.monotonic() - started)
         if context.get_remaining_time_in_millis() <= 0:
             log.warning("%s outlived its %s s timeout; Lambda would have killed it", self._name, self.function_timeout)
             with self._state:
