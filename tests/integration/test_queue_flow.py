@@ -142,6 +142,20 @@ def test_a_burst_of_jobs_never_opens_more_xnat_sessions_than_the_maximum_concurr
     assert stack.xnat.catalog_conflicts_count == 0
 
 
+def test_a_manifest_of_100000_paths_is_accepted_and_queued_as_one_small_job_message(stack: LocalStack) -> None:
+    """The default limits take a 100,000-path manifest (about 3 MB); the job message names it, never lists it."""
+    paths = [f"cohort/subject-{i:06d}/image.nii.gz" for i in range(100_000)]
+    stack.put_manifest("hundred-thousand", make_manifest(files_relative_paths_to_upload=paths))
+    assert stack.intake is not None
+
+    stack.intake.poll_once()
+
+    assert stack.read_result("hundred-thousand") is None, "not refused"
+    assert stack.read_progress("hundred-thousand")["state"] == "queued"
+    messages = stack.sqs().receive_message(QueueUrl=stack.queue_urls["jobs"], MaxNumberOfMessages=10)["Messages"]
+    assert len(messages) == 1 and len(messages[0]["Body"].encode()) < 4096
+
+
 # -- the integrity rule against a writer outside this service ----------------------------------------
 
 
