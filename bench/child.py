@@ -29,16 +29,9 @@ import time
 from typing import Any
 from urllib.parse import quote
 
+from bench.memory import proc_status
+
 MIB = 1024 * 1024
-
-
-def _status(field: str) -> int:
-    """A `VmXXX:` line of /proc/self/status, in bytes."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 def _import_time() -> dict[str, Any]:
@@ -210,7 +203,7 @@ def main() -> int:
         print("BENCH-RESULT " + json.dumps(_import_time()), flush=True)
         return 0
     run = {"service": _service, "seed": _seed, "raw": _raw, "floor": _floor}[mode](spec)
-    baseline = _status("VmRSS")
+    baseline = proc_status("VmRSS")
     profiler = None
     if spec.get("profile"):
         import cProfile
@@ -223,7 +216,7 @@ def main() -> int:
     if profiler is not None:
         profiler.disable()
         profiler.dump_stats(spec["profile"])
-    peak = _status("VmHWM")
+    peak = proc_status("VmHWM")
     out = {"seconds": seconds, "baseline_rss": baseline, "peak_rss": peak, "answer": answer}
     print("BENCH-RESULT " + json.dumps(out, default=str), flush=True)
     return 0

@@ -30,16 +30,8 @@ import time
 from dataclasses import asdict
 from typing import Any
 
+from bench.memory import proc_status
 from devserver.event_source import SqsEventSource
-
-
-def _status(field: str) -> int:
-    """A `VmXXX:` line of /proc/self/status, in bytes."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 class ProcessLock:
@@ -129,7 +121,7 @@ def main() -> int:
         idle_pause=float(spec.get("idle_pause", 0.2)),
         lock_path=spec.get("lock"),
     )
-    baseline = _status("VmRSS")
+    baseline = proc_status("VmRSS")
     print("READY", flush=True)
     source.start()
     try:
@@ -141,7 +133,7 @@ def main() -> int:
     out = {
         "function": function,
         "baseline_rss": baseline,
-        "peak_rss": _status("VmHWM"),
+        "peak_rss": proc_status("VmHWM"),
         "stats": asdict(source.stats),
     }
     print("BENCH-RESULT " + json.dumps(out), flush=True)

@@ -407,18 +407,25 @@ def test_a_session_named_by_its_xnat_id_instead_of_its_label_is_refused(stack: L
     assert stack.xnat.count("PUT") == 0, "its own message group would have made it a second writer"
 
 
-def test_a_manifest_deleted_while_its_job_runs_gets_a_result_listing_what_was_done(
-    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def queue_a_job_needing_continuations(stack: LocalStack, monkeypatch: pytest.MonkeyPatch, job_id: str) -> list[str]:
+    """8 files at 0.4 s a PUT for a 4.5 s worker (3 s margin): a few per invocation. Returns the paths."""
     monkeypatch.setenv("UPLOAD_MODE", "per_file")
     monkeypatch.setenv("TIME_BUDGET_MARGIN_SECONDS", "3")
-    files = [f"d/{i}.nii" for i in range(8)]
+    files = [f"{job_id}/{i}.nii" for i in range(8)]
     for path in files:
         stack.put_image("net-1", path, path.encode())
     stack.xnat.set_delay(0.4, method="PUT", path_contains="/files/")
     assert stack.worker is not None and stack.intake is not None
     stack.worker.function_timeout = 4.5
-    stack.put_manifest("deleted-midway", make_manifest(files_relative_paths_to_upload=files))
+    stack.put_manifest(job_id, make_manifest(files_relative_paths_to_upload=files))
+    return files
+
+
+def test_a_manifest_deleted_while_its_job_runs_gets_a_result_listing_what_was_done(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = queue_a_job_needing_continuations(stack, monkeypatch, "deleted-midway")
+    assert stack.worker is not None and stack.intake is not None
     stack.intake.poll_once()
     stack.worker.poll_once()  # the first invocation sends a few and continues
     stack.s3().delete_object(Bucket=stack.bucket, Key="manifests/deleted-midway.json")
@@ -444,15 +451,8 @@ def test_an_unversioned_bucket_is_refused_with_a_clear_result(stack: LocalStack)
 def test_a_redelivered_older_continuation_does_not_fork_the_job(
     stack: LocalStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("UPLOAD_MODE", "per_file")
-    monkeypatch.setenv("TIME_BUDGET_MARGIN_SECONDS", "3")
-    files = [f"f/{i}.nii" for i in range(8)]
-    for path in files:
-        stack.put_image("net-1", path, path.encode())
-    stack.xnat.set_delay(0.4, method="PUT", path_contains="/files/")
+    files = queue_a_job_needing_continuations(stack, monkeypatch, "forked")
     assert stack.worker is not None and stack.intake is not None
-    stack.worker.function_timeout = 4.5
-    stack.put_manifest("forked", make_manifest(files_relative_paths_to_upload=files))
     stack.intake.poll_once()
     first = stack.sqs().receive_message(QueueUrl=stack.queue_urls["jobs"], AttributeNames=["All"])["Messages"][0]
     stack.sqs().change_message_visibility(
