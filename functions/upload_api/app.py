@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from xnat_upload import Settings, safe_json
 from xnat_upload.api import upload_data_to_xnat
 from xnat_upload.aws import s3_client, sqs_client
+from xnat_upload.clipping import clip
 from xnat_upload.config import DEFAULT_MAX_MANIFEST_BYTES, DEFAULT_MAX_MANIFEST_FILES
 from xnat_upload.exceptions import (
     InternalError,
@@ -201,6 +202,9 @@ class FileEntry(BaseModel):
     error_code: str | None = None
     identical: bool | None = None
     attempts: int | None = None
+    clipped: bool | None = Field(
+        default=None, description="true when a long path or error was shortened here; the full result keeps it whole"
+    )
 
 
 class JobSummary(BaseModel):
@@ -454,10 +458,11 @@ def handle_upload_error(exc: XnatUploadError) -> Response:
 
 @app.exception_handler(RequestValidationError)
 def handle_validation_error(exc: RequestValidationError) -> Response:
-    problems = [
-        {"loc": [str(p) for p in error.get("loc", ())], "msg": str(error.get("msg", ""))} for error in exc.errors()
+    problems = [  # a field's name is the client's text, of any length: quote it clipped
+        {"loc": [clip(str(p), 100) for p in error.get("loc", ())], "msg": clip(str(error.get("msg", "")), 200)}
+        for error in exc.errors()[:20]
     ]
-    return _error_response(InvalidRequestError("the request does not match the schema"), problems=problems[:20])
+    return _error_response(InvalidRequestError("the request does not match the schema"), problems=problems)
 
 
 @app.not_found

@@ -461,3 +461,43 @@ def test_a_finished_job_lists_its_problem_files_page_by_page(api: str, stack: Lo
 
     assert [len(p) for p in pages] == [10, 10, 5]
     assert [path for page in pages for path in page] == missing_later, "every problem file once, in order"
+
+
+# -- answers stay small whatever the manifest quotes -------------------------------------------------
+
+ONE_MB = 1_000_000
+
+
+def test_a_status_stays_under_1_mb_when_the_refusal_quotes_a_megabyte_field_name(api: str, stack: LocalStack) -> None:
+    manifest = make_manifest(files_relative_paths_to_upload=["a.nii"])
+    manifest["x" * 1_500_000] = 1  # an unknown field: refused, and the refusal names it
+    stack.put_manifest("huge-field", manifest)
+    stack.drain()
+
+    response = requests.get(f"{api}/jobs/huge-field", timeout=30)
+
+    assert response.status_code == 200 and len(response.content) < ONE_MB
+    assert response.json()["error"]["code"] == "invalid_manifest"
+    assert len(json.dumps(stack.read_result("huge-field")["error"])) < 10_000, "the stored refusal is short too"
+
+
+def test_a_status_stays_under_1_mb_with_a_megabyte_path_and_says_what_it_clipped(api: str, stack: LocalStack) -> None:
+    long_path = "a/" * 600_000 + "x.nii"
+    stack.put_manifest("long-path", make_manifest(files_relative_paths_to_upload=[long_path]))
+    stack.drain()
+
+    response = requests.get(f"{api}/jobs/long-path", timeout=30)
+
+    assert response.status_code == 200 and len(response.content) < ONE_MB
+    (entry,) = response.json()["files"]
+    assert entry["status"] == "skipped" and entry["clipped"] is True  # refused by the schema: not attempted
+    assert entry["path"].startswith("a/a/") and "more characters" in entry["path"]
+    assert stack.read_result("long-path")["files"][0]["path"] == long_path, "the full result keeps it whole"
+
+
+def test_a_400_quotes_a_megabyte_field_name_clipped(api: str) -> None:
+    body = {**make_manifest(files_relative_paths_to_upload=["a.nii"]), "y" * 2_000_000: 1}
+
+    response = requests.post(f"{api}/jobs", json=body, timeout=60)
+
+    assert response.status_code == 400 and len(response.content) < 10_000

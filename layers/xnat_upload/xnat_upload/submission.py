@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from .clipping import clip
 from .config import Settings
 from .exceptions import JobConflictError, JobNotFoundError, ManifestError, UnversionedBucketError
 from .manifest import JobManifest, confined_keys, refusal_type
@@ -168,6 +169,8 @@ def wait_for_result(
 
 FilesFilter = Literal["problems", "all"]
 PAGE_MAX_BYTES = 900_000  # a page of files stays under 1 MB of JSON, whatever the paths and errors
+SUMMARY_TEXT_MAX_CHARS = 8_000  # the job's error message in a summary (it may quote the manifest)
+ENTRY_TEXT_MAX_CHARS = 4_096  # a file entry's path or error in a page (the full result keeps them whole)
 SUMMARY_FIELDS = (
     "job_id",
     "manifest_version",
@@ -194,14 +197,18 @@ def result_summary(
     """A finished job in under 1 MB, however many files it has: the summary, where the full result
     lies, and one page of its files (by default those not in XNAT as requested: `problems`)."""
     summary = {name: document[name] for name in SUMMARY_FIELDS if name in document}
+    error = summary.get("error")
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        summary["error"] = {**error, "message": clip(error["message"], SUMMARY_TEXT_MAX_CHARS)}
     entries = [f for f in document.get("files", []) if isinstance(f, dict)]
     if files == "problems":
         entries = [f for f in entries if not _in_place(f)]
     page: list[dict[str, Any]] = []
     size = 0
     for entry in entries[offset : offset + limit]:
+        entry = _clipped(entry)
         size += len(json.dumps(entry)) + 2
-        if page and size > PAGE_MAX_BYTES:
+        if size > PAGE_MAX_BYTES:
             break
         page.append(entry)
     following = offset + len(page)
@@ -214,6 +221,15 @@ def result_summary(
         "files": page,
         "next_offset": following if following < len(entries) else None,
     }
+
+
+def _clipped(entry: dict[str, Any]) -> dict[str, Any]:
+    """A file entry with every long text clipped (`clipped: true`): a refused path may be megabytes
+    long, and the page must stay under its limit. The full result keeps it whole."""
+    long = [name for name, value in entry.items() if isinstance(value, str) and len(value) > ENTRY_TEXT_MAX_CHARS]
+    if not long:
+        return entry
+    return {**entry, **{name: clip(entry[name], ENTRY_TEXT_MAX_CHARS) for name in long}, "clipped": True}
 
 
 def _in_place(entry: dict[str, Any]) -> bool:

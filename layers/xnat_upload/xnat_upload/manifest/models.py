@@ -9,11 +9,13 @@ from aws_lambda_powertools.utilities.parser import BaseModel, ValidationError, p
 from pydantic import AfterValidator, ConfigDict, Field, StrictBool, StringConstraints, WithJsonSchema
 
 from .. import safe_json
+from ..clipping import clip
 from ..config import DEFAULT_MAX_MANIFEST_FILES
 from ..exceptions import ManifestError
 from .paths import IDENTIFIER_PATTERN, MAX_PATH_LENGTH, RELATIVE_PATH_PATTERN
 
 FILES_FIELD = "files_relative_paths_to_upload"
+QUOTED_NAME_MAX_CHARS = 100  # an unknown field's name, quoted in the refusal, may be megabytes long
 IDENTIFIER_MAX_LENGTH = 255
 # What JSON Schema says of `.` and `..` (an identifier becomes a URL path segment): the validator below enforces it.
 NOT_DOT_SEGMENT: dict[str, Any] = {"not": {"enum": [".", ".."]}}
@@ -124,8 +126,8 @@ def decode_json(body: bytes | str) -> Any:
 def _summarise(exc: ValidationError, limit: int = 10) -> str:
     parts = []
     for error in exc.errors()[:limit]:
-        location = ".".join(str(p) for p in error["loc"]) or "manifest"
-        parts.append(f"{location}: {error['msg']}")
+        location = ".".join(clip(str(p), QUOTED_NAME_MAX_CHARS) for p in error["loc"]) or "manifest"
+        parts.append(f"{location}: {clip(str(error['msg']), QUOTED_NAME_MAX_CHARS * 2)}")
     if len(exc.errors()) > limit:
         parts.append(f"... and {len(exc.errors()) - limit} more")
     return "; ".join(parts)
