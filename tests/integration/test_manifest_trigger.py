@@ -336,6 +336,43 @@ def test_a_missing_object_fails_the_job_before_anything_is_uploaded(stack: Local
     assert stack.xnat.logins == 0
 
 
+def test_a_missing_object_is_refused_by_the_intake_without_waiting_for_the_resources_turn(
+    stack: LocalStack,
+) -> None:
+    """The resource's message group is held by a job waiting for an XNAT that is down; a manifest
+    naming an object that does not exist needs no XNAT to be refused, and is, at intake."""
+    seed(stack)
+    stack.xnat.set_down(True)
+    stack.put_manifest("waits", make_manifest(files_relative_paths_to_upload=["ct_scan.nii.gz"]))
+    stack.drain()
+    assert stack.read_progress("waits")["state"] == "waiting_for_xnat"
+    assert stack.intake is not None
+
+    stack.put_manifest("bad-key", make_manifest(files_relative_paths_to_upload=["ct_scan.nii.gz", "not/there.nii"]))
+    stack.intake.poll_once()
+
+    result = stack.read_result("bad-key")
+    assert result is not None and result["error"]["code"] == "object_not_found"
+    assert [f["status"] for f in result["files"]] == ["skipped", "missing"]
+    assert result["finished_at"]
+    assert (stack.read_progress("bad-key") or {}).get("state") != "queued", "refused, not queued"
+
+
+def test_many_objects_are_checked_at_intake_with_a_listing_and_one_missing_is_named(stack: LocalStack) -> None:
+    paths = [f"many/{i:03d}.nii" for i in range(120)]
+    for path in paths[:-1]:
+        stack.put_image("net-1", path, path.encode())
+    stack.put_manifest("many-missing", make_manifest(files_relative_paths_to_upload=paths))
+    assert stack.intake is not None
+
+    stack.intake.poll_once()
+
+    result = stack.read_result("many-missing")
+    assert result is not None and result["error"]["code"] == "object_not_found"
+    assert [f["path"] for f in result["files"] if f["status"] == "missing"] == [paths[-1]]
+    assert stack.xnat.logins == 0
+
+
 def test_objects_of_another_net_are_not_reachable(stack: LocalStack) -> None:
     stack.put_image("net-2", "secret.nii", b"other net")
     result = run(stack, make_manifest(files_relative_paths_to_upload=["secret.nii"]))

@@ -351,6 +351,7 @@ def test_a_manifest_stored_larger_than_max_manifest_bytes_is_refused_as_the_inta
     fits = make_manifest(files_relative_paths_to_upload=["a" * 100])
     too_big = make_manifest(files_relative_paths_to_upload=["a" * 101])
     monkeypatch.setenv("MAX_MANIFEST_BYTES", str(stored_size(fits)))
+    stack.put_image("net-1", "a" * 100, b"the image")  # the intake checks that it exists
 
     refused = requests.post(f"{api}/jobs", json={**too_big, "job_id": "too-big"}, timeout=30)
     accepted = requests.post(f"{api}/jobs", json={**fits, "job_id": "fits"}, timeout=30)

@@ -346,9 +346,12 @@ def test_every_producer_may_send_to_the_job_queue_and_only_the_worker_may_defer(
     }
 
 
-def test_the_intake_reads_manifests_and_results_and_writes_only_results(resources: dict[str, Any]) -> None:
+def test_the_intake_reads_manifests_and_results_heads_images_and_writes_only_results(resources: dict[str, Any]) -> None:
     reads = _object_paths(resources, "ManifestTriggerFunction", "s3:GetObject")
-    assert reads == {"manifests/*", "results/*"}, "the intake never reads images"
+    assert reads == {"manifests/*", "results/*", "${ImagesPrefix}*/upload/*"}, (
+        "images: their HEAD, a missing one refused"
+    )
+    assert "${ImagesPrefix}*/upload/*" not in _object_paths(resources, "ManifestTriggerFunction", "s3:GetObjectVersion")
     # The S3 event names a version: reading that exact version needs GetObjectVersion on the manifests.
     assert "manifests/*" in _object_paths(resources, "ManifestTriggerFunction", "s3:GetObjectVersion")
     assert _object_paths(resources, "ManifestTriggerFunction", "s3:PutObject") == {"results/*"}

@@ -1,9 +1,11 @@
 """A new manifest version in S3 -> a validated job on JobQueue.fifo (or a failed result at once).
 
-Knows S3 and the job queue, not Lambda. Nothing here touches XNAT or the image objects: the
-intake checks what can be checked from the manifest alone (the schema, every key confined to
-its net's prefix), so a bad manifest gets its failed result in a second, and leaves the slow
-work (objects, XNAT) to the worker that holds the resource's message group.
+Knows S3 and the job queue, not Lambda. Nothing here touches XNAT: the intake checks what can
+be checked without it (the schema, every key confined to its net's prefix, every object there),
+so a bad manifest gets its failed result in seconds, even while the resource's message group
+waits for an XNAT that is down, and leaves the slow work to the worker that holds the group.
+The object check is bounded (a HEAD each for a few, else at most a few listing pages more than
+the job needs); what it does not reach, and any object deleted later, the worker finds.
 
 Every event may arrive twice and out of order: an older version's late event, a duplicate of a
 version already run, or an event for a deleted manifest never queues work and never replaces a
@@ -18,11 +20,12 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
 from .config import Settings
-from .exceptions import ManifestDeletedError, ManifestError, UnversionedBucketError
-from .job import admit
+from .exceptions import ManifestDeletedError, ManifestError, ObjectNotFoundError, UnversionedBucketError
+from .job import admit, find_sources
 from .manifest import decode_json
 from .observability import logger
 from .progress import snapshot
@@ -77,6 +80,12 @@ def accept_manifest(
     manifest, result = admit(data, job_id=job_id, settings=settings)
     result.manifest_version = version
     if manifest is None:
+        return _refused(store, result, key)
+    try:
+        find_sources(manifest, result, settings, s3, quick=True)
+    except ObjectNotFoundError as exc:
+        result.fail_job(exc)
+        result.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
         return _refused(store, result, key)
 
     progress = store.read_progress(job_id)

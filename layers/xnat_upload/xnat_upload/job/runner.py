@@ -134,7 +134,7 @@ def run_job(
                 state.absorb(result)
                 return _finish(result, job_id, started, before)
             manifest = admitted
-            sources = _find_sources(manifest, result, settings, s3)
+            sources = find_sources(manifest, result, settings, s3)
             state.sources = sources
         state.absorb(result)
         result.upload_mode = state.upload_mode
@@ -195,13 +195,20 @@ def partial_result(exc: BaseException) -> JobResult | None:
     return partial if isinstance(partial, JobResult) else None
 
 
-def _find_sources(
-    manifest: JobManifest, result: JobResult, settings: Settings, s3: S3Client
+def find_sources(
+    manifest: JobManifest, result: JobResult, settings: Settings, s3: S3Client, *, quick: bool = False
 ) -> dict[str, SourceObject]:
-    """Find every object (a HEAD each, or a listing for many); any missing one stops the job."""
+    """Find every object (a HEAD each, or a listing for many); any missing one stops the job
+    (ObjectNotFoundError, the missing files `missing` in `result`, the others `skipped`).
+
+    `quick`: at most a few listing pages more than the job needs, never a HEAD per unreached key
+    (the intake's check, bounded whatever the prefix holds); objects it did not reach are left to
+    the worker's full lookup and are not in the answer."""
     keys = {path: settings.upload_prefix(manifest.net_id) + path for path in manifest.files_relative_paths_to_upload}
-    found = find_objects(s3, settings.data_bucket, keys)
+    found = find_objects(s3, settings.data_bucket, keys, head_unreached=not quick)
     for file in result.files:
+        if file.path not in found:
+            continue
         source = found[file.path]
         if source is None:
             file.fail(

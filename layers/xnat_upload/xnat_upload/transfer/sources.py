@@ -39,13 +39,17 @@ LIST_MIN_KEYS = 32  # from this many files, listing the prefix is cheaper than a
 HASH_BLOCK_SIZE = 1024 * 1024  # what computing an object's MD5 holds in memory at a time
 
 
-def find_objects(s3: S3Client, bucket: str, keys: dict[str, str]) -> dict[str, SourceObject | None]:
+def find_objects(
+    s3: S3Client, bucket: str, keys: dict[str, str], *, head_unreached: bool = True
+) -> dict[str, SourceObject | None]:
     """path -> object, or None when it does not exist: a HEAD each for a few, a listing for many.
 
     A listing (1000 keys a request) turns 500 HEADs into one call. It does not say how an
     object is encrypted, so its ETag is not trusted as an MD5 (the transfer computes it instead).
     The listing stops after a few pages more than the request needs; what it did not reach is
-    HEADed, so a huge prefix never costs more than the HEADs would have.
+    HEADed, so a huge prefix never costs more than the HEADs would have. With `head_unreached`
+    false those paths are left out of the answer instead (not known), so the cost stays at
+    `len(keys) / 1000 + 3` listing pages: the intake's quick check.
     """
     if len(keys) < LIST_MIN_KEYS:
         return head_objects(s3, bucket, keys)
@@ -70,7 +74,7 @@ def find_objects(s3: S3Client, bucket: str, keys: dict[str, str]) -> dict[str, S
     rest = {path: key for path, key in keys.items() if path not in found}
     if complete:
         found.update(dict.fromkeys(rest))
-    elif rest:
+    elif rest and head_unreached:
         found.update(head_objects(s3, bucket, rest))
     return found
 
