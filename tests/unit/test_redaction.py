@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import base64
+import html
+import json
+from urllib.parse import quote
 
 import pytest
 
+from xnat_upload import redaction
 from xnat_upload.redaction import redact, register_credentials, register_secret
 
 PASSWORD = "s3cr&t p@ss/word"
@@ -61,3 +65,40 @@ def test_a_registered_secret_is_redacted_from_then_on_and_tiny_values_are_ignore
     register_secret("ab")  # too short to redact without blanking ordinary words
     assert redact("x rotated-Pa55 y") == "x [redacted] y"
     assert redact("tab able") == "tab able"
+
+
+# -- the shapes a page may quote a secret in ---------------------------------------------------------
+
+PUNCTUATED = "S3cr\"et<Pw'1&x\\y"  # what a generated password may hold
+
+
+@pytest.mark.parametrize(
+    "shown",
+    [
+        html.escape(PUNCTUATED, quote=False),
+        html.escape(PUNCTUATED),
+        html.escape(PUNCTUATED).replace("&quot;", "&#34;").replace("&#x27;", "&#39;"),
+        json.dumps(PUNCTUATED)[1:-1],
+        quote(PUNCTUATED, safe=""),
+    ],
+    ids=["html-text", "html-attribute", "numeric-entities", "json-string", "url-encoded"],
+)
+def test_a_registered_password_is_redacted_in_every_shape_a_page_quotes_it(shown: str) -> None:
+    redaction.register_secret(PUNCTUATED)
+    assert shown not in redaction.redact(f"Login failed with password {shown} for svc")
+
+
+def test_a_quoted_secret_with_escaped_quotes_is_redacted_to_its_closing_quote() -> None:
+    text = redaction.redact('{"password": "half\\"other half", "user": "svc"}')
+    assert "other half" not in text and '"user": "svc"' in text
+
+
+def test_a_session_id_listed_without_a_separator_is_redacted() -> None:
+    assert "0123ABCD" not in redaction.redact("Cookies:\nJSESSIONID 0123ABCD -1 null")
+
+
+def test_only_the_recent_session_ids_are_kept() -> None:
+    for index in range(40):
+        redaction.register_session_id(f"session-{index:04d}-abcdef")
+    assert "session-0039-abcdef" not in redaction.redact("echo session-0039-abcdef")
+    assert len(redaction._session_ids) == 16

@@ -9,6 +9,7 @@ written; it removes what looks like a credential and every secret registered her
 Example::
 
     register_credentials("svc", password)  # the client does this when it is created
+    register_session_id(session_id)  # and this after each login
     redact("Authorization: Basic c3ZjOnB3 ...")  # -> "Authorization: [redacted] ..."
 """
 
@@ -16,12 +17,15 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import re
 import threading
+from collections import deque
 from urllib.parse import quote, quote_plus
 
 MASK = "[redacted]"
 _MIN_SECRET_LENGTH = 3  # shorter values would blank out ordinary words
+_RECENT_SESSION_IDS = 16  # a warm Lambda logs in once per invocation: keep the last few, not every one
 
 # Header-like `name: value` / `name=value` pairs whose whole value is a credential: up to the end of
 # the line (or the next HTML tag) when bare, up to the closing quote when quoted (JSON, reprs).
@@ -29,19 +33,20 @@ _HEADER = re.compile(
     r"""(?ix)
     \b(proxy-authorization|authorization|set-cookie|cookie|x-xnat-csrf|xnat_csrf|x-auth-token|x-api-key)\b
     (["']?\s*[:=]\s*)
-    (?: "[^"\r\n]*" | '[^'\r\n]*' | [^\r\n<]* )
+    (?: "(?:\\.|[^"\\\r\n])*" | '(?:\\.|[^'\\\r\n])*' | [^\r\n<]* )
     """
 )
 # A credential scheme and its token, wherever it appears (header already folded into one line, ...).
 _SCHEME = re.compile(r"(?i)\b(?:basic|bearer|digest|negotiate)\s+[A-Za-z0-9+/=._~-]{4,}")
-# A session id: `JSESSIONID=...`, `JSESSIONID: ...`, `;jsessionid=...` in a URL, `"JSESSIONID": "..."`.
-_SESSION = re.compile(r"""(?i)\bjsessionid\b["']?\s*[:=]\s*["']?[^\s;,"'<>&]+""")
+# A session id: `JSESSIONID=...`, `JSESSIONID: ...`, `;jsessionid=...` in a URL, `"JSESSIONID": "..."`,
+# and XNAT's own cookie listing on its CSRF error page, `JSESSIONID <value> <max age> <domain>`.
+_SESSION = re.compile(r"""(?i)\bjsessionid\b["']?(?:\s*[:=]\s*|[ \t]+)["']?[^\s;,"'<>&]+""")
 # Secret-named parameters in a query string, a form or a JSON document.
 _NAMED = re.compile(
     r"""(?ix)
     \b(password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|session[_-]?id)\b
     (["']?\s*[:=]\s*)
-    (?: "[^"\r\n]*" | '[^'\r\n]*' | [^\s&;,"'<>]+ )
+    (?: "(?:\\.|[^"\\\r\n])*" | '(?:\\.|[^'\\\r\n])*' | [^\s&;,"'<>]+ )
     """
 )
 # Credentials inside a URL: scheme://user:password@host
@@ -53,17 +58,43 @@ _SUSPECT = (
 )  # fmt: skip
 
 _secrets: tuple[str, ...] = ()  # longest first: a longer secret may contain a shorter one
+_session_ids: deque[str] = deque(maxlen=_RECENT_SESSION_IDS)
 _lock = threading.Lock()
 
 
+def _forms(value: str) -> set[str]:
+    """The ways a page may quote `value`: as it is, URL-encoded, HTML-escaped (with or without quotes,
+    named or numeric entities) and JSON-escaped."""
+    escaped = html.escape(value)
+    return {
+        value,
+        quote(value, safe=""),
+        quote_plus(value),
+        escaped,
+        html.escape(value, quote=False),
+        escaped.replace("&quot;", "&#34;").replace("&#x27;", "&#39;"),
+        escaped.replace("&#x27;", "&apos;"),
+        json.dumps(value)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
+    }
+
+
 def register_secret(value: str | None) -> None:
-    """Redact this exact value (and its URL- and HTML-escaped forms) from every text from now on."""
+    """Redact this exact value (and the forms a page may quote it in) from every text from now on."""
     if not value or len(value) < _MIN_SECRET_LENGTH:
         return
     global _secrets
-    forms = {value, quote(value, safe=""), quote_plus(value), html.escape(value)}
     with _lock:
-        _secrets = tuple(sorted(forms.union(_secrets), key=len, reverse=True))
+        _secrets = tuple(sorted(_forms(value).union(_secrets), key=len, reverse=True))
+
+
+def register_session_id(value: str | None) -> None:
+    """A session XNAT issued: redacted wherever a page quotes it (in any shape), while it is recent."""
+    if not value or len(value) < _MIN_SECRET_LENGTH:
+        return
+    with _lock:
+        if value not in _session_ids:
+            _session_ids.append(value)
 
 
 def register_credentials(username: str, password: str) -> None:
@@ -76,7 +107,7 @@ def redact(text: str) -> str:
     """`text` without credentials, cookies, session ids or any registered secret."""
     if not text:
         return text
-    for secret in _secrets:
+    for secret in (*_secrets, *_session_ids):
         if secret in text:
             text = text.replace(secret, MASK)
     if "://" in text and "@" in text:

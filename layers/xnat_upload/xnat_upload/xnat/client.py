@@ -39,7 +39,7 @@ from ..exceptions import (
     XnatUploadError,
 )
 from ..observability import logger
-from ..redaction import redact, register_credentials
+from ..redaction import redact, register_credentials, register_session_id
 from . import urls
 from .deadline import CallDeadline, DeadlineAdapter
 from .models import Experiment, RemoteFile
@@ -121,6 +121,9 @@ class XnatClient:
             )
         if response.status_code != 200 or "JSESSIONID" not in self._session.cookies:
             raise XnatAuthError(f"XNAT login answered {response.status_code} without a session", response.status_code)
+        for cookie in self._session.cookies:  # error pages may list the session in any shape
+            if cookie.name == "JSESSIONID":
+                register_session_id(cookie.value)
         if not _SESSION_ID.fullmatch(response.content[:300].strip().decode("latin-1")):
             # XNAT answers the bare session id; a page here is a single sign-on or login page in front of
             # XNAT that set a cookie of its own: later calls would get that page instead of JSON.
