@@ -607,6 +607,46 @@ def test_a_file_xnat_refuses_inside_a_zip_batch_fails_alone_and_the_others_are_u
     assert again == {poison}, "the re-run sends only the refused file"
 
 
+def test_a_poison_file_is_found_without_waiting_out_the_retry_window_at_each_halving(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the service's default retry policy (a 60 s window, no count): a 500 on a zip batch is
+    retried twice, then the batch is halved; the file alone gets 5 attempts. Never a window per level."""
+    monkeypatch.setenv("UPLOAD_MODE", "zip")
+    monkeypatch.delenv("XNAT_MAX_RETRIES")
+    files = seed_files(stack, count=16)
+    poison = list(files)[11]
+    stack.xnat.refuse_file(poison, status=500, message="java.lang.IllegalStateException: cannot read this file")
+
+    result = run(stack, "poison-default-retries", files)
+
+    assert [e["path"] for e in result["files"] if e["status"] != "uploaded"] == [poison]
+    entry = by_path(result)[poison]
+    assert poison in entry["error"] and ".zip" not in entry["error"], "the error names the file, not its batch"
+    assert "cannot read this file" in entry["error"]
+    # 16 -> 8 -> 4 -> 2: 3 attempts each; then the file alone: 5.
+    assert stack.xnat.times_received(poison) == {poison: 4 * 3 + 5}, "PUTs that carried it, alone or zipped"
+
+
+def test_an_xnat_that_refuses_every_write_costs_a_few_puts_per_halving_level_not_one_per_file(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk: every PUT answered 500 while XNAT answers reads. Halving stops where it does not
+    help, so 64 files cost a few PUTs per level, and every file says why it failed."""
+    monkeypatch.setenv("UPLOAD_MODE", "zip")
+    monkeypatch.delenv("XNAT_MAX_RETRIES")
+    files = seed_files(stack, count=64)
+    stack.xnat.fail_next(500, times=10_000, method="PUT", path_contains="/files/", body="No space left on device")
+
+    result = run(stack, "disk-full", files)
+
+    assert_truthful(stack, result, files)
+    assert {e["status"] for e in result["files"]} == {"failed"}
+    assert all("No space left on device" in e["error"] for e in result["files"])
+    puts = stack.xnat.count("PUT", "/files/")
+    assert puts <= 2 * 6 * 5, f"{puts} PUTs for 64 files"
+
+
 def test_xnat_down_is_not_taken_for_a_poison_file_batches_are_not_split(
     stack: LocalStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -53,6 +53,10 @@ ZIP_MIN_FILES = 4  # below this, one PUT per file costs no more than a batch
 ZIP_AHEAD_MAX_BYTES = 64 * 1024 * 1024  # zip entries fetched ahead of the sender, at most
 READ_AHEAD_MIN_BYTES = 4 * 1024 * 1024  # smaller objects arrive in one or two reads anyway
 SOCKET_BUFFERS_BYTES = 8 * 1024 * 1024  # what the kernel's buffers may accept without XNAT reading a byte
+# A 500 on a zip batch: a catalog conflict passes within a retry or two; a file XNAT cannot take does not,
+# and halving the batch finds it far sooner than retrying for the whole retry window at every level.
+BATCH_RETRIES_ON_500 = 2
+FILE_RETRIES_ON_500 = 4  # one file: 5 attempts over a few seconds, then it fails alone (the re-run tries it again)
 
 
 @dataclass
@@ -213,6 +217,7 @@ class TransferEngine:
             file.url = self._xnat.upload_file_to_xnat(
                 self._experiment, self._scan, self._resource, item.file.path, open_body,
                 overwrite=item.overwrite if overwrite is None else overwrite, on_failed_attempt=after_failed_attempt,
+                retries_on_500=FILE_RETRIES_ON_500,
             )  # fmt: skip
         except XnatDuplicateError as exc:
             duplicate = exc  # XNAT kept what it had: this answer wrote nothing of ours
@@ -239,7 +244,9 @@ class TransferEngine:
             sent = bodies[-1].md5 if bodies and bodies[-1].complete else None
             self._resolve_duplicates([item], {item.file.path: sent} if sent else {})
 
-    def _send_batch(self, batch: Sequence[WorkItem], overwrite: bool | None = None) -> None:
+    def _send_batch(self, batch: Sequence[WorkItem], overwrite: bool | None = None, may_split: bool = True) -> None:
+        """One stored zip of `batch`, unpacked by XNAT. Refused for its content, it is split in halves
+        (`may_split`), down to the file XNAT refuses."""
         self._batches += 1
         name = f"xnat-upload-batch-{int(time.time())}-{self._batches}.zip"
         entries = [ZipEntry(w.file.path, w.source.size) for w in batch]
@@ -274,7 +281,7 @@ class TransferEngine:
             self._xnat.upload_file_to_xnat(
                 self._experiment, self._scan, self._resource, name, open_body,
                 overwrite=overwrite, on_failed_attempt=after_failed_attempt, extract=True,
-                content_type="application/zip",
+                content_type="application/zip", retries_on_500=BATCH_RETRIES_ON_500 if len(batch) > 1 else FILE_RETRIES_ON_500,
             )  # fmt: skip
         except XnatDuplicateError as exc:
             kept = set(exc.duplicates)  # entries XNAT kept; the others were written
@@ -287,8 +294,8 @@ class TransferEngine:
         except XnatUploadError as exc:
             for item in batch:
                 item.file.attempts += len(bodies)
-            if len(batch) > 1 and _points_at_the_content(exc):
-                self._split(batch, exc)
+            if len(batch) > 1 and may_split and _points_at_the_content(exc):
+                self._split(batch)
                 return
             for item in batch:
                 item.file.fail(FileStatus.FAILED, _cause(exc))
@@ -311,16 +318,25 @@ class TransferEngine:
         if kept:
             self._resolve_duplicates([w for w in batch if w.file.path in kept], digests)
 
-    def _split(self, batch: Sequence[WorkItem], exc: XnatUploadError) -> None:
+    def _split(self, batch: Sequence[WorkItem]) -> None:
         """A batch XNAT refused for its content: send each half on its own, down to single files,
-        so that only the file XNAT refuses fails (a handful of extra PUTs, not a failed batch)."""
+        so that only the file XNAT refuses fails (a handful of extra PUTs, not a failed batch).
+
+        Splitting goes on only where it works: when nothing of the first half could be stored, down
+        to its single files (an XNAT that refuses every write: a full disk), the second half is sent
+        once, whole, and not split. So a refusing XNAT costs about 2 x log2(n) PUTs, not 2 x n."""
         middle = len(batch) // 2
+        worked = True
         for half in (batch[:middle], batch[middle:]):
             size = sum(item.source.size for item in half)
             if self._stopped or not self._budget.allows(size):
                 self.out_of_time = self.out_of_time or not self.xnat_unavailable
                 return  # the rest stays pending
-            self._send_batch(half)
+            if len(half) == 1 and half[0].source.size:
+                self._send_single(half[0])  # alone, its own PUT: the error names the file
+            else:
+                self._send_batch(half, may_split=worked)
+            worked = any(item.file.status is FileStatus.UPLOADED for item in half)
 
     # -- the integrity rule ------------------------------------------------------------------
 

@@ -224,15 +224,19 @@ class XnatClient:
             raise TimeBudgetExceededError(f"no time left for {method} {_redact(path)} before the deadline")
         return left
 
-    def _with_retries(self, attempt: Callable[[], requests.Response], what: str) -> tuple[requests.Response, str]:
+    def _with_retries(
+        self, attempt: Callable[[], requests.Response], what: str, retries_on_500: int | None = None
+    ) -> tuple[requests.Response, str]:
         """Run `attempt` until it answers something final; retries re-run it from scratch.
 
         Transient failures (connection errors, timeouts, 429, 5xx) are retried within the retry
-        window and the time budget. Returns the last answer and, when it is still a transient
-        failure, a note saying how long it was retried (for the error message).
+        window and the time budget. A 500 is XNAT's own processing failing: a catalog conflict that
+        passes, or what was sent that XNAT cannot take, which no window cures; `retries_on_500` caps
+        its retries where the caller has a better remedy (a zip batch is split). Returns the last
+        answer and, when it is still a transient failure, a note saying how long it was retried.
         """
         started = self._retry.clock()
-        tries = 0
+        tries = answered_500 = 0
         while True:
             try:
                 response = attempt()
@@ -244,7 +248,9 @@ class XnatClient:
                     continue
                 raise XnatError(f"could not {what}: {exc.message}{self._gave_up(tries, started)}") from exc
             if response.status_code == 429 or response.status_code >= 500:
-                if self._retry_again(what, tries, started, f"XNAT answered {response.status_code}"):
+                answered_500 += response.status_code == 500
+                capped = retries_on_500 is not None and answered_500 > retries_on_500
+                if not capped and self._retry_again(what, tries, started, f"XNAT answered {response.status_code}"):
                     tries += 1
                     continue
                 return response, self._gave_up(tries, started)
@@ -276,6 +282,7 @@ class XnatClient:
         open_body: Callable[[], Body] | None = None,
         headers: Mapping[str, str] | None = None,
         on_failed_attempt: Callable[[bool], None] | None = None,
+        retries_on_500: int | None = None,
     ) -> requests.Response:
         """One logical call: retries transient failures, re-logs-in once on 401, checks the status.
 
@@ -300,7 +307,7 @@ class XnatClient:
 
         while True:
             generation = self._session_generation
-            response, retried = self._with_retries(attempt, what)
+            response, retried = self._with_retries(attempt, what, retries_on_500)
             if response.status_code == 401 and not relogged:
                 relogged = True
                 self._relogin(generation)
@@ -457,6 +464,7 @@ class XnatClient:
         on_failed_attempt: Callable[[bool], None] | None = None,
         extract: bool = False,
         content_type: str = "application/octet-stream",
+        retries_on_500: int | None = None,
     ) -> str:
         """Stream one body into the resource; returns the file's clean URL.
 
@@ -480,6 +488,7 @@ class XnatClient:
             open_body=open_body,
             headers={"Content-Type": content_type},
             on_failed_attempt=on_failed_attempt,
+            retries_on_500=retries_on_500,
         )
         duplicates = _duplicates(response)
         if duplicates:
