@@ -5,12 +5,15 @@ from __future__ import annotations
 import gzip
 import json
 import time
+from collections.abc import Iterator
 
 import pytest
 
 from devserver.stack import DEMO_ACCESSION, DEMO_PROJECT, LocalStack
+from xnat_upload.aws import s3_client
 
 from .conftest import make_manifest
+from .trickle_proxy import TrickleProxy
 
 PATHS = ["a.nii", "b.nii", "c.nii"]
 
@@ -115,3 +118,43 @@ def test_a_put_that_xnat_reads_slowly_is_cut_at_the_deadline_and_the_file_stays_
     result = stack.read_result("slow-put")
     assert result["status"] == "succeeded", "cut short once, then sent in full by the continuation"
     assert stack.xnat.get_file(DEMO_PROJECT, DEMO_ACCESSION, "1", "NIFTI", "big.nii") == b"b" * size
+
+
+# -- S3 trickling: the S3 side of a transfer is cut at the same deadline ------------------------------
+
+
+@pytest.fixture
+def slow_s3(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[TrickleProxy]:
+    """The functions' S3 client behind a proxy that sends the answer to GETs of `slow*` images at
+    2 KB/s (for 25 s at most, so that nothing outlives the test): every socket read progresses."""
+    proxy = TrickleProxy(stack.aws.url, "/net-1/upload/slow", rate=2000, max_seconds=25)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.url)
+    monkeypatch.setenv("XNAT_READ_TIMEOUT", "120")
+    monkeypatch.setenv("TIME_BUDGET_MARGIN_SECONDS", "3")
+    s3_client.cache_clear()
+    yield proxy
+    proxy.close()
+    s3_client.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("mode", "size"),
+    [("per_file", 100_000), ("per_file", 5 * 1024 * 1024), ("zip", 100_000)],
+    ids=["per-file", "per-file-read-ahead", "zip-batch"],
+)
+def test_an_s3_get_trickled_by_s3_is_cut_at_the_deadline_and_the_file_stays_pending(
+    stack: LocalStack, slow_s3: TrickleProxy, monkeypatch: pytest.MonkeyPatch, mode: str, size: int
+) -> None:
+    monkeypatch.setenv("UPLOAD_MODE", mode)
+    paths = ["slow.nii", "b.nii", "c.nii", "d.nii"]
+    for path in paths:
+        stack.put_image("net-1", path, path.encode() * (size // len(path)))
+
+    elapsed = invoke_with_deadline(stack, f"slow-s3-{mode}-{size}", paths, seconds=8)
+
+    assert slow_s3.trickled >= 1, "the object's GET went through the trickling proxy"
+    assert elapsed < 8, f"the invocation returned after {elapsed:.1f} s, past its 8 s deadline"
+    assert stack.worker is not None and stack.worker.stats.overruns == stack.worker.stats.errors == 0
+    files = {f["path"]: f for f in checkpointed_files(stack, f"slow-s3-{mode}-{size}")}
+    assert files["slow.nii"]["status"] == "pending", files["slow.nii"]
+    assert stack.queue_depth("jobs") == 1, "the job continues itself"

@@ -23,9 +23,13 @@ def s3_client(settings: Settings) -> S3Client:
     import boto3
     from botocore.config import Config
 
+    from .s3_deadline import watch_s3_sockets
+
     pool = max(10, settings.upload_concurrency * 4 + 4)
     config = Config(max_pool_connections=pool, retries={"mode": "standard", "max_attempts": 5})
-    return boto3.client("s3", config=config)
+    client = boto3.client("s3", config=config)
+    watch_s3_sockets(client)  # a transfer's S3 reads end at the invocation's deadline, as its XNAT calls do
+    return client
 
 
 @lru_cache(maxsize=4)

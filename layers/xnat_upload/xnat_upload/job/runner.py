@@ -41,6 +41,7 @@ from ..manifest import JobManifest, confined_keys, refusal_type, requested_paths
 from ..observability import logger, tracer
 from ..redaction import redact
 from ..result import FileResult, FileStatus, JobResult, PreviousOutcomes
+from ..s3_deadline import carry_context, s3_deadline
 from ..session import XnatConnector, open_xnat
 from ..transfer.budget import TimeBudget
 from ..transfer.engine import TransferEngine, WorkItem
@@ -139,8 +140,11 @@ def run_job(
         state.absorb(result)
         result.upload_mode = state.upload_mode
         progress = (lambda: on_progress(result)) if on_progress is not None else (lambda: None)
-        _upload(manifest, result, state, sources, settings, s3, remaining_seconds, previous, connect, progress,
-                invocation_seconds)  # fmt: skip
+        # S3 reads end when XNAT calls do: half the margin before the deadline, the rest for the result.
+        cut_in = remaining_seconds() - settings.time_budget_margin_seconds / 2 if remaining_seconds else None
+        with s3_deadline(cut_in):
+            _upload(manifest, result, state, sources, settings, s3, remaining_seconds, previous, connect, progress,
+                    invocation_seconds)  # fmt: skip
     except TimeBudgetExceededError as exc:
         result.fail_job(exc, untouched=FileStatus.PENDING)  # the job continues itself
     except XnatUnavailableError as exc:
@@ -414,7 +418,7 @@ def _with_md5_where_xnat_has_the_file(
         return source.path, problem
 
     with ThreadPoolExecutor(max_workers=min(settings.upload_concurrency, len(to_hash))) as pool:
-        outcomes = list(pool.map(md5_of, to_hash))
+        outcomes = list(pool.map(carry_context(md5_of), to_hash))
     undecided: dict[str, XnatUploadError] = {}
     for path, outcome in outcomes:
         if isinstance(outcome, str):

@@ -16,6 +16,8 @@ import queue
 import threading
 from typing import Protocol
 
+from ..s3_deadline import carry_context
+
 BLOCK_SIZE = 256 * 1024
 DEPTH = 4
 _END = object()
@@ -35,7 +37,8 @@ class ReadAhead:
         self._current = memoryview(b"")
         self._offset = 0
         self._finished = False
-        self._thread = threading.Thread(target=self._produce, daemon=True, name="s3-read-ahead")
+        # Under the caller's S3 deadline: a trickled read here is cut when the transfer's time is up.
+        self._thread = threading.Thread(target=carry_context(self._produce), daemon=True, name="s3-read-ahead")
         self._thread.start()
 
     def _produce(self) -> None:

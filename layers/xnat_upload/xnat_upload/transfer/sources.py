@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools.utilities.streaming import S3Object
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..exceptions import SourceChangedError, SourceReadError
+from .. import s3_deadline
+from ..exceptions import SourceChangedError, SourceReadError, TimeBudgetExceededError
+from ..s3_deadline import carry_context
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -95,7 +97,7 @@ def head_objects(
         return path, _source(path, key, meta)
 
     with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(keys)))) as pool:
-        return dict(pool.map(head, keys.items()))
+        return dict(pool.map(carry_context(head), keys.items()))
 
 
 def _source(path: str, key: str, meta: dict[str, Any]) -> SourceObject:
@@ -112,14 +114,24 @@ def _reading(source: SourceObject) -> Iterator[None]:
     (`SourceChangedError`, never other bytes); a passing failure is retried (`SourceReadError`)."""
     try:
         yield
-    except ClientError as exc:
+    except Exception as exc:
+        if s3_deadline.expired():  # the read was cut: the file is not finished, nothing is wrong with it
+            raise TimeBudgetExceededError(
+                f"reading the S3 object for {source.path!r} was cut at the deadline: S3 had not delivered it in time"
+            ) from exc
+        if not isinstance(exc, (ClientError, BotoCoreError)):
+            raise
+        _raise_read_error(source, exc)
+
+
+def _raise_read_error(source: SourceObject, exc: ClientError | BotoCoreError) -> None:
+    if isinstance(exc, ClientError):
         code = exc.response.get("Error", {}).get("Code", "")
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
         if status >= 500 or code in _TRANSIENT:
             raise SourceReadError(f"reading S3 object for {source.path!r} failed ({code or status})") from exc
         raise SourceChangedError(f"S3 object for {source.path!r} changed or vanished during the job ({code})") from exc
-    except BotoCoreError as exc:
-        raise SourceReadError(f"reading S3 object for {source.path!r} failed: {type(exc).__name__}") from exc
+    raise SourceReadError(f"reading S3 object for {source.path!r} failed: {type(exc).__name__}") from exc
 
 
 def fetch_whole(s3: S3Client, bucket: str, source: SourceObject) -> bytes:

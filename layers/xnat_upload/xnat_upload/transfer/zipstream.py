@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
+from ..s3_deadline import carry_context
+
 _LOCAL = struct.Struct("<IHHHHHIIIHH")
 _CENTRAL = struct.Struct("<IHHHHHHIIIHHHHHII")
 _END = struct.Struct("<IHHHHIIH")
@@ -120,6 +122,7 @@ class StoredZipBody:
     def _generate(self) -> Iterator[bytes]:
         central: list[bytes] = []
         offset = 0
+        fetch_and_digest = carry_context(self._fetch_and_digest)  # under the caller's S3 deadline
         with ThreadPoolExecutor(max_workers=self._workers) as pool:
             futures: list[Future[tuple[bytes, int, str]]] = []
             submitted = 0
@@ -130,7 +133,7 @@ class StoredZipBody:
                     and submitted < index + self._lookahead
                     and (submitted == index or ahead_bytes + self._entries[submitted].size <= self._max_ahead_bytes)
                 ):
-                    futures.append(pool.submit(self._fetch_and_digest, self._entries[submitted]))
+                    futures.append(pool.submit(fetch_and_digest, self._entries[submitted]))
                     ahead_bytes += self._entries[submitted].size
                     submitted += 1
                 data, crc, md5 = futures[index].result()

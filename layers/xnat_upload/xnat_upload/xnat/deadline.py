@@ -49,12 +49,21 @@ class CallDeadline:
     def __enter__(self) -> CallDeadline:
         self._previous = getattr(_current, "deadline", None)
         _current.deadline = self
-        self._timer.start()
+        self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._timer.cancel()
+        self.cancel()
         _current.deadline = self._previous
+
+    def start(self) -> None:
+        """Run the timer without making this the calling thread's deadline (for a deadline that
+        sockets of several threads register with explicitly, as S3's do)."""
+        self._timer.start()
+
+    def cancel(self) -> None:
+        """Stop the timer; the sockets watched so far are left open (they go back to their pool)."""
+        self._timer.cancel()
         with self._lock:
             self._sockets.clear()
 
