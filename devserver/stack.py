@@ -38,7 +38,7 @@ DEMO_ACCESSION = "ACC0001"
 INTAKE_QUEUE = "xnat-upload-intake"
 JOB_QUEUE = "xnat-upload-jobs.fifo"
 MAX_RECEIVE_COUNT = 8  # JobQueue's redrive policy; the worker reads the same number (JOB_MAX_RECEIVE_COUNT)
-INTAKE_MAX_RECEIVE_COUNT = 3
+INTAKE_MAX_RECEIVE_COUNT = 5  # IntakeQueue's redrive policy in template.yaml
 TRIGGER_TIMEOUT = 60.0
 WORKER_TIMEOUT = 900.0
 
@@ -91,6 +91,8 @@ class LocalStack:
             JOB_QUEUE,
             {
                 "FifoQueue": "true",
+                "DeduplicationScope": "messageGroup",  # high-throughput FIFO, as template.yaml declares it
+                "FifoThroughputLimit": "perMessageGroupId",
                 "VisibilityTimeout": str(int(self.worker_timeout) * 6),  # as template.yaml: six times the timeout
                 **_redrive(sqs, job_dlq, MAX_RECEIVE_COUNT),
             },

@@ -4,15 +4,17 @@ An XNAT call is cut at its deadline (`xnat/deadline.py`), but a transfer also re
 GET trickled by S3 (or by a proxy in front of it) makes progress on every socket read, so no
 socket timeout fires, and the thread sending to XNAT waits on it far past the deadline. Here the
 S3 client's connections register their sockets with the deadline of the transfer phase in
-progress (a context variable: the worker threads of a transfer carry it, `carry_context`), and a
-timer shuts them down when it passes; the read then fails, and `sources` reports it as
-`TimeBudgetExceededError`: the file stays `pending` for the job's next invocation.
+progress when they serve an image read (`reading_images`; context variables, which the worker
+threads of a transfer carry: `carry_context`), and a timer shuts them down when it passes; the
+read then fails, and `sources` reports it as `TimeBudgetExceededError`: the file stays `pending`
+for the job's next invocation. The job's own bookkeeping (progress, checkpoint, result) goes
+through the same client and is never cut: it is what the margin before the deadline is kept for.
 
 Example::
 
     watch_s3_sockets(s3)  # once, when the client is created (aws.s3_client does it)
-    with s3_deadline(seconds=remaining() - margin):
-        ...  # every S3 request made here, or in threads started with carry_context, is cut in time
+    with s3_deadline(seconds=remaining() - margin), reading_images():
+        ...  # S3 requests made here, or in threads started with carry_context, are cut in time
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from .xnat.deadline import CallDeadline
 T = TypeVar("T")
 
 _current: contextvars.ContextVar[CallDeadline | None] = contextvars.ContextVar("s3_deadline", default=None)
+_images: contextvars.ContextVar[bool] = contextvars.ContextVar("reading_images", default=False)
 
 
 @contextmanager
@@ -47,6 +50,16 @@ def s3_deadline(seconds: float | None) -> Iterator[CallDeadline | None]:
         _current.reset(token)
 
 
+@contextmanager
+def reading_images() -> Iterator[None]:
+    """S3 requests made inside are image reads: their sockets are cut at the deadline."""
+    token = _images.set(True)
+    try:
+        yield
+    finally:
+        _images.reset(token)
+
+
 def expired() -> bool:
     """Has the S3 deadline of this context passed (a failed read is then the deadline's doing)?"""
     deadline = _current.get()
@@ -61,7 +74,7 @@ def carry_context(function: Callable[..., T]) -> Callable[..., T]:
 
 def _watch(sock: socket.socket | None) -> None:
     deadline = _current.get()
-    if deadline is not None and sock is not None:
+    if deadline is not None and sock is not None and _images.get():
         deadline.watch(sock)
 
 

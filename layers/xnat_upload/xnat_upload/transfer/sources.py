@@ -113,7 +113,8 @@ def _reading(source: SourceObject) -> Iterator[None]:
     """S3 failures while reading a validated object: a changed or vanished object is final
     (`SourceChangedError`, never other bytes); a passing failure is retried (`SourceReadError`)."""
     try:
-        yield
+        with s3_deadline.reading_images():
+            yield
     except Exception as exc:
         if s3_deadline.expired():  # the read was cut: the file is not finished, nothing is wrong with it
             raise TimeBudgetExceededError(
