@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from .observability import logger
-from .xnat.deadline import CallDeadline
+from .xnat.deadline import CallDeadline, watched_pool
 
 T = TypeVar("T")
 
@@ -78,23 +78,6 @@ def _watch(sock: socket.socket | None) -> None:
         deadline.watch(sock)
 
 
-def _watched(connection_class: type) -> type:
-    class Watched(connection_class):  # type: ignore[misc, valid-type]
-        """Registers its socket with the context's S3 deadline: new ones on connect, pooled ones on
-        each request."""
-
-        def connect(self) -> None:
-            super().connect()
-            _watch(self.sock)
-
-        def request(self, *args: Any, **kwargs: Any) -> None:
-            _watch(self.sock)
-            super().request(*args, **kwargs)
-
-    Watched.__name__ = f"Watched{connection_class.__name__}"
-    return Watched
-
-
 def watch_s3_sockets(client: Any) -> bool:
     """Make a boto3 client's connections register with the S3 deadline. botocore offers no hook for
     its sockets, so this swaps the connection classes of its urllib3 pools (before any pool exists);
@@ -102,7 +85,7 @@ def watch_s3_sockets(client: Any) -> bool:
     try:
         classes = client._endpoint.http_session._pool_classes_by_scheme
         for scheme, pool in list(classes.items()):
-            classes[scheme] = type(f"Watched{pool.__name__}", (pool,), {"ConnectionCls": _watched(pool.ConnectionCls)})
+            classes[scheme] = watched_pool(pool, _watch)
     except AttributeError:
         logger.warning("S3 reads cannot be cut at the deadline: botocore's connection pools are not where expected")
         return False

@@ -26,10 +26,11 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connection import HTTPConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 _current = threading.local()
@@ -96,35 +97,22 @@ def _watch_current(sock: socket.socket | None) -> None:
         deadline.watch(sock)
 
 
-class _WatchedHTTPConnection(HTTPConnection):
-    """Registers its socket with the calling thread's deadline: new ones on connect, pooled ones
-    when a request starts on them."""
+def watched_pool(pool: type[HTTPConnectionPool], watch: Callable[[socket.socket | None], None]) -> type:
+    """`pool` whose connections hand their socket to `watch`: new ones on connect, pooled ones when a
+    request starts on them (`sock` is None then when not connected yet: `connect` hands it over)."""
+    base: type[HTTPConnection] = pool.ConnectionCls
 
-    def connect(self) -> None:
-        super().connect()
-        _watch_current(self.sock)
+    class Watched(base):  # type: ignore[misc, valid-type]
+        def connect(self) -> None:
+            super().connect()
+            watch(self.sock)
 
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _watch_current(self.sock)  # None when not connected yet: `connect` registers it
-        super().request(*args, **kwargs)
+        def request(self, *args: Any, **kwargs: Any) -> None:
+            watch(self.sock)
+            super().request(*args, **kwargs)
 
-
-class _WatchedHTTPSConnection(HTTPSConnection):
-    def connect(self) -> None:
-        super().connect()
-        _watch_current(self.sock)
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _watch_current(self.sock)
-        super().request(*args, **kwargs)
-
-
-class _WatchedHTTPConnectionPool(HTTPConnectionPool):
-    ConnectionCls = _WatchedHTTPConnection
-
-
-class _WatchedHTTPSConnectionPool(HTTPSConnectionPool):
-    ConnectionCls = _WatchedHTTPSConnection
+    Watched.__name__ = f"Watched{base.__name__}"
+    return type(f"Watched{pool.__name__}", (pool,), {"ConnectionCls": Watched})
 
 
 class DeadlineAdapter(HTTPAdapter):
@@ -141,4 +129,8 @@ class DeadlineAdapter(HTTPAdapter):
         return manager
 
 
-_WATCHED_POOLS = {"http": _WatchedHTTPConnectionPool, "https": _WatchedHTTPSConnectionPool}
+# Connections obey the calling thread's deadline.
+_WATCHED_POOLS = {
+    "http": watched_pool(HTTPConnectionPool, _watch_current),
+    "https": watched_pool(HTTPSConnectionPool, _watch_current),
+}
