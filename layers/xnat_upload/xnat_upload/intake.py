@@ -20,12 +20,11 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
 from .config import Settings
-from .exceptions import ManifestDeletedError, ManifestError, ObjectNotFoundError, UnversionedBucketError
-from .job import admit, find_sources
+from .exceptions import ManifestDeletedError, ManifestError, UnversionedBucketError
+from .job import admit
 from .manifest import decode_json
 from .observability import logger
 from .progress import snapshot
@@ -77,15 +76,9 @@ def accept_manifest(
         result = JobResult(job_id, manifest_version=version)
         result.fail_job(exc)
         return _refused(store, result, key)
-    manifest, result = admit(data, job_id=job_id, settings=settings)
+    manifest, result = admit(data, job_id=job_id, settings=settings, s3=s3)
     result.manifest_version = version
     if manifest is None:
-        return _refused(store, result, key)
-    try:
-        find_sources(manifest, result, settings, s3, quick=True)
-    except ObjectNotFoundError as exc:
-        result.fail_job(exc)
-        result.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
         return _refused(store, result, key)
 
     progress = store.read_progress(job_id)

@@ -2,7 +2,7 @@
 
 from ..result import FileResult, FileStatus, JobResult, JobStatus, PreviousOutcomes
 from .checkpoint import JobState
-from .runner import admit, find_sources, partial_result, run_job
+from .runner import admit, partial_result, run_job
 
 __all__ = [
     "FileResult",
@@ -12,7 +12,6 @@ __all__ = [
     "JobStatus",
     "PreviousOutcomes",
     "admit",
-    "find_sources",
     "partial_result",
     "run_job",
 ]

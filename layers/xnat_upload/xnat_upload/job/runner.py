@@ -59,13 +59,16 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def admit(data: Any, *, job_id: str | None, settings: Settings) -> tuple[JobManifest | None, JobResult]:
-    """Check a decoded manifest without touching S3 objects or XNAT: the schema, then every path
-    confined to its net's upload prefix, no two paths on one XNAT file.
+def admit(
+    data: Any, *, job_id: str | None, settings: Settings, s3: S3Client | None = None
+) -> tuple[JobManifest | None, JobResult]:
+    """Check a decoded manifest without XNAT: the schema, then every path confined to its net's
+    upload prefix, no two paths on one XNAT file; with `s3`, also that every object exists (the
+    intake's quick, bounded lookup: see `find_sources`).
 
     Returns the manifest and a result listing every requested file; or None and a failed result
-    that says why (refused paths are `rejected`, one by one). What the intake, the API and the
-    runner all check, the same way.
+    that says why (refused paths are `rejected`, missing objects `missing`, one by one). What the
+    intake, the API and the runner all check, the same way.
     """
     result = JobResult(job_id, started_at=_now())
     result.files = [FileResult(p) for p in requested_paths(data, settings.max_manifest_files)]
@@ -85,11 +88,13 @@ def admit(data: Any, *, job_id: str | None, settings: Settings) -> tuple[JobMani
             rejected = [f for f in result.files if f.status is FileStatus.REJECTED]
             error_type = refusal_type(refused)
             raise error_type(f"{len(rejected)} of {len(result.files)} paths refused; nothing was uploaded")
-    except ManifestError as exc:
+        result.source = {"bucket": settings.data_bucket, "prefix": prefix}
+        if s3 is not None:
+            find_sources(manifest, result, settings, s3, quick=True)
+    except (ManifestError, ObjectNotFoundError) as exc:
         result.fail_job(exc)
         result.finished_at = _now()
         return None, result
-    result.source = {"bucket": settings.data_bucket, "prefix": prefix}
     return manifest, result
 
 
