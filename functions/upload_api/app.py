@@ -44,6 +44,7 @@ from xnat_upload.exceptions import (
 from xnat_upload.manifest.models import (
     IDENTIFIER_MAX_LENGTH,
     NOT_DOT_SEGMENT,
+    QUOTED_NAME_MAX_CHARS,
     DocumentedPath,
     Identifier,
     ProjectRef,
@@ -459,7 +460,10 @@ def handle_upload_error(exc: XnatUploadError) -> Response:
 @app.exception_handler(RequestValidationError)
 def handle_validation_error(exc: RequestValidationError) -> Response:
     problems = [  # a field's name is the client's text, of any length: quote it clipped
-        {"loc": [clip(str(p), 100) for p in error.get("loc", ())], "msg": clip(str(error.get("msg", "")), 200)}
+        {
+            "loc": [clip(str(p), QUOTED_NAME_MAX_CHARS) for p in error.get("loc", ())],
+            "msg": clip(str(error.get("msg", "")), QUOTED_NAME_MAX_CHARS * 2),
+        }
         for error in exc.errors()[:20]
     ]
     return _error_response(InvalidRequestError("the request does not match the schema"), problems=problems)

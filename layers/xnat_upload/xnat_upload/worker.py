@@ -34,6 +34,7 @@ from .exceptions import (
     ManifestDeletedError,
     ManifestError,
     NoProgressError,
+    TimeBudgetExceededError,
     UnversionedBucketError,
     XnatUnavailableError,
     XnatUploadError,
@@ -176,7 +177,7 @@ def work_on_job(
     if pending and code == XnatUnavailableError.error_code:
         return _wait_for_xnat(store, state, result, settings, receive_count)
     state.unavailable_since = None
-    if pending and code == "time_budget_exceeded":
+    if pending and code == TimeBudgetExceededError.error_code:
         # Progress is files settled: bytes pushed into a socket prove nothing when XNAT never answers.
         state.stalled_invocations = 0 if state.decided() > decided_before else state.stalled_invocations + 1
         if state.stalled_invocations >= MAX_STALLED_INVOCATIONS:

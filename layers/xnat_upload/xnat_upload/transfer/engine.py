@@ -152,6 +152,14 @@ class TransferEngine:
     def _stopped(self) -> bool:
         return self.xnat_unavailable or self.out_of_time or self.auth_error is not None
 
+    def _room_for(self, size: int) -> bool:
+        """May a follow-up transfer of `size` bytes (a half batch, a re-send) start now? When not, what
+        it would have sent stays pending: out of time, unless XNAT is unavailable."""
+        if self._stopped or not self._budget.allows(size):
+            self.out_of_time = self.out_of_time or not self.xnat_unavailable
+            return False
+        return True
+
     def _sends(self, zipped: list[WorkItem], single: list[WorkItem]) -> Iterator[tuple[Callable[[], None], int]]:
         """Each unit of work with its size; zip batches are formed one at a time, so each is sized
         from the rate measured by the ones before it."""
@@ -328,9 +336,7 @@ class TransferEngine:
         middle = len(batch) // 2
         worked = True
         for half in (batch[:middle], batch[middle:]):
-            size = sum(item.source.size for item in half)
-            if self._stopped or not self._budget.allows(size):
-                self.out_of_time = self.out_of_time or not self.xnat_unavailable
+            if not self._room_for(sum(item.source.size for item in half)):
                 return  # the rest stays pending
             if len(half) == 1 and half[0].source.size:
                 self._send_single(half[0])  # alone, its own PUT: the error names the file
@@ -404,9 +410,7 @@ class TransferEngine:
         for item in items:
             item.resent = True
             item.file.status = FileStatus.PENDING
-        size = sum(item.source.size for item in items)
-        if self._stopped or not self._budget.allows(size):
-            self.out_of_time = self.out_of_time or not self.xnat_unavailable
+        if not self._room_for(sum(item.source.size for item in items)):
             return
         zipped = [i for i in items if i.source.size <= ZIP_ENTRY_MAX_BYTES]
         if self._settings.upload_mode == "per_file" or len(zipped) < ZIP_MIN_FILES:
@@ -415,8 +419,7 @@ class TransferEngine:
         if zipped:
             self._send_batch(zipped, overwrite=True)
         for item in single:
-            if self._stopped or not self._budget.allows(item.source.size):
-                self.out_of_time = self.out_of_time or not self.xnat_unavailable
+            if not self._room_for(item.source.size):
                 return
             self._send_single(item, overwrite=True)
 
