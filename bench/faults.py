@@ -24,7 +24,6 @@ Example::
 from __future__ import annotations
 
 import argparse
-import base64
 import os
 import sys
 import time
@@ -373,14 +372,8 @@ def judge(run: Run, results: dict[str, dict[str, Any]], row: Row) -> None:
 def secrets_in_writes(run: Run) -> int:
     """How many secrets appear in what the jobs wrote for readers: results and progress documents."""
     stack = run.stack
-    secrets = [
-        stack.xnat_password,
-        os.environ.get("XNAT_SERVICE_PASSWORD", stack.xnat_password),
-        base64.b64encode(f"{stack.xnat_user}:{stack.xnat_password}".encode()).decode(),
-        "Basic ",
-        "JSESSIONID=",
-        *stack.xnat.session_ids,
-    ]
+    rotated = os.environ.get("XNAT_SERVICE_PASSWORD", stack.xnat_password)
+    secrets = [*stack.secrets().values(), rotated, "Basic ", "JSESSIONID="]
     found = 0
     for job in run.files:
         for key in (f"results/{job}.json", f"results/.progress/{job}.json"):

@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -169,6 +170,15 @@ class LocalStack:
         }
 
     # -- clients and data ----------------------------------------------------------------------
+
+    def secrets(self) -> dict[str, str]:
+        """What no log line, result or answer may hold, by name: the service password, the Basic
+        credentials built from it, and every session id the XNAT emulator handed out so far."""
+        basic = base64.b64encode(f"{self.xnat_user}:{self.xnat_password}".encode()).decode()
+        found = {"password": self.xnat_password, "basic": basic}
+        for index, session_id in enumerate(self.xnat.session_ids):
+            found[f"JSESSIONID #{index}"] = session_id
+        return found
 
     def s3(self) -> Any:
         return self.aws.s3()

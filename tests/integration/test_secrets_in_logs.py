@@ -43,15 +43,9 @@ def powertools_output(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
 
 
 def secrets_of(stack: LocalStack) -> dict[str, str]:
-    found = {
-        "password": stack.xnat_password,
-        "wrong password": WRONG_PASSWORD,
-    }
-    for name, password in (("basic", stack.xnat_password), ("wrong basic", WRONG_PASSWORD)):
-        found[name] = base64.b64encode(f"{stack.xnat_user}:{password}".encode()).decode()
-    for index, session_id in enumerate(stack.xnat.session_ids):
-        found[f"JSESSIONID #{index}"] = session_id
-    return found
+    """The stack's secrets, and the wrong password these tests log in with (and its Basic credentials)."""
+    wrong_basic = base64.b64encode(f"{stack.xnat_user}:{WRONG_PASSWORD}".encode()).decode()
+    return {**stack.secrets(), "wrong password": WRONG_PASSWORD, "wrong basic": wrong_basic}
 
 
 def test_no_password_basic_credentials_or_session_id_is_ever_logged_or_reported(
