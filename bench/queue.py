@@ -65,11 +65,9 @@ from bench.run import (
     RESOURCE,
     ROOT,
     USER,
-    Bench,
     Run,
-    data_bucket,
     fresh_xnat,
-    job_queue,
+    new_bench,
     seed_objects,
     show_profile,
     warm_up,
@@ -338,12 +336,7 @@ def seed_all(ctx: Context, args: argparse.Namespace) -> None:
 
 def floor_runs(url: str, args: argparse.Namespace) -> tuple[list[Run], list[Run]]:
     """The worker handler vs the physical floor on the same 200 objects, interleaved (bench.run's parties)."""
-    s3 = client(url, "s3")
-    data_bucket(s3)
-    queue_url, queue_arn = job_queue(url)
-    bench = Bench(url, args.catalog_latency, s3, queue_url, queue_arn, profile_dir=args.profile)
-    if args.profile:
-        args.profile.mkdir(parents=True, exist_ok=True)
+    bench = new_bench(url, args.catalog_latency, args.profile)
     paths = [f"floor/img-{i:03d}.dcm" for i in range(args.floor_files)]
     seed_objects(bench, dict.fromkeys(paths, 64 * KIB))
     warm_up(bench, paths[0])

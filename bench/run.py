@@ -273,6 +273,16 @@ def data_bucket(s3: Any) -> None:
     s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
 
 
+def new_bench(url: str, catalog_latency: float, profile_dir: Path | None) -> Bench:
+    """A Bench on moto's server at `url`, with template.yaml's versioned data bucket and FIFO job queue."""
+    s3 = client(url, "s3")
+    data_bucket(s3)
+    queue_url, queue_arn = job_queue(url)
+    if profile_dir:
+        profile_dir.mkdir(parents=True, exist_ok=True)
+    return Bench(url, catalog_latency, s3, queue_url, queue_arn, profile_dir=profile_dir)
+
+
 def job_queue(url: str) -> tuple[str, str]:
     """A FIFO job queue on moto's server, as template.yaml declares JobQueue.fifo: (URL, ARN)."""
     sqs = client(url, "sqs")
@@ -355,12 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"figure 3: {args.stream_mib} MiB; figure 4: N = {', '.join(map(str, args.counts))}"
     )
     with moto_server() as s3_url:
-        s3 = client(s3_url, "s3")
-        data_bucket(s3)
-        queue_url, queue_arn = job_queue(s3_url)
-        bench = Bench(s3_url, args.catalog_latency, s3, queue_url, queue_arn, profile_dir=args.profile)
-        if args.profile:
-            args.profile.mkdir(parents=True, exist_ok=True)
+        bench = new_bench(s3_url, args.catalog_latency, args.profile)
         seeding = time.monotonic()
         seed_objects(bench, {p: args.file_kib * KIB for p in small})
         if 2 in args.only:
