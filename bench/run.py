@@ -51,8 +51,8 @@ from bench.tables import Figure, print_figures, print_table
 from devserver.events import sqs_event
 from devserver.local_s3 import CREDENTIALS, REGION
 from devserver.xnat_emulator import XnatEmulator
+from xnat_upload.job.queue import JobMessage, message_group_id
 from xnat_upload.manifest import JobManifest
-from xnat_upload.queue import JobMessage, message_group_id
 
 ROOT = Path(__file__).resolve().parent.parent
 LAYER = ROOT / "layers" / "xnat_upload"

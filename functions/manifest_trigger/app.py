@@ -2,7 +2,7 @@
 
 Thin by design: each SQS record's body is an S3 event notification (or S3's `s3:TestEvent`, sent
 once when the notification is configured, which is ignored); each manifest version in it goes to
-the core (`xnat_upload.intake`) once. A record that fails (S3 unreachable) is reported as a batch
+the core (`xnat_upload.job.intake`) once. A record that fails (S3 unreachable) is reported as a batch
 item failure and retried; after the queue's redrive limit it lands in the intake's DLQ.
 """
 
@@ -20,10 +20,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from xnat_upload import Settings
 from xnat_upload.aws import s3_client, sqs_client
-from xnat_upload.idempotency import deduplicated
-from xnat_upload.intake import accept_manifest, current_version
+from xnat_upload.job.idempotency import deduplicated
+from xnat_upload.job.intake import accept_manifest, current_version
+from xnat_upload.job.queue import JobQueue
 from xnat_upload.observability import logger, metrics, tracer
-from xnat_upload.queue import JobQueue
 
 
 @logger.inject_lambda_context(clear_state=True)

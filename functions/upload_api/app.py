@@ -41,6 +41,7 @@ from xnat_upload.exceptions import (
     XnatUploadError,
     error_codes_by_status,
 )
+from xnat_upload.job.queue import JobQueue
 from xnat_upload.manifest.models import (
     IDENTIFIER_MAX_LENGTH,
     NOT_DOT_SEGMENT,
@@ -52,7 +53,6 @@ from xnat_upload.manifest.models import (
 )
 from xnat_upload.manifest.paths import IDENTIFIER_PATTERN
 from xnat_upload.observability import logger, metrics, tracer
-from xnat_upload.queue import JobQueue
 from xnat_upload.store import JobStore
 from xnat_upload.submission import JOB_ID_NOT_JSON, JOB_ID_PATTERN, job_status, result_summary, submit_job
 

@@ -1,6 +1,6 @@
 """JobQueue.fifo -> one invocation's share of a job -> result, or continuation, or a later retry.
 
-Thin by design: decode the SQS record, hand the job message to the core (`xnat_upload.worker`),
+Thin by design: decode the SQS record, hand the job message to the core (`xnat_upload.job.worker`),
 act on its outcome. BatchSize is 1, so one invocation holds one XNAT resource's message group.
 A job that must wait for XNAT is hidden for a growing delay and reported as a batch item failure
 (never an invocation error); after the queue's redrive limit it lands in the dead-letter queue.
@@ -16,9 +16,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from xnat_upload import Settings
 from xnat_upload.aws import s3_client, sqs_client
+from xnat_upload.job.queue import JobMessage, JobQueue
+from xnat_upload.job.worker import Continued, Finished, RetryLater, Skipped, work_on_job
 from xnat_upload.observability import logger, metrics, record_job_metrics, tracer
-from xnat_upload.queue import JobMessage, JobQueue
-from xnat_upload.worker import Continued, Finished, RetryLater, Skipped, work_on_job
 
 
 def _processor() -> SqsFifoPartialProcessor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from devserver.stack import LocalStack
-from xnat_upload.idempotency import _persistence
+from xnat_upload.job.idempotency import _persistence
 
 from .conftest import make_manifest
 
@@ -63,7 +63,7 @@ def test_a_changed_manifest_under_the_same_key_is_a_new_job(idempotent: LocalSta
 def test_a_crashed_worker_invocation_says_so_and_the_redelivered_message_finishes_the_job(
     idempotent: LocalStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import xnat_upload.worker as worker
+    import xnat_upload.job.worker as worker
 
     real_run_job = worker.run_job
 

@@ -26,7 +26,7 @@ from devserver.serve import IDEMPOTENCY_TABLE, prepare_for_sam_local, seed_sampl
 from devserver.stack import LocalStack
 from xnat_upload import config
 from xnat_upload.aws import s3_client, sqs_client
-from xnat_upload.idempotency import _persistence
+from xnat_upload.job.idempotency import _persistence
 
 from ..sam_local import (
     CONTAINER_S3,

@@ -130,7 +130,7 @@ def test_an_error_page_that_echoes_the_request_leaks_nothing_into_results_logs_o
     from xnat_upload.aws import s3_client, sqs_client
     from xnat_upload.config import Settings
     from xnat_upload.exceptions import XnatUploadError
-    from xnat_upload.queue import JobQueue
+    from xnat_upload.job.queue import JobQueue
 
     caplog.set_level(logging.DEBUG)
     for name in THIRD_PARTY:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from devserver.events import sqs_event
 from devserver.stack import DEMO_ACCESSION, DEMO_PROJECT, LocalStack
-from xnat_upload.queue import JobMessage
+from xnat_upload.job.queue import JobMessage
 
 from .conftest import make_manifest
 

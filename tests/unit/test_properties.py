@@ -25,7 +25,9 @@ from moto import mock_aws
 from devserver.xnat_emulator import _decode_file_path
 from xnat_upload.config import Settings
 from xnat_upload.exceptions import KeyOutsidePrefixError, ManifestError, ProjectNotFoundError
-from xnat_upload.intake import accept_manifest
+from xnat_upload.job.intake import accept_manifest
+from xnat_upload.job.queue import JobMessage
+from xnat_upload.job.worker import Continued, Finished, work_on_job
 from xnat_upload.manifest import (
     JobManifest,
     check_identifier,
@@ -35,9 +37,7 @@ from xnat_upload.manifest import (
     requested_paths,
 )
 from xnat_upload.manifest.paths import MAX_PATH_LENGTH, RELATIVE_PATH_PATTERN
-from xnat_upload.queue import JobMessage
 from xnat_upload.result import FileStatus, JobStatus
-from xnat_upload.worker import Continued, Finished, work_on_job
 from xnat_upload.xnat import Experiment, RemoteFile, urls
 
 PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from xnat_upload.exceptions import InvalidJobMessageError
+from xnat_upload.job.queue import JobMessage, deduplication_id, message_group_id, redelivery_delay
 from xnat_upload.manifest import JobManifest
-from xnat_upload.queue import JobMessage, deduplication_id, message_group_id, redelivery_delay
 
 MANIFEST = JobManifest.from_data(
     {

@@ -7,8 +7,8 @@ import responses
 
 from xnat_upload.config import Settings
 from xnat_upload.exceptions import XnatError
-from xnat_upload.session import open_xnat
 from xnat_upload.xnat import RetryPolicy, XnatClient
+from xnat_upload.xnat.session import open_xnat
 
 
 class Clock:

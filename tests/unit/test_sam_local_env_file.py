@@ -13,7 +13,7 @@ import pytest
 from devserver import serve
 from devserver.stack import BUCKET, JOB_QUEUE
 from xnat_upload.config import Settings
-from xnat_upload.session import service_credentials
+from xnat_upload.xnat.session import service_credentials
 
 from ..sam_local import (
     CONTAINER_S3,

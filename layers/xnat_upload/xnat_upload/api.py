@@ -28,7 +28,7 @@ from .exceptions import (
     XnatUploadError,
     error_for_code,
 )
-from .queue.sender import MessageSender
+from .job.queue.sender import MessageSender
 from .submission import enqueue_job, validated_manifest, wait_for_result
 
 if TYPE_CHECKING:

@@ -23,7 +23,7 @@ def s3_client(settings: Settings) -> S3Client:
     import boto3
     from botocore.config import Config
 
-    from .s3_deadline import watch_s3_sockets
+    from .transfer.s3_deadline import watch_s3_sockets
 
     pool = max(10, settings.upload_concurrency * 4 + 4)
     config = Config(max_pool_connections=pool, retries={"mode": "standard", "max_attempts": 5})

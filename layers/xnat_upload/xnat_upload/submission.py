@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any, Literal
 from .clipping import clip
 from .config import Settings
 from .exceptions import JobConflictError, JobNotFoundError, ManifestError, UnversionedBucketError
+from .job.progress import snapshot
+from .job.queue import JobMessage, message_group_id
+from .job.queue.sender import MessageSender
 from .manifest import JobManifest, confined_keys, refusal_type
-from .progress import snapshot
-from .queue import JobMessage, message_group_id
-from .queue.sender import MessageSender
 from .result import FileResult, JobResult
 from .store import MISSING, JobStore, encode_manifest
 

@@ -1,4 +1,7 @@
-"""Job orchestration: admission, one invocation's run, the state handed between invocations."""
+"""A job's life, in the order it happens: `intake` (a manifest version -> a queued job), `queue`
+(the job message and its group), `worker` (a message -> this invocation's share, then finish,
+continue or wait), `runner` (one invocation's run over XNAT and S3), `checkpoint` (the state one
+invocation hands the next), `progress` (where a running job is), `idempotency` (duplicate events)."""
 
 from ..result import FileResult, FileStatus, JobResult, JobStatus, PreviousOutcomes
 from .checkpoint import JobState

@@ -41,12 +41,12 @@ from ..manifest import JobManifest, confined_keys, refusal_type, requested_paths
 from ..observability import logger, tracer
 from ..redaction import redact
 from ..result import FileResult, FileStatus, JobResult, PreviousOutcomes
-from ..s3_deadline import carry_context, s3_deadline
-from ..session import XnatConnector, open_xnat
 from ..transfer.budget import TimeBudget
 from ..transfer.engine import TransferEngine, WorkItem
+from ..transfer.s3_deadline import carry_context, s3_deadline
 from ..transfer.sources import SourceObject, find_objects, head_objects, object_md5
 from ..xnat import RemoteFile
+from ..xnat.session import XnatConnector, open_xnat
 from .checkpoint import JobState
 
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ import queue
 import threading
 from typing import Protocol
 
-from ..s3_deadline import carry_context
+from .s3_deadline import carry_context
 
 BLOCK_SIZE = 256 * 1024
 DEPTH = 4

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools.utilities.streaming import S3Object
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .. import s3_deadline
 from ..exceptions import SourceChangedError, SourceReadError, TimeBudgetExceededError
-from ..s3_deadline import carry_context
+from . import s3_deadline
+from .s3_deadline import carry_context
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
-from ..exceptions import InvalidJobMessageError
+from ...exceptions import InvalidJobMessageError
 
 if TYPE_CHECKING:
-    from ..manifest import JobManifest
+    from ...manifest import JobManifest
 
 
 def _sha256(text: str) -> str:

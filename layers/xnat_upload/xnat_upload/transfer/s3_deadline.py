@@ -25,8 +25,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from .observability import logger
-from .xnat.deadline import CallDeadline, watched_pool
+from ..observability import logger
+from ..xnat.deadline import CallDeadline, watched_pool
 
 T = TypeVar("T")
 

@@ -6,7 +6,7 @@ continuations) builds them here, so they serialise the same XNAT resource the sa
 
 Example::
 
-    from xnat_upload.queue import JobMessage, JobQueue
+    from xnat_upload.job.queue import JobMessage, JobQueue
 
     message = JobMessage(job_id="ab12", manifest_key="manifests/ab12.json", manifest_version="v1", continuation=0)
     JobQueue(sqs_client, queue_url).send(message, group_id=message_group_id(manifest))

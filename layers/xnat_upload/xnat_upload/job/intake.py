@@ -22,16 +22,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from .config import Settings
-from .exceptions import ManifestDeletedError, ManifestError, UnversionedBucketError
-from .job import admit
-from .manifest import decode_json
-from .observability import logger
+from ..config import Settings
+from ..exceptions import ManifestDeletedError, ManifestError, UnversionedBucketError
+from ..manifest import decode_json
+from ..observability import logger
+from ..result import JobResult
+from ..store import MISSING, JobStore
 from .progress import snapshot
 from .queue import JobMessage, message_group_id
 from .queue.sender import MessageSender
-from .result import JobResult
-from .store import MISSING, JobStore
+from .runner import admit
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -19,8 +19,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from .observability import logger
-from .result import FileStatus, JobResult
+from ..observability import logger
+from ..result import FileStatus, JobResult
 
 _DONE = {FileStatus.UPLOADED, FileStatus.ALREADY_EXISTS}
 _FAILED = {FileStatus.FAILED, FileStatus.REJECTED, FileStatus.MISSING}

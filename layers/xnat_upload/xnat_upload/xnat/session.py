@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .config import Settings
-from .exceptions import ConfigurationError
-from .xnat import RetryPolicy, XnatClient
+from ..config import Settings
+from ..exceptions import ConfigurationError
+from .client import XnatClient
+from .retry import RetryPolicy
 
 SECRET_MAX_AGE_SECONDS = 300  # rotated passwords are picked up within five minutes
 

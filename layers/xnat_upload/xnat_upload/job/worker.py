@@ -26,8 +26,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from .config import Settings
-from .exceptions import (
+from ..config import Settings
+from ..exceptions import (
     ContinuationLimitError,
     InternalError,
     InvalidJobMessageError,
@@ -39,14 +39,16 @@ from .exceptions import (
     XnatUnavailableError,
     XnatUploadError,
 )
-from .job import FileStatus, JobResult, JobState, PreviousOutcomes, partial_result, run_job
-from .manifest import JobManifest
-from .observability import logger
+from ..manifest import JobManifest
+from ..observability import logger
+from ..result import FileStatus, JobResult, PreviousOutcomes
+from ..store import MISSING, JobStore
+from ..xnat.session import XnatConnector, open_xnat
+from .checkpoint import JobState
 from .progress import ProgressReporter, snapshot
 from .queue import JobMessage, message_group_id, redelivery_delay
 from .queue.sender import MessageSender
-from .session import XnatConnector, open_xnat
-from .store import MISSING, JobStore
+from .runner import partial_result, run_job
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
