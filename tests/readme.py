@@ -1,4 +1,5 @@
-"""The README's shell examples, found by the tag after a fence's language, so that tests run or check them.
+"""The shell examples of the README and its docs/ pages, found by the tag after a fence's language, so that
+tests run or check them. The pages are read in the README's order, then docs/ in the order of its index.
 
     ```sh local-stack      run against `make serve` by tests/integration/test_readme_commands.py
     ```sh sam-local        need Docker: checked without it by tests/deploy/test_sam_local.py
@@ -15,16 +16,31 @@ import re
 import shlex
 from pathlib import Path
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+_LINKED_PAGE = re.compile(r"\]\((docs/[\w-]+\.md)\)")
+
+
+def pages() -> list[Path]:
+    """README.md, then every docs/ page it links, in the order it links them (each once)."""
+    linked = dict.fromkeys(ROOT / p for p in _LINKED_PAGE.findall(README.read_text(encoding="utf-8")))
+    return [README, *(p for p in linked if p.is_file())]
+
+
+def documentation() -> str:
+    """The README and its docs/ pages as one text, in reading order."""
+    return "\n".join(page.read_text(encoding="utf-8") for page in pages())
+
+
 _FENCE = re.compile(r"^```(?P<language>[\w-]*)(?:[ \t]+(?P<tag>[\w-]+))?[ \t]*$")
 
 
 def blocks(tag: str, text: str | None = None) -> list[str]:
-    """The bodies of the fenced blocks tagged `tag`, in the README's order."""
+    """The bodies of the fenced blocks tagged `tag`, in reading order (README, then its docs/ pages)."""
     found: list[str] = []
     body: list[str] | None = None
     inside = False
-    for line in (README.read_text(encoding="utf-8") if text is None else text).splitlines():
+    for line in (documentation() if text is None else text).splitlines():
         if not inside:
             match = _FENCE.match(line)
             if match:

@@ -16,6 +16,8 @@ import pytest
 from cfnlint.api import ManualArgs, lint
 from cfnlint.decode import decode_str
 
+from ..readme import documentation
+
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = ROOT / "template.yaml"
 EVENTS = ROOT / "events"
@@ -662,10 +664,7 @@ def test_functions_get_the_fixed_configuration(template: dict[str, Any]) -> None
 
 
 def test_every_environment_variable_is_documented(template: dict[str, Any]) -> None:
-    readme = ROOT / "README.md"
-    if not readme.is_file():
-        pytest.skip("README.md not written yet")
-    text = readme.read_text(encoding="utf-8")
+    text = documentation()
     names = {name for function in FUNCTIONS for name in _environment(template, function)}
     undocumented = sorted(name for name in names if not re.search(rf"(?<![A-Z0-9_]){name}(?![A-Z0-9_])", text))
     assert undocumented == []
