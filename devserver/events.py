@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -15,7 +16,8 @@ def s3_put_event(bucket: str, key: str, size: int, etag: str, version_id: str | 
         "key": quote_plus(key, safe="/"),
         "size": size,
         "eTag": etag.strip('"'),
-        "sequencer": "0A1B2C3D4E5F678901",
+        # S3's sequencer grows with every event on a key; the clock's nanoseconds do too.
+        "sequencer": f"{time.time_ns():018X}",
     }
     if version_id:
         obj["versionId"] = version_id

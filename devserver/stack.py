@@ -1,10 +1,13 @@
-"""The whole service on loopback: moto's S3 and SQS, the XNAT emulator, the queue flow of template.yaml.
+"""The whole service on loopback: moto's S3, SQS, DynamoDB and EventBridge, the XNAT emulator, the
+queue flow of template.yaml.
 
 What AWS does is done by moto for real: the bucket's notification puts every new manifest version
 on the intake queue (`s3:TestEvent` included), the job queue is FIFO with deduplication and
 redrive to dead-letter queues. What Lambda's event source mappings do is `SqsEventSource`'s job:
 the intake feeds `functions/manifest_trigger/app.py`, the job queue feeds
-`functions/upload_worker/app.py` (BatchSize 1, MaximumConcurrency as configured).
+`functions/upload_worker/app.py` (BatchSize 1, MaximumConcurrency as configured). The jobs ledger
+is a DynamoDB table created from template.yaml's own `JobsTable` definition, and the job-end events
+go through moto's EventBridge to an SQS queue (`events`), where the tests and the demo read them.
 
 Example::
 
@@ -27,6 +30,7 @@ from .events import s3_put_event, sqs_event
 from .handlers import load_handler_module
 from .lambda_context import LocalLambdaContext
 from .local_s3 import LocalAws
+from .template import create_table
 from .xnat_emulator import XnatEmulator
 
 BUCKET = "xnat-upload-data-local"
@@ -38,10 +42,15 @@ DEMO_SUBJECT = "SUBJ001"
 DEMO_ACCESSION = "ACC0001"
 INTAKE_QUEUE = "xnat-upload-intake"
 JOB_QUEUE = "xnat-upload-jobs.fifo"
+JOBS_TABLE = "xnat-upload-jobs"
+EVENTS_QUEUE = "xnat-upload-job-events"  # the local subscriber of the job-end events
+EVENT_SOURCE = "xnat-upload"
+JOB_END_DETAIL_TYPE = "Upload Job Finished"
 MAX_RECEIVE_COUNT = 8  # JobQueue's redrive policy; the worker reads the same number (JOB_MAX_RECEIVE_COUNT)
 INTAKE_MAX_RECEIVE_COUNT = 5  # IntakeQueue's redrive policy in template.yaml
 TRIGGER_TIMEOUT = 60.0
 WORKER_TIMEOUT = 900.0
+SWEEPER_TIMEOUT = 120.0
 
 
 class LocalStack:
@@ -65,6 +74,7 @@ class LocalStack:
         self.queue_urls: dict[str, str] = {}
         self.intake: SqsEventSource | None = None
         self.worker: SqsEventSource | None = None
+        self._events_seen: list[dict[str, Any]] = []
 
     def start(self) -> LocalStack:
         if self._own_aws:
@@ -76,7 +86,23 @@ class LocalStack:
         s3.create_bucket(Bucket=self.bucket)
         s3.put_bucket_versioning(Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"})
         self._create_queues()
+        create_table(self.aws.client("dynamodb"), "JobsTable", JOBS_TABLE)
+        self._subscribe_to_job_events()
         return self
+
+    def _subscribe_to_job_events(self) -> None:
+        """A rule on the default bus that sends every job-end event to an SQS queue, as a user's would."""
+        self.queue_urls["events"] = self._queue(EVENTS_QUEUE, {})
+        events = self.aws.client("events")
+        events.put_rule(
+            Name="xnat-upload-job-ended",
+            EventPattern=json.dumps({"source": [EVENT_SOURCE], "detail-type": [JOB_END_DETAIL_TYPE]}),
+            State="ENABLED",
+        )
+        events.put_targets(
+            Rule="xnat-upload-job-ended",
+            Targets=[{"Id": "local-subscriber", "Arn": _arn(self.sqs(), self.queue_urls["events"])}],
+        )
 
     def _create_queues(self) -> None:
         """The queues of template.yaml, and the bucket notification that feeds the intake."""
@@ -163,6 +189,11 @@ class LocalStack:
             "DATA_BUCKET": self.bucket,
             "JOB_QUEUE_URL": self.queue_urls["jobs"],
             "JOB_MAX_RECEIVE_COUNT": str(MAX_RECEIVE_COUNT),
+            "INTAKE_MAX_RECEIVE_COUNT": str(INTAKE_MAX_RECEIVE_COUNT),
+            "JOB_QUEUE_VISIBILITY_SECONDS": str(int(self.worker_timeout) * 6),
+            "JOBS_TABLE": JOBS_TABLE,
+            "EVENT_BUS_NAME": "default",
+            "EVENT_SOURCE": EVENT_SOURCE,
             "POWERTOOLS_SERVICE_NAME": "xnat-upload",
             "POWERTOOLS_METRICS_NAMESPACE": "XnatUploadLocal",
             "POWERTOOLS_TRACE_DISABLED": "true",
@@ -208,8 +239,28 @@ class LocalStack:
     def read_result(self, job_id: str) -> dict[str, Any] | None:
         return self._read_json(f"results/{job_id}.json")
 
-    def read_progress(self, job_id: str) -> dict[str, Any] | None:
-        return self._read_json(f"results/.progress/{job_id}.json")
+    def read_job(self, job_id: str) -> dict[str, Any] | None:
+        """The job's ledger item (where it is), as plain values; None before the intake saw it."""
+        from xnat_upload.job.ledger import DynamoDBLedger
+
+        record = DynamoDBLedger(self.aws.client("dynamodb"), JOBS_TABLE).get(job_id)
+        return None if record is None else record.to_item()
+
+    def job_events(self) -> list[dict[str, Any]]:
+        """Every job-end event put so far (read off the subscriber queue, which keeps them)."""
+        found: list[dict[str, Any]] = []
+        sqs = self.sqs()
+        while True:
+            batch = sqs.receive_message(
+                QueueUrl=self.queue_urls["events"], MaxNumberOfMessages=10, VisibilityTimeout=0
+            ).get("Messages", [])
+            if not batch:
+                break
+            for message in batch:
+                sqs.delete_message(QueueUrl=self.queue_urls["events"], ReceiptHandle=message["ReceiptHandle"])
+                self._events_seen.append(json.loads(message["Body"]))
+        found.extend(self._events_seen)
+        return found
 
     def _read_json(self, key: str) -> dict[str, Any] | None:
         try:
@@ -226,6 +277,12 @@ class LocalStack:
         app = load_handler_module("manifest_trigger")
         event = sqs_event([json.dumps(s3_event)], _arn(self.sqs(), self.queue_urls["intake"]))
         return app.lambda_handler(event, LocalLambdaContext("manifest-trigger", timeout_seconds))
+
+    def sweep(self) -> dict[str, Any]:
+        """One run of the sweeper (`functions/job_sweeper/app.py`), as its schedule starts it."""
+        app = load_handler_module("job_sweeper")
+        event = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}, "resources": []}
+        return dict(app.lambda_handler(event, LocalLambdaContext("job-sweeper", SWEEPER_TIMEOUT)))
 
     def drain(self, max_invocations: int = 10_000) -> int:
         """Run intake and worker invocations, one at a time, until neither queue has a message
@@ -259,6 +316,31 @@ class LocalStack:
         for source in (self.intake, self.worker):
             if source is not None:
                 source.stop()
+
+    def redrive(self, dead_letters: str = "jobs_dlq", to: str = "jobs") -> int:
+        """Move every message of a dead-letter queue back to its queue, as `aws sqs start-message-move-task`
+        does in AWS (moto has no move task): same body, same group. Returns how many moved."""
+        sqs, moved = self.sqs(), 0
+        fifo = self.queue_urls[to].endswith(".fifo")
+        while True:
+            batch = sqs.receive_message(
+                QueueUrl=self.queue_urls[dead_letters], MaxNumberOfMessages=10, AttributeNames=["All"]
+            ).get("Messages", [])
+            if not batch:
+                return moved
+            for message in batch:
+                attributes = message.get("Attributes", {})
+                group = (
+                    {
+                        "MessageGroupId": attributes["MessageGroupId"],
+                        "MessageDeduplicationId": attributes.get("MessageDeduplicationId") or message["MessageId"],
+                    }
+                    if fifo
+                    else {}
+                )
+                sqs.send_message(QueueUrl=self.queue_urls[to], MessageBody=message["Body"], **group)
+                sqs.delete_message(QueueUrl=self.queue_urls[dead_letters], ReceiptHandle=message["ReceiptHandle"])
+                moved += 1
 
     def queue_depth(self, name: str) -> int:
         """Messages in a queue: visible, in flight and delayed."""

@@ -287,6 +287,12 @@ def _settings() -> Settings:
     return Settings.from_env()
 
 
+def _caller() -> str | None:
+    """The signed caller's ARN (AWS_IAM authorization), for the ledger's `submitted_by`."""
+    identity = app.current_event.request_context.identity
+    return identity.user_arn or identity.caller or None
+
+
 # -- routes -------------------------------------------------------------------------------------------
 
 
@@ -314,7 +320,7 @@ def put_upload(
             request.central_hub_project_id, request.accession_id, net_id, request.scan_id, request.resource_id,
             request.files, request.exist_ok,
             settings=settings, s3=s3_client(settings), queue=JobQueue(sqs_client(settings), settings.require_job_queue()),
-            wait_seconds=max(0.0, wait - (time.monotonic() - started)),
+            wait_seconds=max(0.0, wait - (time.monotonic() - started)), submitted_by=_caller(),
         )  # fmt: skip
     except JobStillRunningError as running:
         return Response(
@@ -343,7 +349,9 @@ def post_job(
 ) -> Response[dict[str, Any]]:
     settings = _settings()
     data = request.model_dump(exclude_none=True)
-    submission = submit_job(data, settings=settings, s3=s3_client(settings), job_id=data.pop("job_id", None))
+    submission = submit_job(
+        data, settings=settings, s3=s3_client(settings), job_id=data.pop("job_id", None), submitted_by=_caller()
+    )
     return Response(
         202,
         JSON,

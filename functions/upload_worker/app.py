@@ -2,8 +2,14 @@
 
 Thin by design: decode the SQS record, hand the job message to the core (`xnat_upload.job.worker`),
 act on its outcome. BatchSize is 1, so one invocation holds one XNAT resource's message group.
-A job that must wait for XNAT is hidden for a growing delay and reported as a batch item failure
-(never an invocation error); after the queue's redrive limit it lands in the dead-letter queue.
+
+* The message's visibility is first cut to this invocation's own time (plus a margin): killed
+  outright (timeout, out of memory), the job is back in minutes, not after six timeouts.
+* A job that must wait for XNAT is hidden for a growing delay and reported as a batch item failure
+  (never an invocation error); after the queue's redrive limit it lands in the dead-letter queue.
+* An unexpected exception is logged at ERROR with the job id and a redacted stack trace, counted
+  (`JobsCrashed`), and its message comes back after a short growing delay; on the last delivery
+  the job ends with a result that names the crash, and the message goes to the dead-letter queue.
 """
 
 from __future__ import annotations
@@ -16,9 +22,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from xnat_upload import Settings
 from xnat_upload.aws import s3_client, sqs_client
-from xnat_upload.job.queue import JobMessage, JobQueue
-from xnat_upload.job.worker import Continued, Finished, RetryLater, Skipped, work_on_job
-from xnat_upload.observability import logger, metrics, record_job_metrics, tracer
+from xnat_upload.job.queue import JobMessage, JobQueue, redelivery_delay
+from xnat_upload.job.worker import Continued, Finished, RetryLater, Skipped, crashed, work_on_job
+from xnat_upload.observability import logger, metrics, record_job_metrics, report_crash, tracer
+
+LEASE_MARGIN_SECONDS = 60  # past the invocation's own end: a message never comes back while its worker runs
 
 
 def _processor() -> SqsFifoPartialProcessor:
@@ -44,21 +52,42 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         return context.get_remaining_time_in_millis() / 1000
 
     def handle(record: SQSRecord) -> str:
-        message = JobMessage.from_body(record.body)
-        logger.set_correlation_id(message.job_id)
-        logger.append_keys(continuation=message.continuation, manifest_version=message.manifest_version)
-        outcome = work_on_job(
-            message,
-            settings=settings,
-            s3=s3_client(settings),
-            queue=queue,
-            remaining_seconds=remaining_seconds,
-            receive_count=int(record.attributes.approximate_receive_count or 1),
-        )
+        receive_count = int(record.attributes.approximate_receive_count or 1)
+        message: JobMessage | None = None
+        try:
+            message = JobMessage.from_body(record.body)
+            logger.set_correlation_id(message.job_id)
+            logger.append_keys(continuation=message.continuation, manifest_version=message.manifest_version)
+            lease = remaining_seconds() + LEASE_MARGIN_SECONDS
+            queue.defer(record.receipt_handle, lease)
+            outcome = work_on_job(
+                message,
+                settings=settings,
+                s3=s3_client(settings),
+                queue=queue,
+                remaining_seconds=remaining_seconds,
+                receive_count=receive_count,
+                lease_seconds=lease,
+            )
+        except Exception as exc:
+            job_id = message.job_id if message else None
+            report_crash("job crashed", exc, job_id=job_id, metric="JobsCrashed", attempt=receive_count)
+            delay = (
+                crashed(message, exc, settings=settings, s3=s3_client(settings), receive_count=receive_count)
+                if message
+                else redelivery_delay(receive_count, settings.crash_retry_seconds, settings.crash_max_retry_seconds)
+            )
+            if delay is None:
+                metrics.add_metric(name="JobsGivenUp", unit="Count", value=1)
+            queue.defer(record.receipt_handle, delay or 0)  # the last delivery: on to the dead-letter queue now
+            raise
         if isinstance(outcome, RetryLater):
             queue.defer(record.receipt_handle, outcome.delay_seconds)
             if outcome.final:
                 record_job_metrics(outcome.result)
+                metrics.add_metric(name="JobsGivenUp", unit="Count", value=1)
+            else:
+                metrics.add_metric(name="XnatWaits", unit="Count", value=1)
             raise WaitingForXnat(f"XNAT unavailable; job {message.job_id} retried in {outcome.delay_seconds} s")
         if isinstance(outcome, Finished):
             record_job_metrics(outcome.result)

@@ -44,7 +44,7 @@ def test_a_hanging_xnat_call_is_cut_short_and_the_invocation_ends_in_time(slow_x
     assert stack.worker.stats.overruns == stack.worker.stats.errors == 0
     if stack.read_result("deadline") is None:  # not finished: it continues itself, nothing is lost
         assert stack.queue_depth("jobs") == 1
-        assert stack.read_progress("deadline")["state"] == "running"
+        assert stack.read_job("deadline")["state"] == "running"
 
     stack.xnat.set_delay(0, method="PUT", path_contains="/files/b.nii")
     stack.drain()

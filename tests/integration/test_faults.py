@@ -199,7 +199,7 @@ def test_an_outage_longer_than_retries_can_ride_makes_the_job_wait_and_the_invoc
 
     assert elapsed < 5, f"the invocation returned after {elapsed:.1f} s, past its 5 s deadline"
     assert stack.read_result(f"outage-{window}") is None, "not failed: the job waits for XNAT"
-    progress = stack.read_progress(f"outage-{window}")
+    progress = stack.read_job(f"outage-{window}")
     assert progress["state"] == "waiting_for_xnat"
     assert "503" in progress["reason"] and "attempts in" in progress["reason"]
     assert stack.xnat.count("POST", "/data/JSESSION") > 4, "retried for a time, not a count"
@@ -403,7 +403,7 @@ def test_xnat_down_at_login_makes_the_job_wait_and_it_finishes_by_itself_once_xn
     stack.xnat.set_down(True)
 
     assert run_without_result(stack, "down", files)
-    progress = stack.read_progress("down")
+    progress = stack.read_job("down")
     assert progress["state"] == "waiting_for_xnat"
     assert "503" in progress["reason"] and "log in" in progress["reason"], "an unavailable XNAT, not bad credentials"
     assert progress["retry_at"] and progress["attempt"] == 1
@@ -447,7 +447,7 @@ def test_xnat_going_down_mid_job_keeps_what_was_sent_and_the_job_finishes_withou
     stack.xnat.on_request(lambda: stack.xnat.set_down(True), method="PUT", path_contains="/files/", skip=2)
 
     assert run_without_result(stack, "goes-down", files)
-    assert stack.read_progress("goes-down")["state"] == "waiting_for_xnat"
+    assert stack.read_job("goes-down")["state"] == "waiting_for_xnat"
 
     stack.xnat.set_down(False)
     stack.worker.release_deferred()
@@ -699,7 +699,7 @@ def test_xnat_going_down_after_the_listing_makes_even_a_one_unit_job_wait(
     stack.xnat.on_request(lambda: stack.xnat.set_down(True), method="PUT", path_contains="/files/")
 
     assert run_without_result(stack, f"down-{mode}", files), "the job waits: XNAT does not answer the probe"
-    assert stack.read_progress(f"down-{mode}")["state"] == "waiting_for_xnat"
+    assert stack.read_job(f"down-{mode}")["state"] == "waiting_for_xnat"
 
     stack.xnat.set_down(False)
     assert stack.worker is not None and stack.worker.release_deferred() == 1

@@ -345,7 +345,7 @@ def test_a_missing_object_is_refused_by_the_intake_without_waiting_for_the_resou
     stack.xnat.set_down(True)
     stack.put_manifest("waits", make_manifest(files_relative_paths_to_upload=["ct_scan.nii.gz"]))
     stack.drain()
-    assert stack.read_progress("waits")["state"] == "waiting_for_xnat"
+    assert stack.read_job("waits")["state"] == "waiting_for_xnat"
     assert stack.intake is not None
 
     stack.put_manifest("bad-key", make_manifest(files_relative_paths_to_upload=["ct_scan.nii.gz", "not/there.nii"]))
@@ -355,7 +355,7 @@ def test_a_missing_object_is_refused_by_the_intake_without_waiting_for_the_resou
     assert result is not None and result["error"]["code"] == "object_not_found"
     assert [f["status"] for f in result["files"]] == ["skipped", "missing"]
     assert result["finished_at"]
-    assert (stack.read_progress("bad-key") or {}).get("state") != "queued", "refused, not queued"
+    assert (stack.read_job("bad-key") or {}).get("state") != "queued", "refused, not queued"
 
 
 def test_many_objects_are_checked_at_intake_with_a_listing_and_one_missing_is_named(stack: LocalStack) -> None:

@@ -395,8 +395,8 @@ def test_an_older_version_in_another_group_never_writes_after_the_newer_one_fini
     assert stack.read_result("moved")["manifest_version"] == current
     assert stack.read_result("moved")["status"] == "succeeded"
     assert checkpoint_of(stack, "moved")["manifest_version"] == current
-    assert stack.read_progress("moved")["manifest_version"] == current
-    assert stack.read_progress("moved")["state"] == "finished"
+    assert stack.read_job("moved")["manifest_version"] == current
+    assert stack.read_job("moved")["state"] == "finished"
 
 
 def test_a_session_named_by_its_xnat_id_instead_of_its_label_is_refused(stack: LocalStack) -> None:
@@ -477,9 +477,9 @@ def test_a_manifest_key_under_a_dot_folder_is_not_a_job(stack: LocalStack) -> No
     """`manifests/.progress/victim.json` would write its result onto job `victim`'s progress object."""
     stack.put_image("net-1", "a.nii", b"a")
     stack.run("victim", make_manifest(files_relative_paths_to_upload=["a.nii"]))
-    before = stack.read_progress("victim")
+    before = stack.read_job("victim")
     stack.s3().put_object(Bucket=stack.bucket, Key="manifests/.progress/victim.json", Body=b"not a manifest")
     stack.drain()
 
-    assert stack.read_progress("victim") == before
+    assert stack.read_job("victim") == before
     assert stack.s3().list_objects_v2(Bucket=stack.bucket, Prefix="results/.progress/.progress")["KeyCount"] == 0

@@ -110,7 +110,7 @@ def test_the_sample_intake_event_queues_the_sample_job(stack: LocalStack, become
 
     assert response == {"batchItemFailures": []}
     assert stack.queue_depth("jobs") == 1
-    assert stack.read_progress(SAMPLE_JOB)["state"] == "queued"
+    assert stack.read_job(SAMPLE_JOB)["state"] == "queued"
     records = stack.aws.client("dynamodb").scan(TableName=IDEMPOTENCY_TABLE)["Items"]
     assert len(records) == 1, "the intake deduplicates through the table the env file names"
 

@@ -171,7 +171,7 @@ def test_an_error_page_that_echoes_the_request_leaks_nothing_into_results_logs_o
     files = {entry["path"]: entry for entry in results["echo-files"]["files"]}
     assert files["a.nii"]["status"] == files["b.nii"]["status"] == "failed"
     assert "Internal error" in files["a.nii"]["error"] and "CSRF token check failed" in files["b.nii"]["error"]
-    waiting = stack.read_progress("echo-login")
+    waiting = stack.read_job("echo-login")
     assert waiting["state"] == "waiting_for_xnat" and "Proxy error" in waiting["reason"]
     assert api_error.value.error_code == "xnat_error" and "Conflict" in api_error.value.message
 

@@ -29,7 +29,7 @@ def test_after_three_transfers_fail_in_a_row_the_rest_are_not_attempted_and_the_
     stack.drain()
 
     assert stack.read_result("down") is None, "not a failure: the job waits for XNAT"
-    progress = stack.read_progress("down")
+    progress = stack.read_job("down")
     assert progress["state"] == "waiting_for_xnat"
     assert progress["files_failed"] == 0, "files XNAT failed while down are pending, not failed"
     file_puts = stack.xnat.count("PUT", "/files/")

@@ -51,6 +51,7 @@ def upload_data_to_xnat(
     queue: MessageSender,
     wait_seconds: float,
     job_id: str | None = None,
+    submitted_by: str | None = None,
 ) -> list[str]:
     """Enqueue the upload and wait for it: the URLs in manifest order, or the error."""
     manifest = validated_manifest(
@@ -66,7 +67,7 @@ def upload_data_to_xnat(
         settings,
     )
     job_id = job_id or f"{SYNC_JOB_PREFIX}{uuid.uuid4().hex}"
-    version = enqueue_job(manifest, job_id=job_id, settings=settings, s3=s3, queue=queue)
+    version = enqueue_job(manifest, job_id=job_id, settings=settings, s3=s3, queue=queue, submitted_by=submitted_by)
     result = wait_for_result(job_id, version, settings=settings, s3=s3, seconds=wait_seconds)
     if result is None:
         raise JobStillRunningError(f"job {job_id} is queued or running; follow it at /jobs/{job_id}", job_id)

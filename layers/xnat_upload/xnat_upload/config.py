@@ -96,8 +96,17 @@ class Settings:
     job_queue_url: str | None = None
     max_continuations: int = 100
     job_max_receive_count: int = 8
+    intake_max_receive_count: int = 5
     xnat_unavailable_retry_seconds: float = 60.0
     xnat_unavailable_max_retry_seconds: float = 3600.0
+    jobs_table: str | None = None
+    ledger_retention_days: int = 365
+    event_bus_name: str = "default"
+    event_source: str = "xnat-upload"
+    job_queue_visibility_seconds: float = 5400.0
+    crash_retry_seconds: float = 10.0
+    crash_max_retry_seconds: float = 300.0
+    dead_letter_grace_seconds: float = 120.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -141,8 +150,17 @@ class Settings:
             job_queue_url=env.get("JOB_QUEUE_URL", "").strip() or None,
             max_continuations=_int(env, "MAX_CONTINUATIONS", 100, minimum=1),
             job_max_receive_count=_int(env, "JOB_MAX_RECEIVE_COUNT", 8, minimum=1),
+            intake_max_receive_count=_int(env, "INTAKE_MAX_RECEIVE_COUNT", 5, minimum=1),
             xnat_unavailable_retry_seconds=_float(env, "XNAT_UNAVAILABLE_RETRY_SECONDS", 60.0),
             xnat_unavailable_max_retry_seconds=_float(env, "XNAT_UNAVAILABLE_MAX_RETRY_SECONDS", 3600.0),
+            jobs_table=env.get("JOBS_TABLE", "").strip() or None,
+            ledger_retention_days=_int(env, "LEDGER_RETENTION_DAYS", 365, minimum=1),
+            event_bus_name=env.get("EVENT_BUS_NAME", "").strip() or "default",
+            event_source=env.get("EVENT_SOURCE", "").strip() or "xnat-upload",
+            job_queue_visibility_seconds=_float(env, "JOB_QUEUE_VISIBILITY_SECONDS", 5400.0),
+            crash_retry_seconds=_float(env, "CRASH_RETRY_SECONDS", 10.0),
+            crash_max_retry_seconds=_float(env, "CRASH_MAX_RETRY_SECONDS", 300.0),
+            dead_letter_grace_seconds=_float(env, "DEAD_LETTER_GRACE_SECONDS", 120.0),
         )
 
     def require_job_queue(self) -> str:
@@ -150,6 +168,12 @@ class Settings:
         if not self.job_queue_url:
             raise ConfigurationError("JOB_QUEUE_URL must be set to the FIFO job queue's URL")
         return self.job_queue_url
+
+    def require_jobs_table(self) -> str:
+        """The jobs ledger's DynamoDB table: where every job says where it is."""
+        if not self.jobs_table:
+            raise ConfigurationError("JOBS_TABLE must be set to the jobs ledger's DynamoDB table")
+        return self.jobs_table
 
     def job_id_for(self, manifest_key: str) -> str | None:
         """`manifests/2026/ab12.json` -> `2026/ab12`; None for keys that are not manifests (also

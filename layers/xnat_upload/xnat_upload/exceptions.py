@@ -43,6 +43,39 @@ class InternalError(XnatUploadError):
     http_status = 500
 
 
+class JobEndedAbnormallyError(InternalError):
+    """The job stopped through no fault of its input: its message went to the dead-letter queue.
+    Its result keeps what was done; redriving the message resumes the job from its checkpoint."""
+
+    error_code = "job_abandoned"
+
+
+class WorkerCrashedError(JobEndedAbnormallyError):
+    """The worker raised an unexpected exception on every delivery the queue allows (a bug, a
+    permission missing): the last one ended the job."""
+
+    error_code = "worker_crashed"
+
+
+class WorkerKilledError(JobEndedAbnormallyError):
+    """The worker's process was killed on every delivery (out of memory, or the function timeout)
+    before it could write anything: found by the sweeper once the message left for the dead-letter queue."""
+
+    error_code = "worker_killed"
+
+
+class JobStalledError(JobEndedAbnormallyError):
+    """No worker reported on the job for longer than its message can live in the job queue."""
+
+    error_code = "job_stalled"
+
+
+class IntakeFailedError(JobEndedAbnormallyError):
+    """The intake raised an unexpected exception on every delivery of the manifest's S3 event."""
+
+    error_code = "intake_failed"
+
+
 class ManifestError(XnatUploadError):
     """The job manifest is not valid JSON or does not match the schema."""
 

@@ -45,3 +45,26 @@ def record_job_metrics(result: JobResult) -> None:
         metrics.add_metric(name="JobDuration", unit=MetricUnit.Seconds, value=result.duration_seconds)
     metrics.add_metric(name="XnatRequests", unit=MetricUnit.Count, value=result.xnat_requests or 0)
     metrics.add_metric(name="XnatRetries", unit=MetricUnit.Count, value=result.xnat_retries or 0)
+
+
+def report_crash(what: str, error: BaseException, *, job_id: str | None, metric: str, **extra: object) -> None:
+    """An unexpected exception in a record handler: one ERROR line with the job id and a redacted stack
+    trace (an exception's text may quote a server's answer), and one data point of `metric`.
+
+    Powertools' batch processor would log it at DEBUG only: without this, a crash is silent."""
+    import traceback
+
+    from .redaction import redact
+
+    trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    logger.error(
+        what,
+        extra={
+            "job_id": job_id,
+            "error_type": type(error).__name__,
+            "error": redact(str(error)),
+            "traceback": redact(trace),
+            **extra,
+        },
+    )
+    metrics.add_metric(name=metric, unit=MetricUnit.Count, value=1)

@@ -26,6 +26,7 @@ _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
 PRETTY_MAX_FILES = 1000  # results of bigger jobs are written compact: 100,000 files stay a few MB smaller
 MISSING = object()  # `manifest_version` of a manifest (or result) that does not exist
 VERSION_METADATA = "manifest-version"
+SUBMITTED_BY_METADATA = "submitted-by"  # who submitted a manifest through the API (the caller's ARN)
 
 
 def encode_manifest(manifest: dict[str, Any]) -> bytes:
@@ -39,8 +40,16 @@ class JobStore:
         self._settings = settings
         self._bucket = settings.data_bucket
 
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
     def load_manifest(self, key: str, version_id: str | None = None) -> bytes:
         """The manifest's bytes, refusing an oversized one before reading it."""
+        return self.read_manifest(key, version_id)[0]
+
+    def read_manifest(self, key: str, version_id: str | None = None) -> tuple[bytes, dict[str, str]]:
+        """The manifest's bytes and its user metadata (`submitted-by`), refusing an oversized one unread."""
         extra = {"VersionId": version_id} if version_id else {}
         try:
             response = self._s3.get_object(Bucket=self._bucket, Key=key, **extra)
@@ -57,26 +66,32 @@ class JobStore:
             body.close()
         if len(data) > limit:
             raise ManifestError(f"manifest is larger than {limit} bytes")
-        return data
+        return data, dict(response.get("Metadata") or {})
 
-    def put_manifest(self, job_id: str, manifest: dict[str, Any]) -> str | None:
+    def put_manifest(self, job_id: str, manifest: dict[str, Any], submitted_by: str | None = None) -> str | None:
         """Put the manifest (a new version: the intake queues it again); returns its version id."""
-        return self._put_manifest(job_id, manifest)
+        return self._put_manifest(job_id, manifest, submitted_by)
 
-    def put_manifest_once(self, job_id: str, manifest: dict[str, Any]) -> bool:
+    def put_manifest_once(self, job_id: str, manifest: dict[str, Any], submitted_by: str | None = None) -> bool:
         """Put the manifest unless one exists (an S3 conditional write); False when it was there."""
         try:
-            self._put_manifest(job_id, manifest, IfNoneMatch="*")
+            self._put_manifest(job_id, manifest, submitted_by, IfNoneMatch="*")
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
                 return False
             raise
         return True
 
-    def _put_manifest(self, job_id: str, manifest: dict[str, Any], **conditions: str) -> str | None:
+    def _put_manifest(
+        self, job_id: str, manifest: dict[str, Any], submitted_by: str | None, **conditions: str
+    ) -> str | None:
         key = self._settings.manifest_key(job_id)
         body = encode_manifest(manifest)
-        put = self._s3.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType="application/json", **conditions)
+        # Who asked, for the ledger: the intake sees the API's role as the putter, not the API's caller.
+        metadata = {SUBMITTED_BY_METADATA: submitted_by} if submitted_by else {}
+        put = self._s3.put_object(
+            Bucket=self._bucket, Key=key, Body=body, ContentType="application/json", Metadata=metadata, **conditions
+        )
         version = put.get("VersionId")
         return None if version in (None, "null") else str(version)
 
@@ -109,19 +124,6 @@ class JobStore:
 
     def result_location(self, job_id: str) -> str:
         return f"s3://{self._bucket}/{self._settings.results_key(job_id)}"
-
-    def progress_key(self, job_id: str) -> str:
-        # Its own folder: no job ID (they start with a letter or digit) maps a result onto it.
-        return f"{self._settings.results_prefix}.progress/{job_id}.json"
-
-    def write_progress(self, job_id: str, progress: dict[str, Any]) -> None:
-        body = json.dumps(progress).encode()
-        self._s3.put_object(
-            Bucket=self._bucket, Key=self.progress_key(job_id), Body=body, ContentType="application/json"
-        )
-
-    def read_progress(self, job_id: str) -> dict[str, Any] | None:
-        return self._read_json(self.progress_key(job_id))
 
     def checkpoint_key(self, job_id: str) -> str:
         return f"{self._settings.results_prefix}.checkpoints/{job_id}.json.gz"

@@ -4,7 +4,7 @@ read a job's status, version-aware (a result of an older manifest version is not
 Example::
 
     submission = submit_job(manifest, job_id="ab12", settings=settings, s3=s3)
-    state, document = job_status("ab12", settings=settings, s3=s3)  # ("pending", progress) until it ends
+    state, document = job_status("ab12", settings=settings, s3=s3)  # ("pending", ledger item) until it ends
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from .clipping import clip
 from .config import Settings
 from .exceptions import JobConflictError, JobNotFoundError, ManifestError, UnversionedBucketError
-from .job.progress import snapshot
+from .job.ledger import JobRecord, Progress, ledger_for
 from .job.queue import JobMessage, message_group_id
 from .job.queue.sender import MessageSender
 from .manifest import JobManifest, confined_keys, refusal_type
@@ -68,15 +68,21 @@ def validated_manifest(manifest_data: Any, settings: Settings) -> JobManifest:
 
 
 def submit_job(
-    manifest_data: dict[str, Any], *, settings: Settings, s3: S3Client, job_id: str | None = None
+    manifest_data: dict[str, Any],
+    *,
+    settings: Settings,
+    s3: S3Client,
+    job_id: str | None = None,
+    submitted_by: str | None = None,
 ) -> Submission:
-    """Validate fully (the intake would refuse it anyway), then put `manifests/<job_id>.json` once."""
+    """Validate fully (the intake would refuse it anyway), then put `manifests/<job_id>.json` once.
+    `submitted_by` (the API's caller) travels with the manifest to the ledger."""
     manifest = validated_manifest(manifest_data, settings)
     job_id = check_job_id(job_id) if job_id else uuid.uuid4().hex
     store = JobStore(s3, settings)
     document = manifest.model_dump(exclude_none=True)
     key = settings.manifest_key(job_id)
-    if store.put_manifest_once(job_id, document):
+    if store.put_manifest_once(job_id, document, submitted_by):
         return Submission(job_id, key, created=True)
     existing = store.load_manifest(key)
     try:
@@ -90,19 +96,22 @@ def submit_job(
     if previous is not None and _same_version(previous, current) and previous.get("status") != "succeeded":
         # Submitting a finished, unfinished job again resumes it: a new manifest version is a new
         # run, which skips what XNAT already holds (the S3 counterpart: re-put the manifest).
-        store.put_manifest(job_id, document)
+        store.put_manifest(job_id, document, submitted_by)
         return Submission(job_id, key, created=True, resumed=True)
     return Submission(job_id, key, created=False)
 
 
 def job_status(job_id: str, *, settings: Settings, s3: S3Client) -> tuple[JobState, dict[str, Any] | None]:
-    """`done` with the result manifest of the current manifest version; else `pending` with the
-    progress of that version (`state`: queued, running or waiting_for_xnat; None before the intake
-    saw it). A result or progress of another version is not this job's answer yet. A deleted
-    manifest's last result still answers; with neither, JobNotFoundError."""
+    """`done` with the result manifest of the current manifest version; else `pending` with where the
+    job is (the ledger item of that version: `state` queued, running or waiting_for_xnat). A result
+    or ledger item of another version is not this job's answer yet. A deleted manifest's last result
+    still answers; with neither, JobNotFoundError."""
     check_job_id(job_id)
     store = JobStore(s3, settings)
     current = store.manifest_version(job_id)
+    record = job_record(job_id, settings)
+    if record is not None and _same_version(record.to_item(), current) and record.state != "finished":
+        return "pending", record.summary()
     result = store.read_result(job_id)
     if current is MISSING:
         if result is not None:
@@ -110,10 +119,12 @@ def job_status(job_id: str, *, settings: Settings, s3: S3Client) -> tuple[JobSta
         raise JobNotFoundError(f"no job {job_id!r}")
     if result is not None and _same_version(result, current):
         return "done", result
-    progress = store.read_progress(job_id)
-    if progress is not None and _same_version(progress, current) and progress.get("state") != "finished":
-        return "pending", progress
     return "pending", {"job_id": job_id, "manifest_version": current, "state": "queued"}
+
+
+def job_record(job_id: str, settings: Settings) -> JobRecord | None:
+    """The job's ledger item (None without a ledger, or before the intake saw the job)."""
+    return ledger_for(settings).get(job_id) if settings.jobs_table else None
 
 
 def _same_version(document: dict[str, Any], current: object) -> bool:
@@ -121,20 +132,41 @@ def _same_version(document: dict[str, Any], current: object) -> bool:
 
 
 def enqueue_job(
-    manifest: JobManifest, *, job_id: str, settings: Settings, s3: S3Client, queue: MessageSender
+    manifest: JobManifest,
+    *,
+    job_id: str,
+    settings: Settings,
+    s3: S3Client,
+    queue: MessageSender,
+    submitted_by: str | None = None,
 ) -> str | None:
-    """Put the (validated) manifest and send its job message straight to the job queue, without
-    waiting for the intake; returns the manifest version. The S3 event of the same put reaches the
-    intake too, which sends the very same message: SQS drops it as a duplicate."""
+    """Put the (validated) manifest, open its ledger item (queued) and send its job message straight
+    to the job queue, without waiting for the intake; returns the manifest version. The S3 event of
+    the same put reaches the intake too, which sends the very same message: SQS drops it as a
+    duplicate, and the ledger already knows the version."""
     store = JobStore(s3, settings)
     key = settings.manifest_key(job_id)
-    version = store.put_manifest(job_id, manifest.model_dump(exclude_none=True))
+    version = store.put_manifest(job_id, manifest.model_dump(exclude_none=True), submitted_by)
     if version is None:
         raise UnversionedBucketError()
-    result = JobResult(
-        job_id, manifest_version=version, files=[FileResult(p) for p in manifest.files_relative_paths_to_upload]
-    )
-    store.write_progress(job_id, snapshot(result, "queued"))
+    if settings.jobs_table:
+        result = JobResult(
+            job_id, manifest_version=version, files=[FileResult(p) for p in manifest.files_relative_paths_to_upload]
+        )
+        record = JobRecord(
+            job_id,
+            version,
+            net_id=manifest.net_id,
+            submitted_by=submitted_by,
+            xnat={
+                "project": manifest.central_hub_project_id,
+                "session": manifest.accession_id,
+                "scan": manifest.scan_id,
+                "resource": manifest.resource_id,
+            },
+            **Progress.of(result).fields(),
+        )
+        ledger_for(settings).open(record)
     queue.send(
         JobMessage(job_id=job_id, manifest_key=key, manifest_version=version, continuation=0),
         message_group_id(manifest),
@@ -152,14 +184,21 @@ def wait_for_result(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any] | None:
-    """The job's result for `version`, polled for at most `seconds`; None when it is not there yet."""
+    """The job's result for `version`, waited for at most `seconds`; None when it is not there yet.
+    Watches the ledger item (one small read a poll), and reads the result once it says finished."""
     store = JobStore(s3, settings)
     deadline = clock() + seconds
     pause = 0.1
     while True:
-        result = store.read_result(job_id)
-        if result is not None and (version is None or result.get("manifest_version") == version):
-            return result
+        if settings.jobs_table:
+            record = job_record(job_id, settings)
+            ended = record is not None and record.state == "finished" and record.manifest_version == (version or "")
+        else:
+            ended = True
+        if ended:
+            result = store.read_result(job_id)
+            if result is not None and (version is None or result.get("manifest_version") == version):
+                return result
         left = deadline - clock()
         if left <= 0:
             return None

@@ -11,6 +11,11 @@ Every event may arrive twice and out of order: an older version's late event, a 
 version already run, or an event for a deleted manifest never queues work and never replaces a
 result of the current version.
 
+The job's ledger item is opened here (`queued`, or `finished` with the refusal), conditional on
+the S3 event's sequencer: a version S3 took earlier never replaces the item of a later one, and a
+duplicate event of the same version leaves a running job alone. A refusal is a job end: it is
+announced like any other (`Upload Job Finished`).
+
 Example::
 
     intake = accept_manifest("manifests/ab12.json", version_id=None, settings=settings, s3=s3, queue=queue)
@@ -23,18 +28,22 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from ..config import Settings
-from ..exceptions import ManifestDeletedError, ManifestError, UnversionedBucketError
+from ..exceptions import IntakeFailedError, ManifestDeletedError, ManifestError, UnversionedBucketError
 from ..manifest import decode_json
 from ..observability import logger
 from ..result import JobResult
-from ..store import MISSING, JobStore
-from .progress import snapshot
+from ..store import MISSING, SUBMITTED_BY_METADATA, JobStore
+from .events import announce_job_end
+from .ledger import JobRecord, Progress, job_error, ledger_for, now_iso
 from .queue import JobMessage, message_group_id
 from .queue.sender import MessageSender
 from .runner import admit
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+
+SEQUENCER_WIDTH = 32
 
 
 @dataclass(frozen=True)
@@ -48,10 +57,21 @@ class Intake:
 
 
 def accept_manifest(
-    key: str, *, version_id: str | None, settings: Settings, s3: S3Client, queue: MessageSender
+    key: str,
+    *,
+    version_id: str | None,
+    settings: Settings,
+    s3: S3Client,
+    queue: MessageSender,
+    submitted_by: str | None = None,
+    sequencer: str = "",
 ) -> Intake:
     """Validate the manifest version and queue its job, or write its failed result; never raises
-    for bad input (S3 being unreachable does raise: the record is retried)."""
+    for bad input (S3 being unreachable does raise: the record is retried).
+
+    `submitted_by`: who put the manifest (the S3 event's principal), unless the manifest says who
+    submitted it through the API (its `submitted-by` metadata). `sequencer`: the S3 event's, which
+    orders the versions of one key."""
     job_id = settings.job_id_for(key)
     if job_id is None:
         return Intake(None, "ignored", "not a manifest key")
@@ -70,25 +90,67 @@ def accept_manifest(
     if version is not None and store.result_version(job_id) == version:
         return Intake(job_id, "ignored", "this manifest version already has its result", version)
 
+    opening = JobRecord(job_id, version, submitted_by=submitted_by, manifest_seq=_padded(sequencer))
     try:
-        data = decode_json(store.load_manifest(key, version))
+        body, metadata = store.read_manifest(key, version)
+        opening.submitted_by = metadata.get(SUBMITTED_BY_METADATA) or submitted_by
+        data = decode_json(body)
     except ManifestError as exc:
         result = JobResult(job_id, manifest_version=version)
         result.fail_job(exc)
-        return _refused(store, result, key)
+        return _refused(store, result, key, opening)
+    _describe(opening, data)
     manifest, result = admit(data, job_id=job_id, settings=settings, s3=s3)
     result.manifest_version = version
     if manifest is None:
-        return _refused(store, result, key)
+        return _refused(store, result, key, opening)
 
-    progress = store.read_progress(job_id)
-    if not (progress and progress.get("manifest_version") == version and version is not None):
-        # A duplicate event must not turn a running job's progress back into "queued".
-        store.write_progress(job_id, snapshot(result, "queued"))
+    if settings.jobs_table:
+        opening.state = "queued"
+        for name, value in Progress.of(result).fields().items():
+            setattr(opening, name, value)
+        ledger = ledger_for(settings)
+        if not ledger.open(opening):
+            known = ledger.get(job_id)
+            if known is not None and known.manifest_version != version:
+                return Intake(job_id, "ignored", "the jobs ledger holds a manifest version S3 took later", version)
+            # The same version again (a duplicate event): its message is sent again below, which SQS
+            # drops as a duplicate; the ledger keeps where the job is.
     message = JobMessage(job_id=job_id, manifest_key=key, manifest_version=version, continuation=0)
     queue.send(message, message_group_id(manifest))
     logger.info("job queued", extra={"job_id": job_id, "manifest_version": version, "files": len(result.files)})
     return Intake(job_id, "queued", manifest_version=version)
+
+
+def intake_crashed(
+    key: str, *, version_id: str | None, error: BaseException, settings: Settings, s3: S3Client, last: bool
+) -> None:
+    """The intake raised on this manifest's event. On the event's last delivery (it goes to the intake's
+    dead-letter queue next) the job ends here: a failed result, a ledger item and an event naming the
+    failure, unless the job got further (its ledger item or a result of this version exists).
+    Best effort, never raises: it runs on the handler's error path, and S3 may be what failed."""
+    job_id = settings.job_id_for(key)
+    if not last or job_id is None:
+        return
+    try:
+        store = JobStore(s3, settings)
+        version = version_id or current_version(key, settings=settings, s3=s3)
+        if version is not None and store.result_version(job_id) == version:
+            return
+        if settings.jobs_table:
+            known = ledger_for(settings).get(job_id)
+            if known is not None and known.manifest_version == version:
+                return
+        result = JobResult(job_id, manifest_version=version)
+        result.fail_job(
+            IntakeFailedError(
+                f"the intake failed on every delivery of this manifest's S3 event ({type(error).__name__}: {error}); "
+                "the event is in the intake's dead-letter queue: fix the cause (see the logs), then redrive it"
+            )
+        )
+        _refused(store, result, key, JobRecord(job_id, version))
+    except Exception:
+        logger.exception("could not record the intake's failure", extra={"job_id": job_id})
 
 
 def current_version(key: str, *, settings: Settings, s3: S3Client) -> str | None:
@@ -98,9 +160,18 @@ def current_version(key: str, *, settings: Settings, s3: S3Client) -> str | None
     return version if isinstance(version, str) else None
 
 
-def _refused(store: JobStore, result: JobResult, key: str) -> Intake:
+def _refused(store: JobStore, result: JobResult, key: str, opening: JobRecord | None = None) -> Intake:
+    """A refused manifest is a job that ended at once: its result, its ledger item, its event."""
     result.source = {**result.source, "manifest": key}
     store.write_result(result)
+    settings = store.settings
+    if opening is not None and settings.jobs_table:
+        opening.state, opening.status, opening.error = "finished", result.status.value, job_error(result)
+        opening.finished_at, opening.result_key = now_iso(), settings.results_key(opening.job_id)
+        for name, value in Progress.of(result).fields().items():
+            setattr(opening, name, value)
+        if ledger_for(settings).open(opening):
+            announce_job_end(opening, settings=settings)
     logger.info("manifest refused", extra={"job_id": result.job_id, "error": result.error})
     return Intake(result.job_id, "refused", (result.error or {}).get("message", ""), result.manifest_version)
 
@@ -113,3 +184,23 @@ def _deleted(store: JobStore, job_id: str, version_id: str | None) -> Intake:
         result.fail_job(ManifestDeletedError("the manifest was deleted before its job ran; nothing was uploaded"))
         store.write_result(result)
     return Intake(job_id, "ignored", "the manifest no longer exists", version_id)
+
+
+def _describe(record: JobRecord, data: object) -> None:
+    """What the ledger says of the job from the manifest alone, valid or not (as far as it can read it)."""
+    if not isinstance(data, dict):
+        return
+    fields = {
+        "project": "central_hub_project_id",
+        "session": "accession_id",
+        "scan": "scan_id",
+        "resource": "resource_id",
+    }
+    record.xnat = {name: data[key] for name, key in fields.items() if isinstance(data.get(key), str)}
+    record.net_id = data["net_id"] if isinstance(data.get("net_id"), str) else None
+    record.mode = data["mode"] if isinstance(data.get("mode"), str) else "upload"
+
+
+def _padded(sequencer: str) -> str:
+    """S3 sequencers compare as hex strings once padded to one length (shorter ones on the left)."""
+    return sequencer.rjust(SEQUENCER_WIDTH, "0") if sequencer else ""

@@ -7,11 +7,20 @@ message group while it runs, so it is the only writer into the XNAT resource.
 * **Continued**: time ran out with files pending. The state is checkpointed and a continuation
   message (continuation + 1) is sent to the same group; the next invocation resumes from the
   checkpoint. `MAX_CONTINUATIONS`, and three invocations in a row without progress, end the job.
-* **RetryLater**: XNAT is unavailable. The state is checkpointed, the progress says
+* **RetryLater**: XNAT is unavailable. The state is checkpointed, the ledger says
   `waiting_for_xnat` and when, and the handler hides the message for a growing delay. On the
   last delivery the queue allows, the result says so and the message goes to the dead-letter queue.
 * **Skipped**: a message that must not run: an older manifest version, a deleted manifest, a
   duplicate of a message already handled.
+
+Where the job is lives in the jobs ledger (`job/ledger`): each delivery marks it `running` (with
+when its message comes back if this invocation is killed), progress ticks update its counts, and
+the end goes through `ending.end_job` (result, ledger, event). Every ledger write is conditional on
+the manifest version and the continuation: a stale message's writes fail, and it stops.
+
+An unexpected exception is the handler's to report (`crashed`): on the last delivery the queue
+allows, it ends the job with a result that names the crash; before that the checkpoint keeps what
+was done and the message comes back after a short delay.
 
 Example::
 
@@ -29,15 +38,14 @@ from typing import TYPE_CHECKING, Any
 from ..config import Settings
 from ..exceptions import (
     ContinuationLimitError,
-    InternalError,
     InvalidJobMessageError,
     ManifestDeletedError,
     ManifestError,
     NoProgressError,
     TimeBudgetExceededError,
     UnversionedBucketError,
+    WorkerCrashedError,
     XnatUnavailableError,
-    XnatUploadError,
 )
 from ..manifest import JobManifest
 from ..observability import logger
@@ -45,7 +53,9 @@ from ..result import FileStatus, JobResult, PreviousOutcomes
 from ..store import MISSING, JobStore
 from ..xnat.session import XnatConnector, open_xnat
 from .checkpoint import JobState
-from .progress import ProgressReporter, snapshot
+from .ending import abandoned_result, end_job, stopped_result, with_totals
+from .ledger import Progress, StaleWriteError, error_entry, job_error, ledger_for
+from .progress import ProgressReporter
 from .queue import JobMessage, message_group_id, redelivery_delay
 from .queue.sender import MessageSender
 from .runner import partial_result, run_job
@@ -95,9 +105,15 @@ def work_on_job(
     remaining_seconds: Callable[[], float] | None = None,
     receive_count: int = 1,
     connect: XnatConnector = open_xnat,
+    lease_seconds: float | None = None,
 ) -> Outcome:
     """Run this invocation's share of the job and write what the next reader needs (result,
-    checkpoint, progress) before returning. Unexpected errors still write a result, then raise."""
+    checkpoint, ledger) before returning. An unexpected error keeps the checkpoint, then raises
+    (`crashed` decides what the queue does with the message).
+
+    `lease_seconds`: how long until the message comes back if this invocation dies without a word
+    (the handler set its visibility so); the ledger keeps it, so the sweeper can tell a job whose
+    last delivery died from one that still runs."""
     job_id = message.job_id
     if settings.job_id_for(message.manifest_key) != job_id:
         raise InvalidJobMessageError(f"manifest key {message.manifest_key!r} does not name job {job_id!r}")
@@ -140,6 +156,8 @@ def work_on_job(
         queue.send(message.model_copy(update={"continuation": state.continuation}), message_group_id(manifest))
         return Skipped(f"continuation {message.continuation} was superseded by {state.continuation}")
     state = state or JobState.new(job_id, message.manifest_version)
+    if not _mark_running(settings, message, receive_count, lease_seconds):
+        return Skipped("the jobs ledger holds a newer manifest version, a later continuation or the job's end")
     state.continuation = message.continuation
     state.invocations += 1
     started = time.monotonic()
@@ -147,10 +165,10 @@ def work_on_job(
     decided_before = state.decided()
 
     if message.continuation > settings.max_continuations:
-        return _finish(store, state, _stopped(state, ContinuationLimitError(_limit_message(settings))))
+        return _finish(store, state, stopped_result(state, ContinuationLimitError(_limit_message(settings))))
 
     previous = _previous_outcomes(store, job_id, message.manifest_version, other_version_unconfirmed)
-    reporter = _reporter(store, state, settings, message.continuation)
+    reporter = _reporter(state, settings)
     try:
         result = run_job(
             manifest,
@@ -166,12 +184,10 @@ def work_on_job(
         )
     except Exception as exc:
         if not _superseded(store, state):
-            partial = partial_result(exc) or JobResult(job_id, manifest_version=message.manifest_version)
-            if partial.error is None:
-                partial.fail_job(InternalError(f"unexpected {type(exc).__name__}; the job was not completed"))
-            partial.manifest_version = message.manifest_version
+            partial = partial_result(exc)
+            if partial is not None:
+                state.absorb(partial)
             store.write_checkpoint(job_id, state.to_bytes())  # a redelivery resumes from here
-            store.write_result(_with_totals(partial, state, store))
         raise
     code = (result.error or {}).get("code")
     pending = any(f.status is FileStatus.PENDING for f in result.files)
@@ -187,9 +203,9 @@ def work_on_job(
                 f"{MAX_STALLED_INVOCATIONS} invocations in a row finished no file; the job stopped. "
                 "Check XNAT's speed and the function timeout, then re-put the manifest"
             )
-            return _finish(store, state, _stopped(state, error))
+            return _finish(store, state, stopped_result(state, error))
         if message.continuation >= settings.max_continuations:
-            return _finish(store, state, _stopped(state, ContinuationLimitError(_limit_message(settings))))
+            return _finish(store, state, stopped_result(state, ContinuationLimitError(_limit_message(settings))))
         return _continue(store, state, result, message, manifest, queue, time.monotonic() - started)
     return _finish(store, state, result)
 
@@ -200,11 +216,12 @@ def _manifest_gone(store: JobStore, job_id: str, message: JobMessage, state: Job
     began = state is not None and state.manifest_version == message.manifest_version and state.files
     if began and state is not None and state.state != "done":
         error = ManifestDeletedError("the manifest was deleted while its job ran; the files not yet sent were not")
-        store.write_result(_with_totals(_stopped(state, error), state, store))
+        end_job(store, with_totals(stopped_result(state, error), state, store), settings=store.settings,
+                continuation=message.continuation)  # fmt: skip
     elif not began and store.result_version(job_id) is MISSING:
         result = JobResult(job_id, manifest_version=message.manifest_version)
         result.fail_job(ManifestDeletedError("the manifest was deleted before its job ran; nothing was uploaded"))
-        store.write_result(result)
+        end_job(store, result, settings=store.settings, continuation=message.continuation)
     return Skipped("the manifest no longer exists")
 
 
@@ -229,40 +246,48 @@ def _previous_outcomes(
     return previous
 
 
-def _reporter(store: JobStore, state: JobState, settings: Settings, continuation: int) -> ProgressReporter | None:
-    if settings.progress_interval_seconds <= 0:
+def _mark_running(settings: Settings, message: JobMessage, attempt: int, lease_seconds: float | None) -> bool:
+    """This delivery starts: the ledger says so, with when the message comes back if it dies. False
+    when the ledger's condition refuses the write (a newer version or a later continuation holds
+    the item, or the job ended): this message is stale."""
+    if not settings.jobs_table:
+        return True
+    lease = lease_seconds if lease_seconds is not None else settings.job_queue_visibility_seconds
+    try:
+        ledger_for(settings).update(
+            message.job_id,
+            message.manifest_version,
+            message.continuation,
+            state="running",
+            attempt=attempt,
+            lease_until=_iso_in(lease),
+        )
+    except StaleWriteError:
+        return False
+    return True
+
+
+def _ledger_update(settings: Settings, job: JobState, **changes: Any) -> bool:
+    """Move the job in the ledger (conditional on its version and continuation); False when stale."""
+    if not settings.jobs_table:
+        return True
+    try:
+        ledger_for(settings).update(job.job_id, job.manifest_version, job.continuation, **changes)
+    except StaleWriteError:
+        logger.info("the ledger holds a newer version or continuation: not moved", extra={"job_id": job.job_id})
+        return False
+    return True
+
+
+def _reporter(state: JobState, settings: Settings) -> ProgressReporter | None:
+    """Counts into the ledger, at most every PROGRESS_INTERVAL_SECONDS (a progress tick never fails the job)."""
+    if settings.progress_interval_seconds <= 0 or not settings.jobs_table:
         return None
 
-    def publish(document: dict[str, Any]) -> None:
-        if not _superseded(store, state):  # never over a newer version's progress
-            store.write_progress(state.job_id, document)
+    def publish(result: JobResult) -> None:
+        _ledger_update(settings, state, state="running", **Progress.of(result).fields())
 
-    return ProgressReporter(publish, settings.progress_interval_seconds, continuation=continuation)
-
-
-def _stopped(state: JobState, error: XnatUploadError) -> JobResult:
-    """The result of a job ended on purpose with files still pending: they are `skipped`."""
-    result = JobResult(state.job_id, manifest_version=state.manifest_version, files=state.files)
-    result.xnat, result.source, result.upload_mode = state.xnat, state.source, state.upload_mode
-    result.error = None
-    for file in result.files:
-        if file.status is FileStatus.PENDING:
-            file.status, file.url = FileStatus.SKIPPED, None
-            file.error = f"not sent: {error.message}"
-    result.fail_job(error)
-    return result
-
-
-def _with_totals(result: JobResult, state: JobState, store: JobStore) -> JobResult:
-    """Job-wide figures over every invocation, not just the last one, and where the job came from."""
-    result.source = {**result.source, "manifest": store.manifest_key(state.job_id)}
-    result.started_at = state.started_at or result.started_at
-    result.xnat_requests, result.xnat_retries = state.xnat_requests, state.xnat_retries
-    result.invocations = state.invocations
-    if result.started_at:
-        elapsed = _now() - datetime.fromisoformat(result.started_at)
-        result.duration_seconds = round(elapsed.total_seconds(), 3)
-    return result
+    return ProgressReporter(publish, settings.progress_interval_seconds)
 
 
 def _finish(store: JobStore, state: JobState, result: JobResult) -> Finished | Skipped:
@@ -274,8 +299,7 @@ def _finish(store: JobStore, state: JobState, result: JobResult) -> Finished | S
             "a newer manifest version exists: this version's result is not written", extra={"job_id": state.job_id}
         )
         return Skipped("a newer version of the manifest was put while this one ran")
-    store.write_result(_with_totals(result, state, store))
-    store.write_progress(state.job_id, snapshot(result, "finished", continuation=state.continuation))
+    end_job(store, with_totals(result, state, store), settings=store.settings, continuation=state.continuation)
     # A small marker, not the files: duplicates of this job's messages are recognised and skipped.
     done = JobState(state.job_id, state.manifest_version, state.continuation, "done", invocations=state.invocations)
     store.write_checkpoint(state.job_id, done.to_bytes())
@@ -310,8 +334,9 @@ def _continue(
     state.state = "running"
     state.continuation = following.continuation
     store.write_checkpoint(state.job_id, state.to_bytes())
+    # The ledger at the next level before the message: this level's late writes can no longer move it.
+    _ledger_update(store.settings, state, state="running", **Progress.of(result).fields())
     queue.send(following, message_group_id(manifest))
-    store.write_progress(state.job_id, snapshot(result, "running", continuation=following.continuation))
     logger.info(
         "job continues in a new invocation",
         extra={
@@ -342,27 +367,66 @@ def _wait_for_xnat(
             f"({(result.error or {}).get('message', '')}); the job message goes to the dead-letter queue. "
             "Redrive it (or re-put the manifest) once XNAT answers: the job resumes where it stopped"
         )
-        final = _stopped(state, XnatUnavailableError(message))
+        final = stopped_result(state, XnatUnavailableError(message))
         # The checkpoint keeps the files pending: a redriven message picks them up again.
-        store.write_result(_with_totals(final, state, store))
-        store.write_progress(state.job_id, snapshot(final, "finished", continuation=state.continuation))
+        end_job(store, with_totals(final, state, store), settings=settings, continuation=state.continuation,
+                given_up=True)  # fmt: skip
         logger.error("XNAT unavailable: job moved to the dead-letter queue", extra={"job_id": state.job_id})
         return RetryLater(final, 0, final=True)
     delay = redelivery_delay(
         receive_count, settings.xnat_unavailable_retry_seconds, settings.xnat_unavailable_max_retry_seconds
     )
     retry_at = (now + timedelta(seconds=delay)).isoformat(timespec="seconds")
-    store.write_progress(
-        state.job_id,
-        snapshot(
-            result,
-            "waiting_for_xnat",
-            continuation=state.continuation,
-            retry_at=retry_at,
-            attempt=receive_count,
-            max_attempts=settings.job_max_receive_count,
-            reason=(result.error or {}).get("message"),
-        ),
+    _ledger_update(
+        settings,
+        state,
+        state="waiting_for_xnat",
+        retry_at=retry_at,
+        attempt=receive_count,
+        lease_until=_iso_in(delay),
+        error=job_error(result),
+        **Progress.of(result).fields(),
     )
     logger.warning("XNAT unavailable: job waits", extra={"job_id": state.job_id, "retry_at": retry_at})
     return RetryLater(result, delay)
+
+
+def crashed(
+    message: JobMessage, error: BaseException, *, settings: Settings, s3: S3Client, receive_count: int
+) -> float | None:
+    """An unexpected exception escaped `work_on_job` (a bug, a permission missing): what to do with
+    the message. Before the last delivery: the delay after which it comes back (short, growing), the
+    ledger noting the crash. On the last: None; the job ends here, its result naming the crash and
+    keeping what the checkpoint says was done, and the message goes on to the dead-letter queue
+    (a redrive resumes from the checkpoint). Never raises: it runs on the handler's error path."""
+    summary = f"{type(error).__name__}: {error}"
+    try:
+        store = JobStore(s3, settings)
+        job = JobState.new(message.job_id, message.manifest_version)
+        job.continuation = message.continuation
+        if receive_count < settings.job_max_receive_count:
+            delay = redelivery_delay(receive_count, settings.crash_retry_seconds, settings.crash_max_retry_seconds)
+            crash = error_entry(WorkerCrashedError.error_code, summary)
+            _ledger_update(settings, job, retry_at=_iso_in(delay), lease_until=_iso_in(delay), error=crash)
+            return delay
+        if _superseded(store, job):
+            return None
+        final = abandoned_result(
+            store,
+            message.job_id,
+            message.manifest_version,
+            WorkerCrashedError(
+                f"the worker crashed on each of its {receive_count} deliveries ({summary}); the job message goes to "
+                "the dead-letter queue. Fix the cause (see the logs by job id), then redrive it: the job resumes "
+                "where it stopped"
+            ),
+        )
+        end_job(store, final, settings=settings, continuation=message.continuation, given_up=True)
+    except Exception:  # the crash is already logged by the caller; this is best effort on top
+        logger.exception("could not record the crash", extra={"job_id": message.job_id})
+        return None if receive_count >= settings.job_max_receive_count else settings.crash_retry_seconds
+    return None
+
+
+def _iso_in(seconds: float) -> str:
+    return (_now() + timedelta(seconds=seconds)).isoformat(timespec="milliseconds")

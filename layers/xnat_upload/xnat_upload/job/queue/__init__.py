@@ -14,6 +14,6 @@ Example::
 
 from .backoff import redelivery_delay
 from .messages import JobMessage, deduplication_id, message_group_id
-from .sender import JobQueue
+from .sender import JobQueue, RecordVisibility
 
-__all__ = ["JobMessage", "JobQueue", "deduplication_id", "message_group_id", "redelivery_delay"]
+__all__ = ["JobMessage", "JobQueue", "RecordVisibility", "deduplication_id", "message_group_id", "redelivery_delay"]

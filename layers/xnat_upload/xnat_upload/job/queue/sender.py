@@ -45,3 +45,26 @@ class JobQueue:
         waits with it, which is right: the same XNAT is down for every job of the group)."""
         seconds = max(0, min(int(seconds), SQS_MAX_VISIBILITY_SECONDS))
         self._sqs.change_message_visibility(QueueUrl=self.url, ReceiptHandle=receipt_handle, VisibilityTimeout=seconds)
+
+
+class RecordVisibility:
+    """Hides a received message of any queue for a while, by its event source ARN (the intake's
+    queue has no sender of its own here). Queue URLs are looked up once per queue.
+
+    Example::
+
+        RecordVisibility(sqs).defer(record.event_source_arn, record.receipt_handle, 30)
+    """
+
+    def __init__(self, sqs: SQSClient) -> None:
+        self._sqs = sqs
+        self._urls: dict[str, str] = {}
+
+    def defer(self, queue_arn: str, receipt_handle: str, seconds: float) -> None:
+        url = self._urls.get(queue_arn)
+        if url is None:
+            *_, account, name = queue_arn.split(":")
+            url = self._sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
+            self._urls[queue_arn] = url
+        seconds = max(0, min(int(seconds), SQS_MAX_VISIBILITY_SECONDS))
+        self._sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=receipt_handle, VisibilityTimeout=seconds)
