@@ -25,6 +25,7 @@ from pathlib import Path
 from .local_api import LocalApiServer
 from .local_s3 import REGION, LocalAws
 from .stack import LocalStack
+from .template import create_table
 from .xnat_emulator import XnatEmulator
 
 DEFAULT_S3_PORT = 4566
@@ -43,6 +44,7 @@ EXPORTS = (
     "AWS_DEFAULT_REGION",
     "DATA_BUCKET",
     "JOB_QUEUE_URL",
+    "JOBS_TABLE",
 )
 WILDCARD_HOSTS = {"0.0.0.0", ""}
 
@@ -62,12 +64,7 @@ def prepare_for_sam_local(stack: LocalStack) -> dict[str, str]:
         Name=XNAT_SECRET_NAME,
         SecretString=json.dumps({"username": stack.xnat_user, "password": stack.xnat_password}),
     )
-    stack.aws.client("dynamodb").create_table(  # the layout of template.yaml's IdempotencyTable
-        TableName=IDEMPOTENCY_TABLE,
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_table(stack.aws.client("dynamodb"), "IdempotencyTable", IDEMPOTENCY_TABLE)
     return {"XNAT_SECRET_ARN": str(secret["ARN"]), "IDEMPOTENCY_TABLE": IDEMPOTENCY_TABLE}
 
 

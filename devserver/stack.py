@@ -5,7 +5,9 @@ What AWS does is done by moto for real: the bucket's notification puts every new
 on the intake queue (`s3:TestEvent` included), the job queue is FIFO with deduplication and
 redrive to dead-letter queues. What Lambda's event source mappings do is `SqsEventSource`'s job:
 the intake feeds `functions/manifest_trigger/app.py`, the job queue feeds
-`functions/upload_worker/app.py` (BatchSize 1, MaximumConcurrency as configured). The jobs ledger
+`functions/upload_worker/app.py`. Queues, their redrive, the mappings' batch sizes and concurrency
+and the functions' timeouts are read from template.yaml (`devserver/template.py`), at the
+parameters' defaults: nothing here is a second copy of them. The jobs ledger
 is a DynamoDB table created from template.yaml's own `JobsTable` definition, and the job-end events
 go through moto's EventBridge to an SQS queue (`events`), where the tests and the demo read them.
 
@@ -30,7 +32,7 @@ from .events import s3_put_event, sqs_event
 from .handlers import load_handler_module
 from .lambda_context import LocalLambdaContext
 from .local_s3 import LocalAws
-from .template import create_table
+from .template import create_table, parameters, queue_attributes, sqs_event_source
 from .xnat_emulator import XnatEmulator
 
 BUCKET = "xnat-upload-data-local"
@@ -46,10 +48,19 @@ JOBS_TABLE = "xnat-upload-jobs"
 EVENTS_QUEUE = "xnat-upload-job-events"  # the local subscriber of the job-end events
 EVENT_SOURCE = "xnat-upload"
 JOB_END_DETAIL_TYPE = "Upload Job Finished"
-MAX_RECEIVE_COUNT = 8  # JobQueue's redrive policy; the worker reads the same number (JOB_MAX_RECEIVE_COUNT)
-INTAKE_MAX_RECEIVE_COUNT = 5  # IntakeQueue's redrive policy in template.yaml
-TRIGGER_TIMEOUT = 60.0
-WORKER_TIMEOUT = 900.0
+# template.yaml's queues (logical id -> the local name and the key of `queue_urls`), dead-letter queues first.
+QUEUES = {
+    "IntakeDeadLetterQueue": ("xnat-upload-intake-dlq", "intake_dlq"),
+    "IntakeQueue": (INTAKE_QUEUE, "intake"),
+    "JobDeadLetterQueue": ("xnat-upload-jobs-dlq.fifo", "jobs_dlq"),
+    "JobQueue": (JOB_QUEUE, "jobs"),
+}
+TEMPLATE_DEFAULTS = parameters()
+MAX_RECEIVE_COUNT = int(TEMPLATE_DEFAULTS["JobMaxReceiveCount"])  # the job queue's redrive (JOB_MAX_RECEIVE_COUNT)
+INTAKE_MAX_RECEIVE_COUNT = int(json.loads(queue_attributes("IntakeQueue", TEMPLATE_DEFAULTS, {
+    "IntakeDeadLetterQueue": "arn"}).get("RedrivePolicy", "{}"))["maxReceiveCount"])  # fmt: skip
+TRIGGER_TIMEOUT = sqs_event_source("ManifestTriggerFunction", TEMPLATE_DEFAULTS).function_timeout
+WORKER_TIMEOUT = float(TEMPLATE_DEFAULTS["FunctionTimeout"])
 SWEEPER_TIMEOUT = 120.0
 
 
@@ -61,7 +72,7 @@ class LocalStack:
         aws: LocalAws | None = None,
         xnat: XnatEmulator | None = None,
         bucket: str = BUCKET,
-        worker_concurrency: int = 4,
+        worker_concurrency: int | None = None,
         worker_timeout: float = WORKER_TIMEOUT,
     ) -> None:
         self._own_aws = aws is None
@@ -69,7 +80,7 @@ class LocalStack:
         self.xnat_user, self.xnat_password = XNAT_USER, XNAT_PASSWORD
         self.xnat = xnat or XnatEmulator(username=XNAT_USER, password=XNAT_PASSWORD)
         self.bucket = bucket
-        self.worker_concurrency = worker_concurrency
+        self.worker_concurrency = worker_concurrency or int(TEMPLATE_DEFAULTS["WorkerMaximumConcurrency"])
         self.worker_timeout = worker_timeout
         self.queue_urls: dict[str, str] = {}
         self.intake: SqsEventSource | None = None
@@ -105,26 +116,14 @@ class LocalStack:
         )
 
     def _create_queues(self) -> None:
-        """The queues of template.yaml, and the bucket notification that feeds the intake."""
+        """The queues of template.yaml (attributes and redrive resolved at the parameters' defaults, the
+        worker's timeout as given), and the bucket notification that feeds the intake."""
         sqs = self.sqs()
-        intake_dlq = self._queue(f"{INTAKE_QUEUE}-dlq", {})
-        self.queue_urls["intake"] = self._queue(
-            INTAKE_QUEUE,
-            {"VisibilityTimeout": str(int(TRIGGER_TIMEOUT * 6)), **_redrive(sqs, intake_dlq, INTAKE_MAX_RECEIVE_COUNT)},
-        )
-        self.queue_urls["intake_dlq"] = intake_dlq
-        job_dlq = self._queue("xnat-upload-jobs-dlq.fifo", {"FifoQueue": "true"})
-        self.queue_urls["jobs"] = self._queue(
-            JOB_QUEUE,
-            {
-                "FifoQueue": "true",
-                "DeduplicationScope": "messageGroup",  # high-throughput FIFO, as template.yaml declares it
-                "FifoThroughputLimit": "perMessageGroupId",
-                "VisibilityTimeout": str(int(self.worker_timeout) * 6),  # as template.yaml: six times the timeout
-                **_redrive(sqs, job_dlq, MAX_RECEIVE_COUNT),
-            },
-        )
-        self.queue_urls["jobs_dlq"] = job_dlq
+        params = parameters(FunctionTimeout=str(int(self.worker_timeout)))
+        arns: dict[str, str] = {}
+        for logical_id, (name, key) in QUEUES.items():
+            self.queue_urls[key] = self._queue(name, queue_attributes(logical_id, params, arns))
+            arns[logical_id] = _arn(sqs, self.queue_urls[key])
         intake_arn = _arn(sqs, self.queue_urls["intake"])
         self.s3().put_bucket_notification_configuration(
             Bucket=self.bucket,
@@ -146,21 +145,24 @@ class LocalStack:
                 ]
             },
         )
+        intake = sqs_event_source("ManifestTriggerFunction", params)
         self.intake = SqsEventSource(
             sqs,
-            self.queue_urls["intake"],
+            self.queue_urls[QUEUES[intake.queue][1]],
             lambda event, context: load_handler_module("manifest_trigger").lambda_handler(event, context),
-            batch_size=10,
-            function_timeout=TRIGGER_TIMEOUT,
+            batch_size=intake.batch_size,
+            function_timeout=intake.function_timeout,
+            maximum_concurrency=intake.maximum_concurrency or 1,  # none set: one poller is plenty locally
             function_name="manifest-trigger",
         )
+        worker = sqs_event_source("UploadWorkerFunction", params)
         self.worker = SqsEventSource(
             sqs,
-            self.queue_urls["jobs"],
+            self.queue_urls[QUEUES[worker.queue][1]],
             lambda event, context: load_handler_module("upload_worker").lambda_handler(event, context),
-            batch_size=1,
+            batch_size=worker.batch_size,
             function_timeout=self.worker_timeout,
-            maximum_concurrency=self.worker_concurrency,
+            maximum_concurrency=self.worker_concurrency,  # the template's default unless a run asks otherwise
             function_name="upload-worker",
         )
 
@@ -190,7 +192,9 @@ class LocalStack:
             "JOB_QUEUE_URL": self.queue_urls["jobs"],
             "JOB_MAX_RECEIVE_COUNT": str(MAX_RECEIVE_COUNT),
             "INTAKE_MAX_RECEIVE_COUNT": str(INTAKE_MAX_RECEIVE_COUNT),
-            "JOB_QUEUE_VISIBILITY_SECONDS": str(int(self.worker_timeout) * 6),
+            "JOB_QUEUE_VISIBILITY_SECONDS": queue_attributes(
+                "JobQueue", parameters(FunctionTimeout=str(int(self.worker_timeout))), {"JobDeadLetterQueue": "arn"}
+            )["VisibilityTimeout"],
             "JOBS_TABLE": JOBS_TABLE,
             "EVENT_BUS_NAME": "default",
             "EVENT_SOURCE": EVENT_SOURCE,
@@ -353,9 +357,3 @@ class LocalStack:
 
 def _arn(sqs: Any, queue_url: str) -> str:
     return str(sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"])
-
-
-def _redrive(sqs: Any, dlq_url: str, max_receive_count: int) -> dict[str, str]:
-    return {
-        "RedrivePolicy": json.dumps({"deadLetterTargetArn": _arn(sqs, dlq_url), "maxReceiveCount": max_receive_count})
-    }

@@ -26,7 +26,7 @@ from devserver.serve import DEFAULT_S3_PORT, DEFAULT_XNAT_PORT
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"
 ENV_FILE = ROOT / "events" / "env.json"
-FUNCTIONS = ("ManifestTriggerFunction", "UploadWorkerFunction", "UploadApiFunction")
+FUNCTIONS = ("ManifestTriggerFunction", "UploadWorkerFunction", "UploadApiFunction", "JobSweeperFunction")
 # Where a container finds the machine that runs `make serve` (Linux: --add-host host.docker.internal:host-gateway).
 CONTAINER_HOST = "host.docker.internal"
 CONTAINER_S3 = f"http://{CONTAINER_HOST}:{DEFAULT_S3_PORT}"  # make serve's moto, as a container reaches it

@@ -19,6 +19,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import ClientError
 
 from xnat_upload import Settings
 from xnat_upload.aws import s3_client, sqs_client
@@ -35,6 +36,17 @@ def _processor() -> SqsFifoPartialProcessor:
     processor = SqsFifoPartialProcessor()
     processor.raise_on_entire_batch_failure = False  # a job waiting for XNAT is not a function error
     return processor
+
+
+def shorten_lease(queue: JobQueue, record: SQSRecord, seconds: float) -> float | None:
+    """Cut the message's visibility to this invocation's own time plus a margin; None (the queue's own
+    visibility stands) when SQS refuses, which only costs a killed job a longer wait, never the job."""
+    try:
+        queue.defer(record.receipt_handle, seconds)
+    except ClientError as exc:
+        logger.warning("the message's visibility was not shortened", extra={"error": exc.response.get("Error")})
+        return None
+    return seconds
 
 
 class WaitingForXnat(Exception):
@@ -58,8 +70,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             message = JobMessage.from_body(record.body)
             logger.set_correlation_id(message.job_id)
             logger.append_keys(continuation=message.continuation, manifest_version=message.manifest_version)
-            lease = remaining_seconds() + LEASE_MARGIN_SECONDS
-            queue.defer(record.receipt_handle, lease)
+            lease = shorten_lease(queue, record, remaining_seconds() + LEASE_MARGIN_SECONDS)
             outcome = work_on_job(
                 message,
                 settings=settings,

@@ -95,6 +95,8 @@ def test_each_invocation_gets_a_sample_event_of_its_functions_kind(probed: list[
             source, queue = EVENT_SOURCE[command["function"]]
             (record,) = event["Records"]
             assert record["eventSource"] == source and record["eventSourceARN"].endswith(f":{queue}"), command
+        elif command["function"] == "JobSweeperFunction":  # its schedule's event
+            assert (event["source"], event["detail-type"]) == ("aws.events", "Scheduled Event"), command
         else:
             assert {"httpMethod", "path", "requestContext"} <= set(event), command
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from devserver.stack import LocalStack
+from devserver.template import create_table
 from xnat_upload.job.idempotency import _persistence
 
 from .conftest import make_manifest
@@ -14,12 +15,7 @@ TABLE = "xnat-upload-idempotency"
 
 @pytest.fixture
 def idempotent(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> LocalStack:
-    stack.aws.client("dynamodb").create_table(
-        TableName=TABLE,
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_table(stack.aws.client("dynamodb"), "IdempotencyTable", TABLE)  # as template.yaml defines it
     monkeypatch.setenv("IDEMPOTENCY_TABLE", TABLE)
     _persistence.cache_clear()
     stack.put_image("net-1", "ct_scan.nii.gz", b"ct")
@@ -60,7 +56,7 @@ def test_a_changed_manifest_under_the_same_key_is_a_new_job(idempotent: LocalSta
     assert idempotent.read_result("changed")["status"] == "succeeded"
 
 
-def test_a_crashed_worker_invocation_says_so_and_the_redelivered_message_finishes_the_job(
+def test_a_crashed_worker_invocation_says_so_in_the_ledger_and_the_redelivered_message_finishes_the_job(
     idempotent: LocalStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import xnat_upload.job.worker as worker
@@ -71,11 +67,12 @@ def test_a_crashed_worker_invocation_says_so_and_the_redelivered_message_finishe
         raise RuntimeError("simulated bug")
 
     monkeypatch.setattr(worker, "run_job", crash)
-    assert idempotent.run("crash", make_manifest())["error"]["code"] == "internal_error"
+    assert idempotent.run("crash", make_manifest()) is None, "not ended: its message comes back after a short delay"
+    assert idempotent.read_job("crash")["error"]["code"] == "worker_crashed"  # type: ignore[index]
     assert idempotent.worker is not None and idempotent.worker.stats.failed_items == 1
 
     monkeypatch.setattr(worker, "run_job", real_run_job)
-    assert idempotent.worker.release_deferred() == 1  # its visibility timeout has passed
+    assert idempotent.worker.release_deferred() == 1  # its delay has passed
     idempotent.drain()
     assert idempotent.read_result("crash")["status"] == "succeeded"
 

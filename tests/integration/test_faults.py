@@ -201,7 +201,7 @@ def test_an_outage_longer_than_retries_can_ride_makes_the_job_wait_and_the_invoc
     assert stack.read_result(f"outage-{window}") is None, "not failed: the job waits for XNAT"
     progress = stack.read_job(f"outage-{window}")
     assert progress["state"] == "waiting_for_xnat"
-    assert "503" in progress["reason"] and "attempts in" in progress["reason"]
+    assert "503" in progress["error"]["message"] and "attempts in" in progress["error"]["message"]
     assert stack.xnat.count("POST", "/data/JSESSION") > 4, "retried for a time, not a count"
 
 
@@ -405,7 +405,9 @@ def test_xnat_down_at_login_makes_the_job_wait_and_it_finishes_by_itself_once_xn
     assert run_without_result(stack, "down", files)
     progress = stack.read_job("down")
     assert progress["state"] == "waiting_for_xnat"
-    assert "503" in progress["reason"] and "log in" in progress["reason"], "an unavailable XNAT, not bad credentials"
+    assert "503" in progress["error"]["message"] and "log in" in progress["error"]["message"], (
+        "an unavailable XNAT, not bad credentials"
+    )
     assert progress["retry_at"] and progress["attempt"] == 1
     assert stack.xnat.count("PUT") == 0
     assert stack.queue_depth("jobs_dlq") == 0

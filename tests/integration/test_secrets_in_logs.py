@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from devserver.stack import LocalStack
+from devserver.stack import JOBS_TABLE, LocalStack
 from xnat_upload.observability import logger as powertools_logger
 
 from .conftest import make_manifest
@@ -108,10 +108,10 @@ def _render(record: logging.LogRecord) -> str:
 
 
 def _raw_state(stack: LocalStack, job: str) -> str:
-    """What the job left for later invocations and for readers: progress and checkpoint."""
-    progress = stack.s3().get_object(Bucket=stack.bucket, Key=f"results/.progress/{job}.json")["Body"].read()
+    """What the job left for later invocations and for readers: its ledger item and its checkpoint."""
+    item = stack.aws.client("dynamodb").get_item(TableName=JOBS_TABLE, Key={"job_id": {"S": job}})["Item"]
     checkpoint = stack.s3().get_object(Bucket=stack.bucket, Key=f"results/.checkpoints/{job}.json.gz")["Body"].read()
-    return progress.decode() + gzip.decompress(checkpoint).decode()
+    return json.dumps(item) + gzip.decompress(checkpoint).decode()
 
 
 def _raw_result(stack: LocalStack, job: str) -> str:
@@ -148,7 +148,7 @@ def test_an_error_page_that_echoes_the_request_leaks_nothing_into_results_logs_o
     stack.xnat.fail_next(403, times=1, method="PUT", path_contains="b.nii", body="CSRF token check failed")
     outputs.append(repr(stack.run("echo-files", manifest)))
     # 2. the login answered with an echoing error page (Basic credentials in the request): the job waits,
-    #    and the reason it gives in its progress document quotes the page
+    #    and the reason its ledger item gives quotes the page
     stack.xnat.fail_next(500, times=10, method="POST", path_contains="/data/JSESSION", body="Proxy error")
     outputs.append(repr(stack.run("echo-login", manifest)))
     # 3. a job-level failure on the scan, through the synchronous call behind the API's 502
@@ -172,7 +172,7 @@ def test_an_error_page_that_echoes_the_request_leaks_nothing_into_results_logs_o
     assert files["a.nii"]["status"] == files["b.nii"]["status"] == "failed"
     assert "Internal error" in files["a.nii"]["error"] and "CSRF token check failed" in files["b.nii"]["error"]
     waiting = stack.read_job("echo-login")
-    assert waiting["state"] == "waiting_for_xnat" and "Proxy error" in waiting["reason"]
+    assert waiting["state"] == "waiting_for_xnat" and "Proxy error" in waiting["error"]["message"]
     assert api_error.value.error_code == "xnat_error" and "Conflict" in api_error.value.message
 
     captured = capsys.readouterr()

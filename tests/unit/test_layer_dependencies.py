@@ -38,7 +38,8 @@ def third_party_imports(path: Path) -> set[str]:
     return {
         n
         for n in names
-        if n not in sys.stdlib_module_names and n not in ("xnat_upload", "mypy_boto3_s3", "mypy_boto3_sqs")
+        if n not in sys.stdlib_module_names
+        and n not in ("xnat_upload", "mypy_boto3_s3", "mypy_boto3_sqs", "mypy_boto3_dynamodb")
     }
 
 

@@ -26,6 +26,7 @@ FUNCTIONS = {
     "ManifestTriggerFunction": "functions/manifest_trigger/",
     "UploadWorkerFunction": "functions/upload_worker/",
     "UploadApiFunction": "functions/upload_api/",
+    "JobSweeperFunction": "functions/job_sweeper/",
 }
 # The functions that talk to XNAT: in the queue-based flow, the worker only.
 XNAT_CLIENTS = {"UploadWorkerFunction"}

@@ -100,7 +100,8 @@ def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
 
 
 def make_settings(bucket: str, env: Mapping[str, str] | None = None) -> Settings:
-    """The service's settings that matter to a client: bucket, prefixes and manifest limits."""
+    """The service's settings that matter to a client: bucket, prefixes, manifest limits, and the jobs
+    ledger (JOBS_TABLE: where a job is while it runs; without it, only results are read)."""
     env = os.environ if env is None else env
     return Settings(
         xnat_url=UNUSED_XNAT_URL,
@@ -110,6 +111,7 @@ def make_settings(bucket: str, env: Mapping[str, str] | None = None) -> Settings
         results_prefix=_env_prefix(env, "RESULTS_PREFIX", "results/"),
         max_manifest_bytes=_env_int(env, "MAX_MANIFEST_BYTES", DEFAULT_MAX_MANIFEST_BYTES),
         max_manifest_files=_env_int(env, "MAX_MANIFEST_FILES", DEFAULT_MAX_MANIFEST_FILES),
+        jobs_table=env.get("JOBS_TABLE", "").strip() or None,
     )
 
 
