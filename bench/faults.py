@@ -24,6 +24,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -370,18 +371,18 @@ def judge(run: Run, results: dict[str, dict[str, Any]], row: Row) -> None:
 
 
 def secrets_in_writes(run: Run) -> int:
-    """How many secrets appear in what the jobs wrote for readers: results and progress documents."""
+    """How many secrets appear in what the jobs wrote for readers: results and ledger items."""
     stack = run.stack
     rotated = os.environ.get("XNAT_SERVICE_PASSWORD", stack.xnat_password)
     secrets = [*stack.secrets().values(), rotated, "Basic ", "JSESSIONID="]
     found = 0
     for job in run.files:
-        for key in (f"results/{job}.json", f"results/.progress/{job}.json"):
-            try:
-                text = stack.s3().get_object(Bucket=stack.bucket, Key=key)["Body"].read().decode()
-            except stack.s3().exceptions.NoSuchKey:
-                continue
-            found += sum(secret in text for secret in secrets)
+        texts = [json.dumps(stack.read_job(job))]
+        try:
+            texts.append(stack.s3().get_object(Bucket=stack.bucket, Key=f"results/{job}.json")["Body"].read().decode())
+        except stack.s3().exceptions.NoSuchKey:
+            pass
+        found += sum(secret in text for text in texts for secret in secrets)
     return found
 
 
