@@ -304,6 +304,9 @@ def test_a_manifest_deleted_before_its_job_ran_is_not_run_and_the_result_says_wh
     result = stack.read_result("gone")
     assert result["status"] == "failed" and result["error"]["code"] == "manifest_deleted"
     assert stack.xnat.logins == 0
+    item = stack.read_job("gone")
+    assert item is not None and (item["state"], item["error"]["code"]) == ("finished", "manifest_deleted")
+    assert [e["detail"]["error"]["code"] for e in stack.job_events()] == ["manifest_deleted"]
 
 
 def test_a_late_event_for_a_deleted_manifest_never_replaces_its_result(stack: LocalStack) -> None:
@@ -438,6 +441,9 @@ def test_a_manifest_deleted_while_its_job_runs_gets_a_result_listing_what_was_do
     assert sent and len(result["files"]) == len(files)
     in_xnat = stack.xnat.list_files(DEMO_PROJECT, DEMO_ACCESSION, SCAN, RESOURCE)
     assert {f["path"] for f in sent} == set(in_xnat), "the result lists exactly what reached XNAT"
+    item = stack.read_job("deleted-midway")
+    assert item is not None and (item["state"], item["files_done"]) == ("finished", len(sent))
+    assert [e["detail"]["error"]["code"] for e in stack.job_events()] == ["manifest_deleted"]
 
 
 def test_an_unversioned_bucket_is_refused_with_a_clear_result(stack: LocalStack) -> None:

@@ -182,7 +182,7 @@ def _deleted(store: JobStore, job_id: str, version_id: str | None) -> Intake:
     if store.result_version(job_id) is MISSING and store.read_checkpoint(job_id) is None:
         result = JobResult(job_id, manifest_version=version_id)
         result.fail_job(ManifestDeletedError("the manifest was deleted before its job ran; nothing was uploaded"))
-        store.write_result(result)
+        _refused(store, result, store.manifest_key(job_id), JobRecord(job_id, version_id))
     return Intake(job_id, "ignored", "the manifest no longer exists", version_id)
 
 

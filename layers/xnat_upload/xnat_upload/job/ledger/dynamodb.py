@@ -94,7 +94,8 @@ class DynamoDBLedger:
         now = now_iso()
         record.submitted_at = record.submitted_at or now
         record.updated_at = now
-        item = {**record.to_item(), "kind": KIND, "expires_at": self._expiry()}
+        item = {**record.to_item(), "manifest_version": record.manifest_version or "", "kind": KIND,
+                "expires_at": self._expiry()}  # fmt: skip
         if record.state == "finished":
             item["event_sent"] = False
         expression = _Expression()

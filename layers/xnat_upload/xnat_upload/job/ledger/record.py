@@ -113,6 +113,7 @@ class JobRecord:
     def from_item(cls, item: dict[str, Any]) -> JobRecord:
         known = {f.name for f in fields(cls)}
         values = {name: _plain(value) for name, value in item.items() if name in known}
+        values.setdefault("manifest_version", None)
         return cls(**values)
 
     def summary(self) -> dict[str, Any]:
