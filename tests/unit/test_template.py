@@ -464,7 +464,9 @@ def test_xnats_load_is_bounded_by_the_workers_event_source_and_a_reservation_is_
         assert "ReservedConcurrentExecutions" not in _props(resources, function), function
 
 
-def test_the_intakes_event_source_has_a_maximum_concurrency(template: dict[str, Any], resources: dict[str, Any]) -> None:
+def test_the_intakes_event_source_has_a_maximum_concurrency(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
     assert _sqs_event(resources, "ManifestTriggerFunction")["ScalingConfig"] == {
         "MaximumConcurrency": {"Ref": "IntakeMaximumConcurrency"}
     }
@@ -552,7 +554,8 @@ def _function_log_groups(resources: dict[str, Any]) -> dict[str, str]:
         (group,) = [
             name
             for name, r in resources.items()
-            if r["Type"] == "AWS::Logs::LogGroup" and _text(r["Properties"]["LogGroupName"]) == f"/aws/lambda/${{{function}}}"
+            if r["Type"] == "AWS::Logs::LogGroup"
+            and _text(r["Properties"]["LogGroupName"]) == f"/aws/lambda/${{{function}}}"
         ]
         found[function] = group
     return found
