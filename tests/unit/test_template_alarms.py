@@ -168,7 +168,16 @@ def test_the_stacks_topic_is_encrypted_with_a_key_cloudwatch_may_use(resources: 
     assert policy["Condition"] == "CreateAlarmTopic"
     (publish,) = policy["Properties"]["PolicyDocument"]["Statement"]
     assert publish["Principal"] == {"Service": "cloudwatch.amazonaws.com"} and publish["Action"] == "sns:Publish"
-    assert publish["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+    assert publish["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    # Only this stack's alarms, whose names CloudFormation starts with the stack's name.
+    assert publish["Condition"]["ArnLike"]["aws:SourceArn"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:${AWS::StackName}-*"
+    }
+    assert all(
+        "AlarmName" not in alarm["Properties"]
+        for alarm in resources.values()
+        if alarm["Type"] == "AWS::CloudWatch::Alarm"
+    )
 
 
 # ---------------------------------------------------------------- the alarms
