@@ -22,12 +22,17 @@ from .conftest import ROOT, run_offline
 # Every optional parameter, set. Keep in step with the template: test_every_option_is_exercised says when not.
 EVERY_OPTION_ON = {
     "AlarmTopicArn": "arn:aws:sns:us-east-1:123456789012:xnat-upload-alarms",
+    "AlarmEmail": "ops@example.org",
+    "WorkerReservedConcurrency": 100,
     "VpcSubnetIds": "subnet-0123456789abcdef0,subnet-0fedcba9876543210",
     "VpcSecurityGroupIds": "sg-0123456789abcdef0",
     "CreateApiGatewayAccountRole": "true",
     "LogKmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/0123abcd-4567-89ab-cdef-0123456789ab",
 }
-VARIANTS = {"defaults": {}, "every option on": EVERY_OPTION_ON}
+# The stack's own alarm topic with an e-mail subscription (the defaults cover it without, "every option on" a given
+# topic); a reservation equal to the job queue's maximum concurrency, the least the template's rules accept.
+OWN_ALARM_TOPIC = {"AlarmEmail": "ops@example.org", "WorkerReservedConcurrency": 4, "WorkerMaximumConcurrency": 4}
+VARIANTS = {"defaults": {}, "every option on": EVERY_OPTION_ON, "own alarm topic with e-mail": OWN_ALARM_TOPIC}
 
 
 def _template() -> dict[str, Any]:

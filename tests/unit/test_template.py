@@ -28,6 +28,8 @@ FUNCTIONS = {
     "UploadApiFunction": "functions/upload_api/",
     "JobSweeperFunction": "functions/job_sweeper/",
 }
+# The topic every alarm notifies: the stack's own, or the one AlarmTopicArn names.
+ALARM_TOPIC = {"Fn::If": ["CreateAlarmTopic", {"Ref": "AlarmTopic"}, {"Ref": "AlarmTopicArn"}]}
 # The functions that talk to XNAT: in the queue-based flow, the worker only.
 XNAT_CLIENTS = {"UploadWorkerFunction"}
 FIXED_MANIFEST_FIELDS = {
@@ -402,35 +404,6 @@ def test_only_the_intake_touches_the_idempotency_table(template: dict[str, Any],
         assert "IDEMPOTENCY_TABLE" not in _environment(template, function), function
 
 
-def test_both_dead_letter_queues_have_a_depth_alarm(resources: dict[str, Any]) -> None:
-    alarms = {
-        _text(r["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0]): r["Properties"]
-        for r in resources.values()
-        if r["Type"] == "AWS::CloudWatch::Alarm"
-        and r["Properties"].get("Namespace") == "AWS/SQS"
-        and r["Properties"].get("MetricName") == "ApproximateNumberOfMessagesVisible"
-    }
-    assert set(alarms) == {"IntakeDeadLetterQueue", "JobDeadLetterQueue"}
-    for alarm in alarms.values():
-        assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold"
-        assert alarm["EvaluationPeriods"] == 1 and alarm["Period"] == 300
-
-
-def test_alarm_actions_only_when_a_topic_is_given(template: dict[str, Any], resources: dict[str, Any]) -> None:
-    assert "HasAlarmTopic" in template["Conditions"]
-    alarms = {n: r for n, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
-    assert {
-        "IntakeDeadLetterQueueDepthAlarm",
-        "JobDeadLetterQueueDepthAlarm",
-        "ManifestTriggerErrorsAlarm",
-        "UploadWorkerErrorsAlarm",
-        "UploadApiErrorsAlarm",
-    } <= set(alarms)
-    for name, alarm in alarms.items():
-        actions = alarm["Properties"]["AlarmActions"]
-        assert actions == {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}, name
-
-
 def test_idempotency_table_matches_powertools_layout(resources: dict[str, Any]) -> None:
     table = _props(resources, "IdempotencyTable")
     assert table["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
@@ -473,17 +446,89 @@ def test_layer_claims_only_the_runtime_it_is_built_for(template: dict[str, Any],
     assert layer["Properties"]["CompatibleRuntimes"] == [runtime]
 
 
-def test_xnats_load_is_bounded_by_the_workers_event_source_not_by_reservations(resources: dict[str, Any]) -> None:
-    """The job queue's event source mapping runs at most WorkerMaximumConcurrency jobs against XNAT; no function
-    reserves concurrency (a reservation fails on accounts whose quota is still 10)."""
-    for function in FUNCTIONS:
-        assert "ReservedConcurrentExecutions" not in _props(resources, function), function
+def test_xnats_load_is_bounded_by_the_workers_event_source_and_a_reservation_is_optional(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    """The job queue's event source mapping runs at most WorkerMaximumConcurrency jobs against XNAT; a reservation
+    for the worker is an option (0 = none: reserving fails in accounts whose quota is still 10)."""
     assert _sqs_event(resources, "UploadWorkerFunction")["ScalingConfig"] == {
         "MaximumConcurrency": {"Ref": "WorkerMaximumConcurrency"}
     }
+    assert template["Parameters"]["WorkerReservedConcurrency"]["Default"] == 0
+    assert template["Conditions"]["HasWorkerReservedConcurrency"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "WorkerReservedConcurrency"}, 0]}]
+    }
+    assert _props(resources, "UploadWorkerFunction")["ReservedConcurrentExecutions"] == {
+        "Fn::If": ["HasWorkerReservedConcurrency", {"Ref": "WorkerReservedConcurrency"}, {"Ref": "AWS::NoValue"}]
+    }
+    for function in ("ManifestTriggerFunction", "UploadApiFunction"):
+        assert "ReservedConcurrentExecutions" not in _props(resources, function), function
 
 
-def test_every_log_group_is_kept_90_days_and_encrypted_with_the_optional_key(
+def test_the_intakes_event_source_has_a_maximum_concurrency(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    assert _sqs_event(resources, "ManifestTriggerFunction")["ScalingConfig"] == {
+        "MaximumConcurrency": {"Ref": "IntakeMaximumConcurrency"}
+    }
+    param = template["Parameters"]["IntakeMaximumConcurrency"]
+    assert param["MinValue"] == 2 and param["MaxValue"] == 1000  # Lambda's own bounds
+    assert 2 <= param["Default"] <= 1000
+
+
+def _rules_accept(template: dict[str, Any], values: dict[str, str]) -> bool:
+    """Whether CloudFormation's Rules accept these parameter values: the rule functions the template uses."""
+
+    def value(node: Any) -> Any:
+        if isinstance(node, dict):
+            ((name, arg),) = node.items()
+            if name == "Ref":
+                return values[arg]
+            if name == "Fn::Equals":
+                return str(value(arg[0])) == str(value(arg[1]))
+            if name == "Fn::Not":
+                return not value(arg[0])
+            if name == "Fn::And":
+                return all(value(a) for a in arg)
+            if name == "Fn::Or":
+                return any(value(a) for a in arg)
+            if name == "Fn::Contains":
+                return str(value(arg[1])) in [str(v) for v in arg[0]]
+            if name == "Fn::EachMemberEquals":
+                return all(member == str(arg[1]) for member in value(arg[0]))
+            raise AssertionError(f"a rule function this test does not know: {name}")
+        return node
+
+    for rule in template["Rules"].values():
+        if "RuleCondition" in rule and not value(rule["RuleCondition"]):
+            continue
+        if not all(value(assertion["Assert"]) for assertion in rule["Assertions"]):
+            return False
+    return True
+
+
+def test_a_worker_reservation_is_never_below_the_job_queues_maximum_concurrency(template: dict[str, Any]) -> None:
+    """Lambda throttles messages of an SQS event source whose maximum concurrency exceeds the function's reserved
+    concurrency: the template's rules refuse exactly those combinations, for every allowed value."""
+    params = template["Parameters"]
+    maximum = params["WorkerMaximumConcurrency"]
+    reservations = [int(v) for v in params["WorkerReservedConcurrency"]["AllowedValues"]]
+    assert 0 in reservations
+    base = {"VpcSubnetIds": [""], "VpcSecurityGroupIds": [""]}
+    for reserved in reservations:
+        for most in range(int(maximum["MinValue"]), int(maximum["MaxValue"]) + 1):
+            values = {**base, "WorkerReservedConcurrency": str(reserved), "WorkerMaximumConcurrency": str(most)}
+            expected = reserved == 0 or reserved >= most
+            assert _rules_accept(template, values) is expected, (reserved, most)
+
+
+def test_the_worker_has_no_checkov_skip_for_concurrency(resources: dict[str, Any]) -> None:
+    """With the optional reservation checkov's CKV_AWS_115 passes; no reason claims a reservation must throttle."""
+    skips = resources["UploadWorkerFunction"]["Metadata"]["checkov"]["skip"]
+    assert "CKV_AWS_115" not in {s["id"] for s in skips}
+
+
+def test_every_log_group_keeps_log_retention_days_and_is_encrypted_with_the_optional_key(
     template: dict[str, Any], resources: dict[str, Any]
 ) -> None:
     param = template["Parameters"]["LogKmsKeyArn"]
@@ -493,25 +538,32 @@ def test_every_log_group_is_kept_90_days_and_encrypted_with_the_optional_key(
         assert re.fullmatch(param["AllowedPattern"], value), value
     for value in ("arn:aws:kms:eu-west-1:123456789012:alias/logs", "0123abcd-4567-89ab-cdef-0123456789ab"):
         assert not re.fullmatch(param["AllowedPattern"], value), value
+    assert template["Parameters"]["LogRetentionDays"]["Default"] == 90
     groups = {n: r["Properties"] for n, r in resources.items() if r["Type"] == "AWS::Logs::LogGroup"}
     assert groups
     for name, group in groups.items():
-        assert group["RetentionInDays"] == 90, name
+        assert group["RetentionInDays"] == {"Ref": "LogRetentionDays"}, name
         assert group.get("KmsKeyId") == {
             "Fn::If": ["HasLogKmsKey", {"Ref": "LogKmsKeyArn"}, {"Ref": "AWS::NoValue"}]
         }, f"{name}: KmsKeyId: !If [HasLogKmsKey, !Ref LogKmsKeyArn, !Ref AWS::NoValue]"
 
 
-def test_function_log_groups_have_retention(resources: dict[str, Any]) -> None:
+def _function_log_groups(resources: dict[str, Any]) -> dict[str, str]:
+    """function -> the logical id of its log group (/aws/lambda/<function name>)."""
+    found = {}
     for function in FUNCTIONS:
-        groups = [
-            r["Properties"]
-            for r in resources.values()
+        (group,) = [
+            name
+            for name, r in resources.items()
             if r["Type"] == "AWS::Logs::LogGroup"
             and _text(r["Properties"]["LogGroupName"]) == f"/aws/lambda/${{{function}}}"
         ]
-        assert len(groups) == 1, function
-        assert groups[0]["RetentionInDays"] == 90
+        found[function] = group
+    return found
+
+
+def test_every_function_has_a_log_group_of_the_stack(resources: dict[str, Any]) -> None:
+    assert set(_function_log_groups(resources)) == set(FUNCTIONS)
 
 
 # ---------------------------------------------------------------- private-network XNAT
@@ -645,7 +697,9 @@ def test_outputs(template: dict[str, Any]) -> None:
     outputs = template["Outputs"]
     expected = {"DataBucketName", "ManifestTriggerFunctionArn", "UploadWorkerFunctionArn", "UploadApiUrl"}
     queues = {"JobQueueUrl", "IntakeDeadLetterQueueUrl", "JobDeadLetterQueueUrl"}
-    assert expected | queues | {"IdempotencyTableName"} <= set(outputs)
+    assert expected | queues | {"IdempotencyTableName", "AlarmTopicArn", "OperationsDashboardUrl"} <= set(outputs)
+    assert outputs["AlarmTopicArn"]["Value"] == ALARM_TOPIC
+    assert "#dashboards:name=${OperationsDashboard}" in _text(outputs["OperationsDashboardUrl"]["Value"])
     assert _text(outputs["UploadApiUrl"]["Value"]).endswith("/v1")
 
 
