@@ -29,6 +29,7 @@ ANY_OCCURRENCE = {
     "UploadWorkerErrorsAlarm",
     "ManifestTriggerErrorsAlarm",
     "UploadApiErrorsAlarm",
+    "JobSweeperErrorsAlarm",
 }
 # The service's own metrics that an alarm watches (the lead's names in docs/alarms.md).
 SERVICE_METRIC_ALARMS = {
