@@ -205,6 +205,7 @@ class XnatEmulator:
         port: int = 0,
         catalog_write_latency: float = 0.0,
         catalog_conflicts: bool = True,
+        checksums: bool = True,
     ) -> None:
         self.username = username
         self.password = password
@@ -212,6 +213,7 @@ class XnatEmulator:
         self.port = port
         self.catalog_write_latency = float(catalog_write_latency)
         self.catalog_conflicts = catalog_conflicts
+        self.checksums = checksums  # XNAT's `checksums` site setting: off, listings carry no digest
         self._lock = threading.RLock()  # the model; never held while reading a body or sleeping
         self._meta = threading.Condition(threading.RLock())  # sessions, log, faults, counters
         self._projects: dict[str, _Project] = {}
@@ -427,6 +429,14 @@ class XnatEmulator:
         rule = _Rule("count", method, path_contains)
         with self._meta:
             return sum(1 for record in self._log if rule.matches(record.method, record.path))
+
+    @property
+    def writes(self) -> list[RequestRecord]:
+        """Every request that could change XNAT's data: PUT, POST, DELETE, PATCH (log in and out excepted)."""
+        with self._meta:
+            return [
+                r for r in self._log if r.method in ("PUT", "POST", "DELETE", "PATCH") and "/JSESSION" not in r.path
+            ]
 
     @property
     def logins(self) -> int:
@@ -1343,7 +1353,7 @@ class _Handler(BaseHTTPRequestHandler):
                     "file_format": "",
                     "file_content": "",
                     "cat_ID": str(r.pk),
-                    "digest": blob.md5,
+                    "digest": blob.md5 if emulator.checksums else "",
                 }
                 for path, blob in sorted(r.catalog.items())
             ]

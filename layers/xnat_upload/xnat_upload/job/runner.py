@@ -40,7 +40,7 @@ from ..exceptions import (
 from ..manifest import JobManifest, confined_keys, refusal_type, requested_paths, unlisted_note
 from ..observability import logger, tracer
 from ..redaction import redact
-from ..result import FileResult, FileStatus, JobResult, PreviousOutcomes
+from ..result import FileResult, FileStatus, JobResult, PreviousOutcomes, Verified, target_key
 from ..transfer.budget import TimeBudget
 from ..transfer.engine import TransferEngine, WorkItem
 from ..transfer.s3_deadline import carry_context, s3_deadline
@@ -48,6 +48,7 @@ from ..transfer.sources import SourceObject, find_objects, head_objects, object_
 from ..xnat import RemoteFile
 from ..xnat.session import XnatConnector, open_xnat
 from .checkpoint import JobState
+from .journal import Journal
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -111,12 +112,14 @@ def run_job(
     on_progress: Callable[[JobResult], object] | None = None,
     state: JobState | None = None,
     invocation_seconds: float | None = None,
+    journal: Journal | None = None,
 ) -> JobResult:
     """Run a job (or, with `state`, this invocation's share of it) and say what happened to every file.
 
     `previous`: what an earlier run of this job left (see `PreviousOutcomes`). `state`: resumed
     from and updated in place. `invocation_seconds`: how long a whole invocation lasts, so that no
-    unit of work is started that could never finish in one.
+    unit of work is started that could never finish in one. `journal`: where each PUT is written
+    ahead (job/journal.py); without it a kill forgets what the invocation sent.
     """
     state = state or JobState.new(job_id or "", None)
     before = {f.path: f.status for f in state.files}  # one log line per file whose fate this run settles
@@ -149,7 +152,7 @@ def run_job(
         cut_in = remaining_seconds() - settings.time_budget_margin_seconds / 2 if remaining_seconds else None
         with s3_deadline(cut_in):
             _upload(manifest, result, state, sources, settings, s3, remaining_seconds, previous, connect, progress,
-                    invocation_seconds)  # fmt: skip
+                    invocation_seconds, journal)  # fmt: skip
     except TimeBudgetExceededError as exc:
         result.fail_job(exc, untouched=FileStatus.PENDING)  # the job continues itself
     except XnatUnavailableError as exc:
@@ -247,6 +250,7 @@ def _upload(
     connect: XnatConnector,
     progress: Callable[[], object],
     invocation_seconds: float | None,
+    journal: Journal | None = None,
 ) -> None:
     """Log in once, find the session, ensure scan and resource, decide per file, transfer, log out."""
     client = connect(settings, remaining_seconds)
@@ -266,8 +270,21 @@ def _upload(
                 experiment, manifest.scan_id, manifest.resource_id, manifest.resource_format, manifest.resource_content
             )
             listing = xnat.list_resource_files(experiment, manifest.scan_id, manifest.resource_id)
+            target = target_key(result.xnat)
+            if state.xnat and target_key(state.xnat) != target:
+                for file in state.files:  # markers for the resource this state was written for, not this one
+                    file.put_unconfirmed = False
+            carried, sent = previous.unconfirmed_at(target), previous.sent_at(target)
 
             open_files = [f for f in result.files if f.status in (FileStatus.PENDING, FileStatus.SKIPPED)]
+            ours: set[str] = set()  # paths this version itself may have sent already
+            for file in open_files:
+                if file.put_unconfirmed or file.path in sent:
+                    ours.add(file.path)
+                    file.put_unconfirmed = True
+                    file.md5 = file.md5 or sent.get(file.path)
+                elif file.path in carried:
+                    file.put_unconfirmed = True
             sources, undecided = _with_md5_where_xnat_has_the_file(
                 sources, open_files, listing, previous, s3, settings, remaining_seconds
             )
@@ -284,8 +301,7 @@ def _upload(
                 source = sources[file.path]
                 remote = listing.get(file.path)
                 file.url = xnat.file_url(experiment, manifest.scan_id, manifest.resource_id, file.path)
-                file.put_unconfirmed = file.put_unconfirmed or file.path in previous.unconfirmed
-                if _decided_by_listing(file, source, remote, manifest.exist_ok, previous):
+                if _decided_by_listing(file, source, remote, manifest.exist_ok, previous, file.path in ours):
                     continue
                 file.status, file.error, file.error_code = FileStatus.PENDING, None, None
                 work.append(WorkItem(file, source, overwrite=remote is not None))
@@ -296,6 +312,7 @@ def _upload(
             engine = TransferEngine(
                 xnat, s3, settings.data_bucket, experiment, manifest.scan_id, manifest.resource_id, settings, budget,
                 on_progress=progress, exist_ok=manifest.exist_ok,
+                journal=journal.bind(result.xnat) if journal is not None else None,
             )  # fmt: skip
             result.upload_mode = engine.run(work) if work or not state.upload_mode else state.upload_mode
             pending = [f for f in result.files if f.status is FileStatus.PENDING]
@@ -328,20 +345,35 @@ def _upload(
 
 
 def _decided_by_listing(
-    file: FileResult, source: SourceObject, remote: RemoteFile | None, exist_ok: bool, previous: PreviousOutcomes
+    file: FileResult,
+    source: SourceObject,
+    remote: RemoteFile | None,
+    exist_ok: bool,
+    previous: PreviousOutcomes,
+    ours: bool = False,
 ) -> bool:
-    """Settle a file from the listing alone, when it can be: True when no transfer is needed."""
+    """Settle a file from the listing alone, when it can be: True when no transfer is needed.
+    `ours`: this manifest version may have sent the file already (an earlier invocation, killed or
+    continued): catalogued with what it sent, the file is `uploaded`, not `already_exists`."""
     if remote is None:
         return False
     expected = previous.known_md5.get((file.path, source.etag)) or source.md5
     identical = expected is not None and remote.digest == expected and remote.size in (None, source.size)
-    if file.put_unconfirmed and file.md5 and remote.digest == file.md5 and remote.size in (None, source.size):
-        # Sent by an earlier invocation of this job and now catalogued with exactly those bytes.
-        file.mark_uploaded(remote.digest, source.size)
+    sent = file.md5 or expected
+    if (
+        ours
+        and remote.size in (None, source.size)
+        and (remote.digest == sent if remote.digest else remote.size is not None)
+    ):
+        # Sent by an earlier invocation of this job and now catalogued with exactly those bytes (or,
+        # where XNAT lists no digest, that many bytes).
+        file.mark_uploaded(remote.digest or sent, source.size)
+        file.verified = Verified.MD5 if remote.digest else Verified.SIZE
         file.put_unconfirmed = False
         return True
     if identical or not exist_ok:
         file.status, file.identical, file.md5 = FileStatus.ALREADY_EXISTS, identical, remote.digest
+        file.verified = Verified.MD5 if identical else None
         file.bytes = source.size
         file.error = file.error_code = None
         if not identical:
