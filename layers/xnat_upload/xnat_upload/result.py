@@ -34,6 +34,10 @@ class FileStatus(StrEnum):
     MISSING = "missing"  # the S3 object does not exist
     SKIPPED = "skipped"  # not tried because the job stopped (job-level `error` says why)
     PENDING = "pending"  # not done yet: the job continues it (or a re-run does)
+    # Check mode (`"mode": "check"`) only; there, `missing` means not in XNAT:
+    IN_XNAT = "in_xnat"  # XNAT holds the file, identical (see `verified`)
+    DIFFERENT = "different"  # XNAT holds another file at this path (size or digest differ: see `error`)
+    SOURCE_MISSING = "source_missing"  # the S3 object does not exist
 
 
 class JobStatus(StrEnum):
@@ -63,7 +67,9 @@ class FileResult:
     @property
     def in_place(self) -> bool:
         """The file is in XNAT with the requested content."""
-        return self.status is FileStatus.UPLOADED or (self.status is FileStatus.ALREADY_EXISTS and bool(self.identical))
+        if self.status in (FileStatus.UPLOADED, FileStatus.IN_XNAT):
+            return True
+        return self.status is FileStatus.ALREADY_EXISTS and bool(self.identical)
 
     def mark_uploaded(self, md5: str | None, size: int) -> None:
         self.status, self.md5, self.bytes = FileStatus.UPLOADED, md5, size
@@ -170,6 +176,8 @@ class JobResult:
     xnat_retries: int | None = None
     duration_seconds: float | None = None
     invocations: int | None = None  # how many worker invocations the job took (continuations + 1)
+    mode: str | None = None  # "check" for a check job (nothing written to XNAT); absent: an upload
+    xnat_missing: list[str] | None = None  # check mode: XNAT objects that do not exist (project ... resource)
 
     @property
     def status(self) -> JobStatus:
@@ -227,6 +235,8 @@ class JobResult:
             "xnat_retries": self.xnat_retries,
             "duration_seconds": self.duration_seconds,
             "invocations": self.invocations,
+            "mode": self.mode,
+            "xnat_missing": self.xnat_missing,
         }
         data.update({k: v for k, v in optional.items() if v is not None})
         return data

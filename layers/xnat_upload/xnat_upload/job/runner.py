@@ -47,6 +47,7 @@ from ..transfer.s3_deadline import carry_context, s3_deadline
 from ..transfer.sources import SourceObject, find_objects, head_objects, object_md5
 from ..xnat import RemoteFile
 from ..xnat.session import XnatConnector, open_xnat
+from . import check
 from .checkpoint import JobState
 from .journal import Journal
 
@@ -90,7 +91,7 @@ def admit(
             error_type = refusal_type(refused)
             raise error_type(f"{len(rejected)} of {len(result.files)} paths refused; nothing was uploaded")
         result.source = {"bucket": settings.data_bucket, "prefix": prefix}
-        if s3 is not None:
+        if s3 is not None and manifest.mode != "check":  # a check reports missing objects, file by file
             find_sources(manifest, result, settings, s3, quick=True)
     except (ManifestError, ObjectNotFoundError) as exc:
         result.fail_job(exc)
@@ -143,7 +144,7 @@ def run_job(
                 state.absorb(result)
                 return _finish(result, job_id, started, before)
             manifest = admitted
-            sources = find_sources(manifest, result, settings, s3)
+            sources = find_sources(manifest, result, settings, s3, allow_missing=manifest.mode == "check")
             state.sources = sources
         state.absorb(result)
         result.upload_mode = state.upload_mode
@@ -151,8 +152,12 @@ def run_job(
         # S3 reads end when XNAT calls do: half the margin before the deadline, the rest for the result.
         cut_in = remaining_seconds() - settings.time_budget_margin_seconds / 2 if remaining_seconds else None
         with s3_deadline(cut_in):
-            _upload(manifest, result, state, sources, settings, s3, remaining_seconds, previous, connect, progress,
-                    invocation_seconds, journal)  # fmt: skip
+            if manifest.mode == "check":
+                result.mode = "check"
+                _check(manifest, result, state, sources, settings, s3, remaining_seconds, previous, connect)
+            else:
+                _upload(manifest, result, state, sources, settings, s3, remaining_seconds, previous, connect,
+                        progress, invocation_seconds, journal)  # fmt: skip
     except TimeBudgetExceededError as exc:
         result.fail_job(exc, untouched=FileStatus.PENDING)  # the job continues itself
     except XnatUnavailableError as exc:
@@ -208,14 +213,21 @@ def partial_result(exc: BaseException) -> JobResult | None:
 
 
 def find_sources(
-    manifest: JobManifest, result: JobResult, settings: Settings, s3: S3Client, *, quick: bool = False
+    manifest: JobManifest,
+    result: JobResult,
+    settings: Settings,
+    s3: S3Client,
+    *,
+    quick: bool = False,
+    allow_missing: bool = False,
 ) -> dict[str, SourceObject]:
     """Find every object (a HEAD each, or a listing for many); any missing one stops the job
     (ObjectNotFoundError, the missing files `missing` in `result`, the others `skipped`).
 
     `quick`: at most a few listing pages more than the job needs, never a HEAD per unreached key
     (the intake's check, bounded whatever the prefix holds); objects it did not reach are left to
-    the worker's full lookup and are not in the answer."""
+    the worker's full lookup and are not in the answer. `allow_missing` (check mode): a missing
+    object is that file's `source_missing`, and the others go on."""
     keys = {path: settings.upload_prefix(manifest.net_id) + path for path in manifest.files_relative_paths_to_upload}
     found = find_objects(s3, settings.data_bucket, keys, head_unreached=not quick)
     for file in result.files:
@@ -223,9 +235,8 @@ def find_sources(
             continue
         source = found[file.path]
         if source is None:
-            file.fail(
-                FileStatus.MISSING, ObjectNotFoundError(f"s3://{settings.data_bucket}/{keys[file.path]} does not exist")
-            )
+            status = FileStatus.SOURCE_MISSING if allow_missing else FileStatus.MISSING
+            file.fail(status, ObjectNotFoundError(f"s3://{settings.data_bucket}/{keys[file.path]} does not exist"))
         else:
             file.bytes, file.source_etag = source.size, source.etag
             file.status = FileStatus.PENDING
@@ -338,6 +349,49 @@ def _upload(
                 for file in pending:
                     file.error = file.error or "not started before the time budget ran out; the job continues it"
                 raise TimeBudgetExceededError(f"{len(pending)} files not finished before the time budget ran out")
+    finally:
+        result.xnat_requests = state.xnat_requests + client.requests_made
+        result.xnat_retries = state.xnat_retries + client.retries
+        state.xnat_requests, state.xnat_retries = result.xnat_requests, result.xnat_retries
+
+
+def _check(
+    manifest: JobManifest,
+    result: JobResult,
+    state: JobState,
+    sources: dict[str, SourceObject],
+    settings: Settings,
+    s3: S3Client,
+    remaining_seconds: Callable[[], float] | None,
+    previous: PreviousOutcomes,
+    connect: XnatConnector,
+) -> None:
+    """Check mode (job/check.py): log in, look the target up and list it, compare; write nothing."""
+    client = connect(settings, remaining_seconds)
+    try:
+        with _unavailable_when_unreachable(), client as xnat:
+            experiment = check.find_target(xnat, manifest, result)
+            listing = xnat.list_resource_files(experiment, manifest.scan_id, manifest.resource_id) if experiment else {}
+            open_files = [f for f in result.files if f.status not in (FileStatus.SOURCE_MISSING, FileStatus.REJECTED)]
+            sources, undecided = _with_md5_where_xnat_has_the_file(
+                sources, open_files, listing, previous, s3, settings, remaining_seconds
+            )
+            state.sources = sources
+            known = {path: replace(source, md5=source.md5 or previous.known_md5.get((path, source.etag)))
+                     for path, source in sources.items()}  # fmt: skip
+
+            def url_of(path: str) -> str:
+                assert experiment is not None
+                return xnat.file_url(experiment, manifest.scan_id, manifest.resource_id, path)
+
+            check.compare(open_files, known, listing, url_of if experiment else None)
+            for file in open_files:
+                problem = undecided.get(file.path)
+                if problem is not None and not isinstance(problem, TimeBudgetExceededError):
+                    file.fail(FileStatus.FAILED, problem)
+            pending = [f for f in result.files if f.status is FileStatus.PENDING]
+            if pending:
+                raise TimeBudgetExceededError(f"{len(pending)} files not compared before the time budget ran out")
     finally:
         result.xnat_requests = state.xnat_requests + client.requests_made
         result.xnat_retries = state.xnat_retries + client.retries
