@@ -43,7 +43,7 @@ EXIT_CODES = f"""exit codes:
   {EXIT_OK}    success: manifest valid, job submitted, or job succeeded
   {EXIT_FAILED}    manifest invalid or refused, or the job finished partial or failed
   {EXIT_USAGE}    usage error: bad arguments, unreadable manifest file, bad configuration
-  {EXIT_TIMEOUT}    submit --wait timed out (the job may still be running: see `status`)
+  {EXIT_TIMEOUT}    submit --wait or check --wait timed out (the job may still be running: see `status`)
   {EXIT_PENDING}    status: the job is submitted but has no result yet
   {EXIT_UNKNOWN_JOB}    status: no manifest and no result for this job ID
   {EXIT_AWS}    S3 could not be used: endpoint unreachable, no or refused credentials,
