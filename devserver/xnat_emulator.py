@@ -205,6 +205,7 @@ class XnatEmulator:
         port: int = 0,
         catalog_write_latency: float = 0.0,
         catalog_conflicts: bool = True,
+        checksums: bool = True,
     ) -> None:
         self.username = username
         self.password = password
@@ -212,6 +213,7 @@ class XnatEmulator:
         self.port = port
         self.catalog_write_latency = float(catalog_write_latency)
         self.catalog_conflicts = catalog_conflicts
+        self.checksums = checksums  # XNAT's `checksums` site setting: off, listings carry no digest
         self._lock = threading.RLock()  # the model; never held while reading a body or sleeping
         self._meta = threading.Condition(threading.RLock())  # sessions, log, faults, counters
         self._projects: dict[str, _Project] = {}
@@ -429,6 +431,14 @@ class XnatEmulator:
             return sum(1 for record in self._log if rule.matches(record.method, record.path))
 
     @property
+    def writes(self) -> list[RequestRecord]:
+        """Every request that could change XNAT's data: PUT, POST, DELETE, PATCH (log in and out excepted)."""
+        with self._meta:
+            return [
+                r for r in self._log if r.method in ("PUT", "POST", "DELETE", "PATCH") and "/JSESSION" not in r.path
+            ]
+
+    @property
     def logins(self) -> int:
         with self._meta:
             return self._logins
@@ -544,16 +554,27 @@ class XnatEmulator:
         path_contains: str | None = None,
         times: int = 1,
         skip: int = 0,
+        after_body_bytes: int = 0,
     ) -> None:
         """Call `callback()` when a matching request arrives, before XNAT looks at it.
 
         The first `skip` matching requests pass untouched; the callback then runs for the next
         `times` ones, in the server thread that handles the request (the client is waiting for
-        the answer, so what the callback does is ordered before the request's effect).
+        the answer, so what the callback does is ordered before the request's effect). With
+        `after_body_bytes`, it runs once that much of the request's body has arrived instead
+        (mid-body: e.g. a client killed while it sends), before XNAT has stored anything.
         """
         with self._meta:
             self._rules.append(
-                _Rule("call", method, path_contains, remaining=times, callback=callback, skip=max(0, skip))
+                _Rule(
+                    "call",
+                    method,
+                    path_contains,
+                    remaining=times,
+                    callback=callback,
+                    skip=max(0, skip),
+                    after_bytes=max(0, after_body_bytes),
+                )
             )
 
     def change_password(self, password: str) -> None:
@@ -634,9 +655,11 @@ class XnatEmulator:
                 delay = max(delay, once.seconds)
             return delay
 
-    def _run_callbacks(self, method: str, path: str) -> None:
-        """Fire the `on_request` hooks matching this request (outside the lock: they may block)."""
+    def _run_callbacks(self, method: str, path: str) -> tuple[int, Callable[[], object]] | None:
+        """Fire the `on_request` hooks matching this request (outside the lock: they may block);
+        return a mid-body hook (`after_body_bytes`) for the handler to fire while it reads the body."""
         due: list[Callable[[], object]] = []
+        mid_body: tuple[int, Callable[[], object]] | None = None
         with self._meta:
             for rule in list(self._rules):
                 if rule.kind != "call" or not rule.matches(method, path):
@@ -647,10 +670,13 @@ class XnatEmulator:
                 rule.remaining -= 1
                 if rule.remaining <= 0:
                     self._rules.remove(rule)
-                if rule.callback is not None:
+                if rule.callback is not None and rule.after_bytes > 0:
+                    mid_body = mid_body or (rule.after_bytes, rule.callback)
+                elif rule.callback is not None:
                     due.append(rule.callback)
         for callback in due:
             callback()
+        return mid_body
 
     def _take_fault(self, method: str, path: str) -> _Rule | None:
         with self._meta:
@@ -872,6 +898,8 @@ class _Handler(BaseHTTPRequestHandler):
         """Up to `size` bytes of the body (b"" at its end)."""
         if self._body_done:
             return b""
+        if self._mid_body is not None:  # stop where the mid-body hook is due
+            size = max(1, min(size, self._mid_body[0] - self._body_read))
         if self._chunked:
             if self._chunk_left == 0:
                 line = self.rfile.readline(65537)
@@ -902,6 +930,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._left -= len(data)
             self._body_done = self._left == 0
         self._body_read += len(data)
+        if self._mid_body is not None and self._body_read >= self._mid_body[0]:
+            callback, self._mid_body = self._mid_body[1], None
+            callback()
         return data
 
     def _read_body(self) -> _Blob:
@@ -996,6 +1027,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._new_cookie: str | None = None
         self._body_done = True
         self._body_read = 0
+        self._mid_body: tuple[int, Callable[[], object]] | None = None
         self._cookie = self._cookie_session()
         try:
             try:
@@ -1033,7 +1065,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, emulator: XnatEmulator, path: str, query: dict[str, str]) -> None:
         method = self.command
-        emulator._run_callbacks(method, path)
+        self._mid_body = emulator._run_callbacks(method, path)
         emulator._sleep(emulator._delay_for(method, path))
         for kind in ("trickle", "slow_read"):
             rate = emulator._take_throttle(kind, method, path)
@@ -1343,7 +1375,7 @@ class _Handler(BaseHTTPRequestHandler):
                     "file_format": "",
                     "file_content": "",
                     "cat_ID": str(r.pk),
-                    "digest": blob.md5,
+                    "digest": blob.md5 if emulator.checksums else "",
                 }
                 for path, blob in sorted(r.catalog.items())
             ]

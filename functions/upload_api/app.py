@@ -105,6 +105,9 @@ class JobRequest(BaseModel):
     scan_xsi_type: ScanType | None = None
     resource_format: Identifier | None = None
     resource_content: Identifier | None = None
+    mode: Literal["upload", "check"] | None = Field(
+        default=None, description='"check": compare with what XNAT holds and write nothing to XNAT (default "upload")'
+    )
 
 
 # The demo of README's quickstart (`make serve` seeds the project and session).
@@ -195,13 +198,19 @@ class FileEntry(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     path: str
-    status: Literal["uploaded", "already_exists", "failed", "rejected", "missing", "skipped", "pending"]
+    status: Literal[
+        "uploaded", "already_exists", "failed", "rejected", "missing", "skipped", "pending",
+        "in_xnat", "different", "source_missing",
+    ]  # fmt: skip
     url: str | None = None
     bytes: int | None = None
     md5: str | None = None
     error: str | None = None
     error_code: str | None = None
     identical: bool | None = None
+    verified: Literal["md5", "size"] | None = Field(
+        default=None, description="how XNAT's copy was checked: its digest (md5) or, with no digest listed, its size"
+    )
     attempts: int | None = None
     clipped: bool | None = Field(
         default=None, description="true when a long path or error was shortened here; the full result keeps it whole"
@@ -224,6 +233,9 @@ class JobSummary(BaseModel):
     finished_at: str | None = None
     duration_seconds: float | None = None
     invocations: int | None = None
+    verified: dict[str, int] | None = Field(default=None, description="files in XNAT by verification level")
+    mode: Literal["upload", "check"] | None = None
+    xnat_missing: list[str] | None = Field(default=None, description="check mode: XNAT objects that do not exist")
     result_location: str
     files_filter: Literal["problems", "all"]
     files_matching: int

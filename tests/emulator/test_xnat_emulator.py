@@ -684,3 +684,34 @@ def test_process_mode_serves_the_demo_seed() -> None:
     finally:
         process.terminate()
         assert process.wait(timeout=10) == 0
+
+
+def test_on_request_can_fire_once_part_of_the_body_has_arrived(xnat: XnatEmulator, http: requests.Session) -> None:
+    xnat.add_resource(P, EXP, "1", "NIFTI")
+    received: list[int] = []
+    xnat.on_request(lambda: received.append(xnat.count("PUT", "/files/")), "PUT", "/files/", after_body_bytes=1000)
+
+    assert put_file(http, file_url(xnat, "a.nii"), b"x" * 5000).status_code == 200
+
+    assert received == [0], "fired once, while the PUT was still being read (not yet logged)"
+    assert xnat.list_files(P, EXP, "1", "NIFTI") == {"a.nii": b"x" * 5000}
+
+
+def test_with_checksums_off_listings_carry_no_digest(xnat: XnatEmulator, http: requests.Session) -> None:
+    xnat.checksums = False
+    xnat.add_resource(P, EXP, "1", "NIFTI")
+    put_file(http, file_url(xnat, "a.nii"), b"bytes")
+
+    assert listing(http, xnat)["a.nii"]["digest"] == ""
+
+
+def test_writes_lists_every_request_that_could_change_data_but_not_logging_in_or_out(
+    xnat: XnatEmulator, http: requests.Session
+) -> None:
+    xnat.add_resource(P, EXP, "1", "NIFTI")
+    listing(http, xnat)
+    assert xnat.writes == []
+    put_file(http, file_url(xnat, "a.nii"), b"bytes")
+    http.delete(xnat.url + "/data/JSESSION", timeout=5)
+
+    assert [(r.method, r.path.rsplit("/", 1)[-1]) for r in xnat.writes] == [("PUT", "a.nii")]

@@ -10,6 +10,22 @@ from .exceptions import XnatUploadError
 from .redaction import redact
 
 
+def target_key(xnat: dict[str, Any] | None) -> str | None:
+    """One XNAT resource, by the IDs XNAT gave it (project, experiment, scan, resource): what a
+    marker of bytes on XNAT's disk is tied to. None until the job has found its session."""
+    if not xnat:
+        return None
+    parts = [xnat.get(name) for name in ("project", "experiment", "scan", "resource")]
+    if not all(isinstance(part, str) and part for part in parts):
+        return None
+    return "/".join(str(part) for part in parts)
+
+
+class Verified(StrEnum):
+    MD5 = "md5"  # XNAT's listing digest equals the MD5 of the bytes sent (or of the S3 object)
+    SIZE = "size"  # XNAT lists no digest (its `checksums` setting is off): the size alone matched
+
+
 class FileStatus(StrEnum):
     UPLOADED = "uploaded"  # in XNAT now, verified against its listing: size, and MD5 where XNAT lists digests
     ALREADY_EXISTS = "already_exists"  # XNAT had it; see `identical` and `error`
@@ -18,6 +34,10 @@ class FileStatus(StrEnum):
     MISSING = "missing"  # the S3 object does not exist
     SKIPPED = "skipped"  # not tried because the job stopped (job-level `error` says why)
     PENDING = "pending"  # not done yet: the job continues it (or a re-run does)
+    # Check mode (`"mode": "check"`) only; there, `missing` means not in XNAT:
+    IN_XNAT = "in_xnat"  # XNAT holds the file, identical (see `verified`)
+    DIFFERENT = "different"  # XNAT holds another file at this path (size or digest differ: see `error`)
+    SOURCE_MISSING = "source_missing"  # the S3 object does not exist
 
 
 class JobStatus(StrEnum):
@@ -42,18 +62,22 @@ class FileResult:
     # catalogued and verified. Only such bytes are this job's own, so only then may the job send
     # `overwrite=true` without `exist_ok` (see transfer/engine.py, "Integrity rule").
     put_unconfirmed: bool = False
+    verified: str | None = None  # how XNAT's copy was checked: `Verified` (md5 or size)
 
     @property
     def in_place(self) -> bool:
         """The file is in XNAT with the requested content."""
-        return self.status is FileStatus.UPLOADED or (self.status is FileStatus.ALREADY_EXISTS and bool(self.identical))
+        if self.status in (FileStatus.UPLOADED, FileStatus.IN_XNAT):
+            return True
+        return self.status is FileStatus.ALREADY_EXISTS and bool(self.identical)
 
     def mark_uploaded(self, md5: str | None, size: int) -> None:
         self.status, self.md5, self.bytes = FileStatus.UPLOADED, md5, size
-        self.error = self.error_code = None
+        self.error = self.error_code = self.verified = None
 
     def fail(self, status: FileStatus, error: XnatUploadError) -> None:
         self.status, self.error, self.error_code = status, redact(error.message), error.error_code
+        self.verified = None
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"path": self.path, "status": self.status.value}
@@ -85,23 +109,45 @@ class PreviousOutcomes:
     """What an earlier run of the same job (another manifest version) left behind.
 
     `known_md5`: (path, S3 ETag) -> MD5 of files it put or found in XNAT, so a re-run recognises
-    them even when the ETag is not an MD5 (a changed object does not match). `unconfirmed`: paths
-    where its PUTs may have left bytes on XNAT's disk: this job's own, so it may overwrite them.
+    them even when the ETag is not an MD5 (a changed object does not match): a fact about the S3
+    object, true in any resource, and never a permission to overwrite. `unconfirmed`: per XNAT
+    target (`target_key`), paths where its PUTs may have left bytes on that target's disk: this
+    job's own, so it may overwrite them there, and nowhere else. `sent`: what this very manifest
+    version sent in an invocation that was killed before it could checkpoint (job/journal.py).
     """
 
     known_md5: dict[tuple[str, str], str] = field(default_factory=dict)
-    unconfirmed: frozenset[str] = frozenset()
+    unconfirmed: dict[str, frozenset[str]] = field(default_factory=dict)  # target key -> paths
+    sent: dict[str, dict[str, str | None]] = field(default_factory=dict)  # target key -> path -> MD5 sent
+
+    def unconfirmed_at(self, target: str | None) -> frozenset[str]:
+        """Paths where an earlier run may have left bytes in `target` (and only there)."""
+        return self.unconfirmed.get(target, frozenset()) if target else frozenset()
+
+    def sent_at(self, target: str | None) -> dict[str, str | None]:
+        """Paths this manifest version itself sent to `target` in an invocation that was cut off
+        before its checkpoint (from the write-ahead journal), with the MD5 sent where known."""
+        return self.sent.get(target, {}) if target else {}
+
+    def merged(self, unconfirmed: dict[str, set[str]], sent: dict[str, dict[str, str | None]]) -> PreviousOutcomes:
+        joined = {t: frozenset(p) for t, p in self.unconfirmed.items()}
+        for target, paths in unconfirmed.items():
+            joined[target] = joined.get(target, frozenset()) | paths
+        return PreviousOutcomes(self.known_md5, {t: p for t, p in joined.items() if p}, {**self.sent, **sent})
 
     @classmethod
     def from_document(cls, document: dict[str, Any] | None) -> PreviousOutcomes:
-        """From a stored result manifest; anything malformed is skipped, never a crash."""
+        """From a stored result manifest; anything malformed is skipped, never a crash. Its
+        `put_unconfirmed` paths count for the XNAT target it names, nowhere else."""
         entries = (document or {}).get("files")
+        xnat = (document or {}).get("xnat")
+        target = target_key(xnat) if isinstance(xnat, dict) else None
         known: dict[tuple[str, str], str] = {}
         unconfirmed: set[str] = set()
         for entry in entries if isinstance(entries, list) else []:
             if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
                 continue
-            if entry.get("put_unconfirmed") is True:
+            if entry.get("put_unconfirmed") is True and target:
                 unconfirmed.add(entry["path"])
             if not entry.get("md5") or not entry.get("source_etag"):
                 continue
@@ -110,7 +156,7 @@ class PreviousOutcomes:
                 entry.get("status") == "already_exists" and entry.get("identical")
             ):
                 known[(entry["path"], str(entry["source_etag"]))] = str(entry["md5"])
-        return cls(known, frozenset(unconfirmed))
+        return cls(known, {target: frozenset(unconfirmed)} if target and unconfirmed else {})
 
 
 @dataclass
@@ -130,6 +176,8 @@ class JobResult:
     xnat_retries: int | None = None
     duration_seconds: float | None = None
     invocations: int | None = None  # how many worker invocations the job took (continuations + 1)
+    mode: str | None = None  # "check" for a check job (nothing written to XNAT); absent: an upload
+    xnat_missing: list[str] | None = None  # check mode: XNAT objects that do not exist (project ... resource)
 
     @property
     def status(self) -> JobStatus:
@@ -158,6 +206,14 @@ class JobResult:
             counts[file.status.value] = counts.get(file.status.value, 0) + 1
         return counts
 
+    def verification_counts(self) -> dict[str, int]:
+        """Files in XNAT by how they were verified (`md5`, `size`)."""
+        counts: dict[str, int] = {}
+        for file in self.files:
+            if file.in_place and file.verified:
+                counts[file.verified] = counts.get(file.verified, 0) + 1
+        return counts
+
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "job_id": self.job_id,
@@ -165,6 +221,7 @@ class JobResult:
             "status": self.status.value,
             "urls": self.urls,
             "counts": self.counts(),
+            "verified": self.verification_counts(),
             "files": [f.to_dict() for f in self.files],
         }
         optional = {
@@ -178,6 +235,8 @@ class JobResult:
             "xnat_retries": self.xnat_retries,
             "duration_seconds": self.duration_seconds,
             "invocations": self.invocations,
+            "mode": self.mode,
+            "xnat_missing": self.xnat_missing,
         }
         data.update({k: v for k, v in optional.items() if v is not None})
         return data

@@ -143,6 +143,27 @@ class JobStore:
             raise
         return response["Body"].read()
 
+    def journal_prefix(self, job_id: str) -> str:
+        return f"{self._settings.results_prefix}.journal/{job_id}/"
+
+    def write_journal(self, job_id: str, name: str, document: dict[str, Any]) -> None:
+        """One segment of the job's write-ahead journal (see job/journal.py)."""
+        body = json.dumps(document, separators=(",", ":")).encode()
+        key = self.journal_prefix(job_id) + name
+        self._s3.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType="application/json")
+
+    def journal_names(self, job_id: str) -> list[str]:
+        """The names of the job's journal segments (not those of a job whose ID extends this one's)."""
+        names: list[str] = []
+        paginator = self._s3.get_paginator("list_objects_v2")
+        prefix = self.journal_prefix(job_id)
+        for page in paginator.paginate(Bucket=self._bucket, Prefix=prefix, Delimiter="/"):
+            names.extend(item["Key"][len(prefix) :] for item in page.get("Contents", []))
+        return names
+
+    def read_journal(self, job_id: str, name: str) -> dict[str, Any] | None:
+        return self._read_json(self.journal_prefix(job_id) + name)
+
     def read_result(self, job_id: str) -> dict[str, Any] | None:
         return self._read_json(self._settings.results_key(job_id))
 

@@ -222,6 +222,9 @@ SUMMARY_FIELDS = (
     "finished_at",
     "duration_seconds",
     "invocations",
+    "verified",
+    "mode",
+    "xnat_missing",
 )
 
 
@@ -272,7 +275,8 @@ def _clipped(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def _in_place(entry: dict[str, Any]) -> bool:
-    return entry.get("status") == "uploaded" or (entry.get("status") == "already_exists" and entry.get("identical"))
+    status = entry.get("status")
+    return status in ("uploaded", "in_xnat") or (status == "already_exists" and entry.get("identical"))
 
 
 __all__ = [

@@ -43,7 +43,7 @@ EXIT_CODES = f"""exit codes:
   {EXIT_OK}    success: manifest valid, job submitted, or job succeeded
   {EXIT_FAILED}    manifest invalid or refused, or the job finished partial or failed
   {EXIT_USAGE}    usage error: bad arguments, unreadable manifest file, bad configuration
-  {EXIT_TIMEOUT}    submit --wait timed out (the job may still be running: see `status`)
+  {EXIT_TIMEOUT}    submit --wait or check --wait timed out (the job may still be running: see `status`)
   {EXIT_PENDING}    status: the job is submitted but has no result yet
   {EXIT_UNKNOWN_JOB}    status: no manifest and no result for this job ID
   {EXIT_AWS}    S3 could not be used: endpoint unreachable, no or refused credentials,
@@ -288,6 +288,42 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return EXIT_OK if result.get("status") == "succeeded" else EXIT_FAILED
 
 
+# -- check --------------------------------------------------------------------------------------
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Submit the manifest as a check job (`"mode": "check"`): nothing is written to XNAT; with
+    --wait, print what XNAT holds against it. Exit 0 only when every file is in XNAT, identical."""
+    settings = make_settings(_bucket(args))
+    if args.job_id:
+        _check_job_id(args.job_id)
+    _validated(args.manifest, settings)
+    data = decode_json(read_manifest(args.manifest, settings.max_manifest_bytes))
+    data["mode"] = "check"
+    s3 = _s3_client()
+    submission = submit_job(data, settings=settings, s3=s3, job_id=args.job_id)
+    _out(submission.job_id)
+    if not args.wait:
+        _err(f"check submitted; follow it with: xnat-upload status {submission.job_id}")
+        return EXIT_OK
+    display = ProgressDisplay(sys.stderr, live=sys.stderr.isatty())
+    try:
+        result = wait_for_result(
+            submission.job_id, settings=settings, s3=s3, timeout=args.timeout,
+            poll_interval=args.poll_interval, display=display,
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        _err(f"interrupted; check {submission.job_id} keeps running: xnat-upload status {submission.job_id}")
+        return EXIT_INTERRUPTED
+    if result is None:
+        _err(f"timed out after {args.timeout:g}s waiting for check {submission.job_id}")
+        return EXIT_TIMEOUT
+    for line in render.check_lines(result):
+        _out(line)
+    _err(render.summary_line(result))
+    return EXIT_OK if result.get("status") == "succeeded" else EXIT_FAILED
+
+
 # -- status -------------------------------------------------------------------------------------
 
 
@@ -381,6 +417,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--poll-interval", type=_positive, default=2.0, help="seconds between polls with --wait (default 2)"
     )
     submit.set_defaults(handler=cmd_submit)
+
+    checking = commands.add_parser(
+        "check",
+        help="compare a manifest with what XNAT holds, writing nothing to XNAT (prints the job ID)",
+        description='Submit the manifest as a check job ("mode": "check"): it goes through the same queue, '
+        "writes nothing to XNAT, and reports per file in_xnat, missing, different or source_missing, plus the "
+        "XNAT objects that do not exist. With --wait, print those findings; exit 0 when every file is in XNAT.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    checking.add_argument("manifest", metavar="MANIFEST", help="path of the manifest JSON file ('-' for stdin)")
+    checking.add_argument("--bucket", help="data bucket (default: $DATA_BUCKET)")
+    checking.add_argument("--job-id", help="job ID (default: a random one)")
+    checking.add_argument("--wait", action="store_true", help="wait for the findings, showing progress on stderr")
+    checking.add_argument("--timeout", type=_positive, default=900.0, help="seconds --wait waits (default 900)")
+    checking.add_argument(
+        "--poll-interval", type=_positive, default=2.0, help="seconds between polls with --wait (default 2)"
+    )
+    checking.set_defaults(handler=cmd_check)
 
     status = commands.add_parser(
         "status",

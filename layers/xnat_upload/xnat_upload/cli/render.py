@@ -40,7 +40,7 @@ def clean(value: object) -> str:
 def in_place(entry: dict[str, Any]) -> bool:
     """The file is in XNAT with the requested content (as the result model counts it)."""
     status = entry.get("status")
-    return status == "uploaded" or (status == "already_exists" and entry.get("identical") is True)
+    return status in ("uploaded", "in_xnat") or (status == "already_exists" and entry.get("identical") is True)
 
 
 def _int(value: object) -> int:
@@ -122,3 +122,17 @@ def problem_lines(result: dict[str, Any]) -> list[str]:
         for f in _files(result)
         if not in_place(f)
     ]
+
+
+def check_lines(result: dict[str, Any]) -> list[str]:
+    """A check job's findings: the XNAT objects that do not exist, then `status path [detail]` per file."""
+    lines = []
+    missing = result.get("xnat_missing")
+    if isinstance(missing, list) and missing:
+        lines.append("not in XNAT: " + ", ".join(clean(m) for m in missing))
+    for entry in _files(result):
+        detail = entry.get("error") if entry.get("status") != "in_xnat" else f"verified: {entry.get('verified')}"
+        lines.append(
+            f"{clean(entry.get('status', '?'))}  {clean(entry.get('path', '?'))}  {clean(detail or '')}".rstrip()
+        )
+    return lines

@@ -49,6 +49,7 @@ class JobState:
     invocations: int = 0
     stalled_invocations: int = 0  # invocations in a row that finished no file
     unavailable_since: str | None = None
+    journal_seq: int = 0  # the last write-ahead journal segment this state has absorbed (job/journal.py)
 
     @classmethod
     def new(cls, job_id: str, manifest_version: str | None) -> JobState:
@@ -88,6 +89,7 @@ class JobState:
             "invocations": self.invocations,
             "stalled_invocations": self.stalled_invocations,
             "unavailable_since": self.unavailable_since,
+            "journal_seq": self.journal_seq,
             "files": [f.to_dict() for f in self.files],
             # path, key, size, etag, md5: a list, not a dict per object, keeps 100,000 of them small
             "sources": [[s.path, s.key, s.size, s.etag, s.md5] for s in self.sources.values()],
@@ -119,6 +121,7 @@ class JobState:
                 invocations=int(document.get("invocations", 0)),
                 stalled_invocations=int(document.get("stalled_invocations", 0)),
                 unavailable_since=document.get("unavailable_since"),
+                journal_seq=int(document.get("journal_seq", 0)),
             )
         except (OSError, EOFError, ValueError, TypeError, KeyError, IndexError, RecursionError):
             return None

@@ -40,14 +40,16 @@ from ..exceptions import (
 from ..manifest import JobManifest, confined_keys, refusal_type, requested_paths, unlisted_note
 from ..observability import logger, tracer
 from ..redaction import redact
-from ..result import FileResult, FileStatus, JobResult, PreviousOutcomes
+from ..result import FileResult, FileStatus, JobResult, PreviousOutcomes, Verified, target_key
 from ..transfer.budget import TimeBudget
 from ..transfer.engine import TransferEngine, WorkItem
 from ..transfer.s3_deadline import carry_context, s3_deadline
 from ..transfer.sources import SourceObject, find_objects, head_objects, object_md5
 from ..xnat import RemoteFile
 from ..xnat.session import XnatConnector, open_xnat
+from . import check
 from .checkpoint import JobState
+from .journal import Journal
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -89,7 +91,7 @@ def admit(
             error_type = refusal_type(refused)
             raise error_type(f"{len(rejected)} of {len(result.files)} paths refused; nothing was uploaded")
         result.source = {"bucket": settings.data_bucket, "prefix": prefix}
-        if s3 is not None:
+        if s3 is not None and manifest.mode != "check":  # a check reports missing objects, file by file
             find_sources(manifest, result, settings, s3, quick=True)
     except (ManifestError, ObjectNotFoundError) as exc:
         result.fail_job(exc)
@@ -111,12 +113,14 @@ def run_job(
     on_progress: Callable[[JobResult], object] | None = None,
     state: JobState | None = None,
     invocation_seconds: float | None = None,
+    journal: Journal | None = None,
 ) -> JobResult:
     """Run a job (or, with `state`, this invocation's share of it) and say what happened to every file.
 
     `previous`: what an earlier run of this job left (see `PreviousOutcomes`). `state`: resumed
     from and updated in place. `invocation_seconds`: how long a whole invocation lasts, so that no
-    unit of work is started that could never finish in one.
+    unit of work is started that could never finish in one. `journal`: where each PUT is written
+    ahead (job/journal.py); without it a kill forgets what the invocation sent.
     """
     state = state or JobState.new(job_id or "", None)
     before = {f.path: f.status for f in state.files}  # one log line per file whose fate this run settles
@@ -140,7 +144,7 @@ def run_job(
                 state.absorb(result)
                 return _finish(result, job_id, started, before)
             manifest = admitted
-            sources = find_sources(manifest, result, settings, s3)
+            sources = find_sources(manifest, result, settings, s3, allow_missing=manifest.mode == "check")
             state.sources = sources
         state.absorb(result)
         result.upload_mode = state.upload_mode
@@ -148,8 +152,12 @@ def run_job(
         # S3 reads end when XNAT calls do: half the margin before the deadline, the rest for the result.
         cut_in = remaining_seconds() - settings.time_budget_margin_seconds / 2 if remaining_seconds else None
         with s3_deadline(cut_in):
-            _upload(manifest, result, state, sources, settings, s3, remaining_seconds, previous, connect, progress,
-                    invocation_seconds)  # fmt: skip
+            if manifest.mode == "check":
+                result.mode = "check"
+                _check(manifest, result, state, sources, settings, s3, remaining_seconds, previous, connect)
+            else:
+                _upload(manifest, result, state, sources, settings, s3, remaining_seconds, previous, connect,
+                        progress, invocation_seconds, journal)  # fmt: skip
     except TimeBudgetExceededError as exc:
         result.fail_job(exc, untouched=FileStatus.PENDING)  # the job continues itself
     except XnatUnavailableError as exc:
@@ -205,14 +213,21 @@ def partial_result(exc: BaseException) -> JobResult | None:
 
 
 def find_sources(
-    manifest: JobManifest, result: JobResult, settings: Settings, s3: S3Client, *, quick: bool = False
+    manifest: JobManifest,
+    result: JobResult,
+    settings: Settings,
+    s3: S3Client,
+    *,
+    quick: bool = False,
+    allow_missing: bool = False,
 ) -> dict[str, SourceObject]:
     """Find every object (a HEAD each, or a listing for many); any missing one stops the job
     (ObjectNotFoundError, the missing files `missing` in `result`, the others `skipped`).
 
     `quick`: at most a few listing pages more than the job needs, never a HEAD per unreached key
     (the intake's check, bounded whatever the prefix holds); objects it did not reach are left to
-    the worker's full lookup and are not in the answer."""
+    the worker's full lookup and are not in the answer. `allow_missing` (check mode): a missing
+    object is that file's `source_missing`, and the others go on."""
     keys = {path: settings.upload_prefix(manifest.net_id) + path for path in manifest.files_relative_paths_to_upload}
     found = find_objects(s3, settings.data_bucket, keys, head_unreached=not quick)
     for file in result.files:
@@ -220,9 +235,8 @@ def find_sources(
             continue
         source = found[file.path]
         if source is None:
-            file.fail(
-                FileStatus.MISSING, ObjectNotFoundError(f"s3://{settings.data_bucket}/{keys[file.path]} does not exist")
-            )
+            status = FileStatus.SOURCE_MISSING if allow_missing else FileStatus.MISSING
+            file.fail(status, ObjectNotFoundError(f"s3://{settings.data_bucket}/{keys[file.path]} does not exist"))
         else:
             file.bytes, file.source_etag = source.size, source.etag
             file.status = FileStatus.PENDING
@@ -247,6 +261,7 @@ def _upload(
     connect: XnatConnector,
     progress: Callable[[], object],
     invocation_seconds: float | None,
+    journal: Journal | None = None,
 ) -> None:
     """Log in once, find the session, ensure scan and resource, decide per file, transfer, log out."""
     client = connect(settings, remaining_seconds)
@@ -266,8 +281,21 @@ def _upload(
                 experiment, manifest.scan_id, manifest.resource_id, manifest.resource_format, manifest.resource_content
             )
             listing = xnat.list_resource_files(experiment, manifest.scan_id, manifest.resource_id)
+            target = target_key(result.xnat)
+            if state.xnat and target_key(state.xnat) != target:
+                for file in state.files:  # markers for the resource this state was written for, not this one
+                    file.put_unconfirmed = False
+            carried, sent = previous.unconfirmed_at(target), previous.sent_at(target)
 
             open_files = [f for f in result.files if f.status in (FileStatus.PENDING, FileStatus.SKIPPED)]
+            ours: set[str] = set()  # paths this version itself may have sent already
+            for file in open_files:
+                if file.put_unconfirmed or file.path in sent:
+                    ours.add(file.path)
+                    file.put_unconfirmed = True
+                    file.md5 = file.md5 or sent.get(file.path)
+                elif file.path in carried:
+                    file.put_unconfirmed = True
             sources, undecided = _with_md5_where_xnat_has_the_file(
                 sources, open_files, listing, previous, s3, settings, remaining_seconds
             )
@@ -284,8 +312,7 @@ def _upload(
                 source = sources[file.path]
                 remote = listing.get(file.path)
                 file.url = xnat.file_url(experiment, manifest.scan_id, manifest.resource_id, file.path)
-                file.put_unconfirmed = file.put_unconfirmed or file.path in previous.unconfirmed
-                if _decided_by_listing(file, source, remote, manifest.exist_ok, previous):
+                if _decided_by_listing(file, source, remote, manifest.exist_ok, previous, file.path in ours):
                     continue
                 file.status, file.error, file.error_code = FileStatus.PENDING, None, None
                 work.append(WorkItem(file, source, overwrite=remote is not None))
@@ -296,6 +323,7 @@ def _upload(
             engine = TransferEngine(
                 xnat, s3, settings.data_bucket, experiment, manifest.scan_id, manifest.resource_id, settings, budget,
                 on_progress=progress, exist_ok=manifest.exist_ok,
+                journal=journal.bind(result.xnat) if journal is not None else None,
             )  # fmt: skip
             result.upload_mode = engine.run(work) if work or not state.upload_mode else state.upload_mode
             pending = [f for f in result.files if f.status is FileStatus.PENDING]
@@ -327,21 +355,79 @@ def _upload(
         state.xnat_requests, state.xnat_retries = result.xnat_requests, result.xnat_retries
 
 
+def _check(
+    manifest: JobManifest,
+    result: JobResult,
+    state: JobState,
+    sources: dict[str, SourceObject],
+    settings: Settings,
+    s3: S3Client,
+    remaining_seconds: Callable[[], float] | None,
+    previous: PreviousOutcomes,
+    connect: XnatConnector,
+) -> None:
+    """Check mode (job/check.py): log in, look the target up and list it, compare; write nothing."""
+    client = connect(settings, remaining_seconds)
+    try:
+        with _unavailable_when_unreachable(), client as xnat:
+            experiment = check.find_target(xnat, manifest, result)
+            listing = xnat.list_resource_files(experiment, manifest.scan_id, manifest.resource_id) if experiment else {}
+            open_files = [f for f in result.files if f.status not in (FileStatus.SOURCE_MISSING, FileStatus.REJECTED)]
+            sources, undecided = _with_md5_where_xnat_has_the_file(
+                sources, open_files, listing, previous, s3, settings, remaining_seconds
+            )
+            state.sources = sources
+            known = {path: replace(source, md5=source.md5 or previous.known_md5.get((path, source.etag)))
+                     for path, source in sources.items()}  # fmt: skip
+
+            def url_of(path: str) -> str:
+                assert experiment is not None
+                return xnat.file_url(experiment, manifest.scan_id, manifest.resource_id, path)
+
+            check.compare(open_files, known, listing, url_of if experiment else None)
+            for file in open_files:
+                problem = undecided.get(file.path)
+                if problem is not None and not isinstance(problem, TimeBudgetExceededError):
+                    file.fail(FileStatus.FAILED, problem)
+            pending = [f for f in result.files if f.status is FileStatus.PENDING]
+            if pending:
+                raise TimeBudgetExceededError(f"{len(pending)} files not compared before the time budget ran out")
+    finally:
+        result.xnat_requests = state.xnat_requests + client.requests_made
+        result.xnat_retries = state.xnat_retries + client.retries
+        state.xnat_requests, state.xnat_retries = result.xnat_requests, result.xnat_retries
+
+
 def _decided_by_listing(
-    file: FileResult, source: SourceObject, remote: RemoteFile | None, exist_ok: bool, previous: PreviousOutcomes
+    file: FileResult,
+    source: SourceObject,
+    remote: RemoteFile | None,
+    exist_ok: bool,
+    previous: PreviousOutcomes,
+    ours: bool = False,
 ) -> bool:
-    """Settle a file from the listing alone, when it can be: True when no transfer is needed."""
+    """Settle a file from the listing alone, when it can be: True when no transfer is needed.
+    `ours`: this manifest version may have sent the file already (an earlier invocation, killed or
+    continued): catalogued with what it sent, the file is `uploaded`, not `already_exists`."""
     if remote is None:
         return False
     expected = previous.known_md5.get((file.path, source.etag)) or source.md5
     identical = expected is not None and remote.digest == expected and remote.size in (None, source.size)
-    if file.put_unconfirmed and file.md5 and remote.digest == file.md5 and remote.size in (None, source.size):
-        # Sent by an earlier invocation of this job and now catalogued with exactly those bytes.
-        file.mark_uploaded(remote.digest, source.size)
+    sent = file.md5 or expected
+    if (
+        ours
+        and remote.size in (None, source.size)
+        and (remote.digest == sent if remote.digest else remote.size is not None)
+    ):
+        # Sent by an earlier invocation of this job and now catalogued with exactly those bytes (or,
+        # where XNAT lists no digest, that many bytes).
+        file.mark_uploaded(remote.digest or sent, source.size)
+        file.verified = Verified.MD5 if remote.digest else Verified.SIZE
         file.put_unconfirmed = False
         return True
     if identical or not exist_ok:
         file.status, file.identical, file.md5 = FileStatus.ALREADY_EXISTS, identical, remote.digest
+        file.verified = Verified.MD5 if identical else None
         file.bytes = source.size
         file.error = file.error_code = None
         if not identical:

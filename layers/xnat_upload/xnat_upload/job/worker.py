@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +54,7 @@ from ..store import MISSING, JobStore
 from ..xnat.session import XnatConnector, open_xnat
 from .checkpoint import JobState
 from .ending import abandoned_result, end_job, stopped_result, with_totals
+from .journal import Journal, open_journal
 from .ledger import Progress, StaleWriteError, error_entry, job_error, ledger_for
 from .progress import ProgressReporter
 from .queue import JobMessage, message_group_id, redelivery_delay
@@ -133,10 +134,9 @@ def work_on_job(
     if message.manifest_version != current:
         return Skipped("a newer version of the manifest exists: this one never runs")
 
-    other_version_unconfirmed: set[str] = set()
+    dropped: JobState | None = None  # an earlier version's state: only its markers carry over
     if state is not None and state.manifest_version != message.manifest_version:
-        other_version_unconfirmed = {f.path for f in state.files if f.put_unconfirmed}
-        state = None
+        dropped, state = state, None
     if state is not None and state.state == "done":
         return Skipped("the job already finished")
     try:
@@ -167,7 +167,7 @@ def work_on_job(
     if message.continuation > settings.max_continuations:
         return _finish(store, state, stopped_result(state, ContinuationLimitError(_limit_message(settings))))
 
-    previous = _previous_outcomes(store, job_id, message.manifest_version, other_version_unconfirmed)
+    previous, journal = _previous_outcomes(store, state, dropped)
     reporter = _reporter(state, settings)
     try:
         result = run_job(
@@ -181,6 +181,7 @@ def work_on_job(
             on_progress=reporter.tick if reporter else None,
             state=state,
             invocation_seconds=invocation_seconds,
+            journal=journal,
         )
     except Exception as exc:
         if not _superseded(store, state):
@@ -232,18 +233,16 @@ def _limit_message(settings: Settings) -> str:
     )
 
 
-def _previous_outcomes(
-    store: JobStore, job_id: str, version: str | None, other_version_unconfirmed: set[str]
-) -> PreviousOutcomes:
-    """What an earlier run of this job left: its last result (unless it is this version's own),
-    plus the paths an interrupted earlier version may have left bytes at."""
+def _previous_outcomes(store: JobStore, state: JobState, dropped: JobState | None) -> tuple[PreviousOutcomes, Journal]:
+    """What earlier runs of this job left, each marker tied to its XNAT target: the last result
+    (its MD5s unless it is this version's own), the write-ahead journal (job/journal.py), an
+    earlier version's dropped checkpoint. Returns them with the journal this invocation writes on."""
+    job_id, version = state.job_id, state.manifest_version
     document = store.read_result(job_id)
-    if document is not None and version is not None and document.get("manifest_version") == version:
-        document = None
-    previous = PreviousOutcomes.from_document(document)
-    if other_version_unconfirmed:
-        previous = replace(previous, unconfirmed=previous.unconfirmed | other_version_unconfirmed)
-    return previous
+    own = document is not None and version is not None and document.get("manifest_version") == version
+    previous = PreviousOutcomes.from_document(None if own else document)
+    journal, previous = open_journal(store, job_id, version, state, dropped, None if own else document, previous)
+    return previous, journal
 
 
 def _mark_running(settings: Settings, message: JobMessage, attempt: int, lease_seconds: float | None) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.utilities.parser import BaseModel, ValidationError, parse
 from pydantic import AfterValidator, ConfigDict, Field, StrictBool, StringConstraints, WithJsonSchema
@@ -87,6 +87,10 @@ class JobManifest(BaseModel):
     scan_xsi_type: ScanType | None = None
     resource_format: Identifier | None = None
     resource_content: Identifier | None = None
+    # `check`: through the same queue and group, but nothing is written to XNAT; the result says
+    # what XNAT holds against the manifest (job/check.py). Absent means "upload" (and stays absent in
+    # the manifests the API and the CLI store, so upload manifests keep their bytes).
+    mode: Literal["upload", "check"] | None = None
 
     @classmethod
     def from_data(cls, data: Any, max_files: int = DEFAULT_MAX_MANIFEST_FILES) -> JobManifest:

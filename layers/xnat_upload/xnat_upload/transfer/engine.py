@@ -16,6 +16,13 @@ this job's own: the path is not catalogued, and an earlier PUT of this job for i
 bytes there (`FileResult.put_unconfirmed`: a PUT that failed or was cut off after sending, or one
 that XNAT accepted but did not catalogue). Retries never add `overwrite=true` by themselves: a
 `duplicates` answer is resolved against a fresh listing instead.
+
+**Write-ahead.** With a `WriteAhead` (the job's journal), every PUT is preceded by a durable record
+of its paths and followed by one of its outcome, so a kill at any instruction leaves the knowledge
+of which uncatalogued bytes can be this job's own (job/journal.py).
+
+**Verification.** Each file in XNAT says how it was checked (`FileResult.verified`): `md5` when
+XNAT's listing digest equals the MD5 of the bytes sent, `size` when XNAT lists no digest.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ..exceptions import (
     IntegrityError,
@@ -35,7 +42,7 @@ from ..exceptions import (
     XnatError,
     XnatUploadError,
 )
-from ..result import FileResult, FileStatus
+from ..result import FileResult, FileStatus, Verified
 from ..xnat import Experiment, RemoteFile, XnatClient
 from .budget import TimeBudget
 from .hashing import HashingBody
@@ -57,6 +64,23 @@ SOCKET_BUFFERS_BYTES = 8 * 1024 * 1024  # what the kernel's buffers may accept w
 # and halving the batch finds it far sooner than retrying for the whole retry window at every level.
 BATCH_RETRIES_ON_500 = 2
 FILE_RETRIES_ON_500 = 4  # one file: 5 attempts over a few seconds, then it fails alone (the re-run tries it again)
+
+
+class WriteAhead(Protocol):
+    """Durable records around each PUT (see job/journal.py): `before` must be written before a
+    byte is sent; `after` may be lost (the `before` record is the conservative one)."""
+
+    def before(self, files: Sequence[FileResult], md5: dict[str, str | None]) -> None: ...
+
+    def after(self, files: Sequence[FileResult]) -> None: ...
+
+
+class _NoJournal:
+    def before(self, files: Sequence[FileResult], md5: dict[str, str | None]) -> None:
+        return None
+
+    def after(self, files: Sequence[FileResult]) -> None:
+        return None
 
 
 @dataclass
@@ -84,8 +108,10 @@ class TransferEngine:
         budget: TimeBudget,
         on_progress: Callable[[], object] = lambda: None,
         exist_ok: bool = False,
+        journal: WriteAhead | None = None,
     ) -> None:
         self._xnat = xnat
+        self._journal: WriteAhead = journal or _NoJournal()
         self._s3 = s3
         self._bucket = bucket
         self._experiment = experiment
@@ -221,6 +247,7 @@ class TransferEngine:
         started = time.monotonic()
         file = item.file
         duplicate: XnatDuplicateError | None = None
+        self._journal.before([file], {file.path: item.source.md5})
         try:
             file.url = self._xnat.upload_file_to_xnat(
                 self._experiment, self._scan, self._resource, item.file.path, open_body,
@@ -248,6 +275,7 @@ class TransferEngine:
             file.attempts += len(bodies)
             for body in bodies:
                 body.close()  # a retried or failed attempt leaves its S3 stream half read
+        self._journal.after([file])
         if duplicate is not None:
             sent = bodies[-1].md5 if bodies and bodies[-1].complete else None
             self._resolve_duplicates([item], {item.file.path: sent} if sent else {})
@@ -285,6 +313,7 @@ class TransferEngine:
             overwrite = any(w.overwrite for w in batch)
         started = time.monotonic()
         kept: set[str] = set()
+        self._journal.before([w.file for w in batch], {w.file.path: w.source.md5 for w in batch})
         try:
             self._xnat.upload_file_to_xnat(
                 self._experiment, self._scan, self._resource, name, open_body,
@@ -298,10 +327,12 @@ class TransferEngine:
             for item in batch:
                 item.file.attempts += len(bodies)
             self._budget.record(0, time.monotonic() - started)  # nothing confirmed, as for a single file
+            self._journal.after([w.file for w in batch])
             return
         except XnatUploadError as exc:
             for item in batch:
                 item.file.attempts += len(bodies)
+            self._journal.after([w.file for w in batch])
             if len(batch) > 1 and may_split and _points_at_the_content(exc):
                 self._split(batch)
                 return
@@ -322,6 +353,7 @@ class TransferEngine:
             file.put_unconfirmed = True
             file.url = self._xnat.file_url(self._experiment, self._scan, self._resource, file.path)
             file.mark_uploaded(digests.get(file.path, item.source.md5), item.source.size)
+        self._journal.after([w.file for w in batch])
         self._budget.record(sum(w.source.size for w in batch), time.monotonic() - started)
         if kept:
             self._resolve_duplicates([w for w in batch if w.file.path in kept], digests)
@@ -387,6 +419,7 @@ class TransferEngine:
                         FileStatus.ALREADY_EXISTS, True, remote.digest, item.source.size,
                     )  # fmt: skip
                     file.error = file.error_code = None
+                file.verified = Verified.MD5
                 continue
             if self._may_overwrite(item, remote) and not item.resent:
                 resend.append(item)
@@ -463,6 +496,7 @@ class TransferEngine:
                 problem = f"XNAT lists MD5 {remote.digest}, {file.md5} was sent"
             if problem is None:
                 file.put_unconfirmed = False  # catalogued with our bytes: nothing of ours is left over
+                file.verified = Verified.MD5 if remote.digest and file.md5 else Verified.SIZE
                 continue
             if not self._may_overwrite(item, remote):
                 problem += "; not sent again because exist_ok is false and the file XNAT holds may be another writer's"

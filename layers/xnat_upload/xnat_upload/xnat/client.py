@@ -407,6 +407,22 @@ class XnatClient:
         )  # fmt: skip
         return response.status_code != 409
 
+    def scan_exists(self, experiment: Experiment, scan_id: str) -> bool:
+        """Whether the scan exists, without creating it (check mode writes nothing)."""
+        response = self.request(
+            "GET", self._scan_path(experiment, scan_id), f"find scan {scan_id!r}", ok=(200, 404),
+            params={"format": "json"},
+        )  # fmt: skip
+        return response.status_code == 200
+
+    def resource_exists(self, experiment: Experiment, scan_id: str, resource_id: str) -> bool:
+        """Whether the scan has a resource with this label, without creating it."""
+        path = self._scan_path(experiment, scan_id, "resources")
+        response = self.request("GET", path, "list the scan's resources", ok=(200, 404), params={"format": "json"})
+        if response.status_code == 404:
+            return False
+        return any(row.get("label") == resource_id for row in self._result_rows(response, "resources"))
+
     # -- files -------------------------------------------------------------------------------
 
     def file_url(self, experiment: Experiment, scan_id: str, resource_id: str, relative_path: str) -> str:
