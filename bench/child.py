@@ -17,6 +17,11 @@ Parties:
   (with `md5`: the same, hashing the bytes on the way, to show what the MD5 costs).
 * `floor`: the physical floor for many small files: every object fetched whole with 32 threads,
   then one stored zip of them all in one `PUT ?extract=true`; no checks, no lookups, no logic.
+* `flow`: the whole service from the S3 event to the result, in one warm process: the intake
+  handler (`functions/manifest_trigger/app.py`) on the intake queue's record for the manifest's S3
+  event, then the worker handler on the job message the intake sent (received from the real FIFO
+  job queue, deleted after). Timed: the two handlers (`intake_seconds` + `worker_seconds`); the
+  receive between them is Lambda's event source mapping, not the service.
 * `import`: time to import the worker handler module in a fresh interpreter.
 """
 
@@ -63,6 +68,62 @@ def _service(spec: dict[str, Any]) -> Any:
         if answer.get("batchItemFailures"):
             raise RuntimeError(f"the worker reported its job message as failed: {answer}")
         return answer
+
+    return run
+
+
+def _flow(spec: dict[str, Any]) -> Any:
+    from devserver.handlers import load_handler_module
+    from devserver.lambda_context import LocalLambdaContext
+
+    intake = load_handler_module("manifest_trigger")
+    worker = load_handler_module("upload_worker")
+    # What a warm container already holds (see `_service`), and the ledger's and events' clients.
+    import xnat_upload.store
+    import xnat_upload.transfer.engine
+    import xnat_upload.xnat.client  # noqa: F401
+    from xnat_upload import Settings
+    from xnat_upload.aws import s3_client, sqs_client
+    from xnat_upload.job import events
+    from xnat_upload.job.ledger import ledger_for
+
+    settings = Settings.from_env()
+    s3_client(settings)
+    sqs = sqs_client(settings)
+    if settings.jobs_table:
+        ledger_for(settings)
+        events._events_client()
+
+    def failed(answer: Any, who: str) -> None:
+        if answer.get("batchItemFailures"):
+            raise RuntimeError(f"the {who} reported its record as failed: {answer}")
+
+    def run() -> dict[str, Any]:
+        started = time.perf_counter()
+        failed(intake.lambda_handler(spec["event"], LocalLambdaContext("manifest-trigger", 60.0)), "intake")
+        intake_seconds = time.perf_counter() - started
+        received = sqs.receive_message(
+            QueueUrl=spec["job_queue_url"], MaxNumberOfMessages=1, AttributeNames=["All"], WaitTimeSeconds=5
+        ).get("Messages", [])
+        if len(received) != 1:
+            raise RuntimeError(f"the intake queued {len(received)} job messages, not 1")
+        message = received[0]
+        record = {
+            "messageId": message["MessageId"],
+            "receiptHandle": message["ReceiptHandle"],
+            "body": message["Body"],
+            "attributes": dict(message.get("Attributes", {})),
+            "messageAttributes": {},
+            "md5OfBody": message["MD5OfBody"],
+            "eventSource": "aws:sqs",
+            "eventSourceARN": spec["job_queue_arn"],
+            "awsRegion": spec["job_queue_arn"].split(":")[3],
+        }
+        handed = time.perf_counter()
+        failed(worker.lambda_handler({"Records": [record]}, LocalLambdaContext("upload-worker", 900.0)), "worker")
+        worker_seconds = time.perf_counter() - handed
+        sqs.delete_message(QueueUrl=spec["job_queue_url"], ReceiptHandle=message["ReceiptHandle"])
+        return {"intake_seconds": intake_seconds, "worker_seconds": worker_seconds}
 
     return run
 
@@ -202,7 +263,7 @@ def main() -> int:
     if mode == "import":
         print("BENCH-RESULT " + json.dumps(_import_time()), flush=True)
         return 0
-    run = {"service": _service, "seed": _seed, "raw": _raw, "floor": _floor}[mode](spec)
+    run = {"service": _service, "flow": _flow, "seed": _seed, "raw": _raw, "floor": _floor}[mode](spec)
     baseline = proc_status("VmRSS")
     profiler = None
     if spec.get("profile"):

@@ -334,21 +334,51 @@ def seed_all(ctx: Context, args: argparse.Namespace) -> None:
         print(f"seeded {len(wanted)} objects in {time.monotonic() - started:.0f} s", flush=True)
 
 
-def floor_runs(url: str, args: argparse.Namespace) -> tuple[list[Run], list[Run]]:
-    """The worker handler vs the physical floor on the same 200 objects, interleaved (bench.run's parties)."""
+@dataclass
+class FloorRuns:
+    """The floor comparisons, each list one run per repeat, interleaved."""
+
+    service: list[Run]  # the worker handler alone on its job message
+    floor: list[Run]  # 32-thread fetch + one stored zip PUT
+    flow: list[Run]  # intake + worker, from the S3 event to the result (extraction almost free)
+    flow_split: list[tuple[float, float]]  # (intake, worker) seconds of each flow run
+    flow_floor: list[Run]  # the floor against that same almost-free extraction
+    seed: list[Run]  # the seed-like sequential path (GET then PUT per file)
+    large_flow: list[Run]  # the whole flow on the large job
+    large_floor: list[Run]
+
+
+def floor_runs(url: str, args: argparse.Namespace, stack: LocalStack) -> FloorRuns:
+    """The worker handler vs the physical floor, and the whole flow (intake + worker) vs the floor
+    and the seed-like path, on the same objects, each repeat's parties in alternating order."""
     bench = new_bench(url, args.catalog_latency, args.profile)
+    bench.stack_env = stack.environment()
     paths = [f"floor/img-{i:03d}.dcm" for i in range(args.floor_files)]
-    seed_objects(bench, dict.fromkeys(paths, 64 * KIB))
+    large = [f"floor/large-{i:05d}.dcm" for i in range(args.flow_large_files)]
+    seed_objects(bench, dict.fromkeys(paths + large, 64 * KIB))
     warm_up(bench, paths[0])
-    service: list[Run] = []
-    floor: list[Run] = []
+    out = FloorRuns([], [], [], [], [], [], [], [])
+
+    def flow(target: list[Run], files: list[str], profile: str | None) -> None:
+        run, intake, worker = bench.flow(files, profile)
+        target.append(run)
+        if target is out.flow:
+            out.flow_split.append((intake, worker))
+
     for r in range(args.floor_repeat):
         first = r == 0
-        pair = [lambda p=first: service.append(bench.service(paths, "auto", "floor_service" if p else None))]
-        pair.append(lambda: floor.append(bench.floor(paths)))
+        pair = [lambda p=first: out.service.append(bench.service(paths, "auto", "floor_service" if p else None))]
+        pair.append(lambda: out.floor.append(bench.floor(paths)))
+        pair.append(lambda p=first: flow(out.flow, paths, "flow_service" if p else None))
+        pair.append(lambda: out.flow_floor.append(bench.floor(paths, cheap_extraction=True)))
+        if args.flow_seed:
+            pair.append(lambda: out.seed.append(bench.seed(paths)))
+        if large:
+            pair.append(lambda p=first: flow(out.large_flow, large, "flow_large" if p else None))
+            pair.append(lambda: out.large_floor.append(bench.floor(large, cheap_extraction=True)))
         for measure in pair if r % 2 == 0 else reversed(pair):
             measure()
-    return service, floor
+    return out
 
 
 # -- figures ----------------------------------------------------------------------------------------
@@ -360,7 +390,7 @@ def figures(
     together: list[FlowRun],
     apart: list[FlowRun],
     huge: FlowRun | None,
-    floor: tuple[list[Run], list[Run]] | None,
+    floor: FloorRuns | None,
 ) -> list[Figure]:
     out: list[Figure] = []
     if bursts:
@@ -403,7 +433,7 @@ def figures(
             Figure("huge: peak RSS, intake container (validates it)", "MiB", [huge.intake_peak_rss / MIB]),
         ]
     if floor is not None:
-        service, raw = floor
+        service, raw = floor.service, floor.floor
         ratio = [s.seconds / f.seconds for s, f in zip(service, raw, strict=True)]
         label = f"{args.floor_files} x 64 KiB"
         out += [
@@ -416,6 +446,41 @@ def figures(
                 [min(s.seconds for s in service) / min(f.seconds for f in raw)],
             ),
             Figure("floor: XNAT requests, service", "", [s.requests for s in service]),
+        ]
+        out += _flow_figures(floor, label, args.flow_large_files)
+    return out
+
+
+def _flow_figures(floor: FloorRuns, label: str, large_files: int) -> list[Figure]:
+    """The whole service, S3 event -> result (intake + worker), against the floor on an emulator whose
+    extraction costs almost nothing, and against the seed-like path."""
+    flow, raw = floor.flow, floor.flow_floor
+    ratio = [s.seconds / f.seconds for s, f in zip(flow, raw, strict=True)]
+    out = [
+        Figure(f"flow: service, S3 event -> result (intake + worker), {label}", "s", [s.seconds for s in flow]),
+        Figure("flow: of which the intake handler", "s", [i for i, _ in floor.flow_split]),
+        Figure("flow: of which the worker handler", "s", [w for _, w in floor.flow_split]),
+        Figure("flow: floor (extraction almost free)", "s", [f.seconds for f in raw]),
+        Figure("flow: service / floor", "x", ratio, "<= 1.25", statistics.median(ratio) <= 1.25),
+        Figure("flow: XNAT requests, service", "", [s.requests for s in flow]),
+    ]
+    if floor.seed:
+        speedup = [s.seconds / f.seconds for s, f in zip(floor.seed, flow, strict=True)]
+        out += [
+            Figure(
+                f"flow: seed-like sequential path (GET then PUT per file), {label}",
+                "s",
+                [s.seconds for s in floor.seed],
+            ),
+            Figure("flow: speed-up service / seed-like", "x", speedup, ">= 8", statistics.median(speedup) >= 8),
+        ]
+    if floor.large_flow:
+        large = [s.seconds / f.seconds for s, f in zip(floor.large_flow, floor.large_floor, strict=True)]
+        big = f"{large_files} x 64 KiB"
+        out += [
+            Figure(f"flow: service, S3 event -> result, {big}", "s", [s.seconds for s in floor.large_flow]),
+            Figure(f"flow: floor, {big}", "s", [f.seconds for f in floor.large_floor]),
+            Figure(f"flow: service / floor, {big}", "x", large, "<= 1.1", statistics.median(large) <= 1.1),
         ]
     return out
 
@@ -464,6 +529,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--huge-timeout", type=float, default=60.0, help="worker timeout for the huge job, s")
     parser.add_argument("--floor-files", type=int, default=200, help="files of the floor comparison (default 200)")
     parser.add_argument(
+        "--flow-large-files", type=int, help="files of the whole flow's large job (default 2000; --quick 0: none)"
+    )
+    parser.add_argument(
+        "--no-flow-seed", dest="flow_seed", action="store_false", help="skip the seed-like path (~10 s a run)"
+    )
+    parser.add_argument(
         "--profile", type=Path, help="cProfile one service run of the floor, and every container of each run, here"
     )
     parser.add_argument("--json", type=Path, help="also write every raw figure to this file")
@@ -475,6 +546,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.burst_shared = args.burst_shared or (4 if quick else 20)
     args.pair_files = args.pair_files or (500 if quick else 5000)
     args.huge_files = args.huge_files or (10_000 if quick else 100_000)
+    if args.flow_large_files is None:
+        args.flow_large_files = 0 if quick else 2000
     args.only = {name.strip() for name in args.only.split(",") if name.strip()}
     if args.only - {"floor", "burst", "pair", "huge"}:
         parser.error(f"unknown scenarios: {', '.join(sorted(args.only - {'floor', 'burst', 'pair', 'huge'}))}")
@@ -497,7 +570,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     together: list[FlowRun] = []
     apart: list[FlowRun] = []
     huge: FlowRun | None = None
-    floor: tuple[list[Run], list[Run]] | None = None
+    floor: FloorRuns | None = None
     with moto_server() as url, LocalStack(aws=ExternalAws(url), xnat=XnatEmulator()) as stack:
         from botocore.config import Config
 
@@ -511,7 +584,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {what} ({time.monotonic() - started:.0f} s)", flush=True)
 
         if "floor" in args.only:
-            floor = floor_runs(url, args)
+            floor = floor_runs(url, args, stack)
             progress(f"floor: {args.floor_repeat} x (service, floor) done")
         for r in range(args.repeat if "burst" in args.only else 0):
             bursts.append(run_flow(ctx, f"burst {r + 1}", burst_jobs(args, r), worker_timeout=900, timeout=1800))
@@ -543,6 +616,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"MISSED: {'; '.join(missed)}")
     if args.profile and floor is not None:
         show_profile(args.profile / "floor_service.prof", limit=25)
+        show_profile(args.profile / "flow_service.prof", limit=25)
     command = " ".join(sys.argv[1:] if argv is None else argv)
     print(f"\ntotal {time.monotonic() - started:.0f} s; command: python -m bench.queue {command}".rstrip())
     if args.json:
@@ -552,7 +626,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "together": [vars(t) for t in together],
             "apart": [vars(a) for a in apart],
             "huge": vars(huge) if huge else None,
-            "floor": {"service": [vars(s) for s in floor[0]], "floor": [vars(f) for f in floor[1]]} if floor else None,
+            "floor": {
+                name: [r if isinstance(r, tuple) else vars(r) for r in runs] for name, runs in vars(floor).items()
+            }
+            if floor
+            else None,
         }
         args.json.write_text(json.dumps(document, indent=2, default=str))
     return 1 if missed or problems else 0

@@ -48,7 +48,7 @@ from typing import Any
 
 from bench.servers import client, moto_server
 from bench.tables import Figure, print_figures, print_table
-from devserver.events import sqs_event
+from devserver.events import s3_put_event, sqs_event
 from devserver.local_s3 import CREDENTIALS, REGION
 from devserver.xnat_emulator import XnatEmulator
 from xnat_upload.job.queue import JobMessage, message_group_id
@@ -65,15 +65,22 @@ USER, PASSWORD = "svc-bench", "bench-only-password"
 PROJECT, CHP, SUBJECT, ACCESSION = "PRJ001", "CHP-001", "SUBJ001", "ACC0001"
 SCAN, RESOURCE = "1", "NIFTI"
 JOB_QUEUE = "xnat-upload-bench-jobs.fifo"
+# What the whole flow (`Bench.flow`) takes from the local stack's configuration.
+FLOW_SETTINGS = ("JOBS_TABLE", "EVENT_BUS_NAME", "EVENT_SOURCE", "JOB_MAX_RECEIVE_COUNT", "INTAKE_MAX_RECEIVE_COUNT",
+                 "JOB_QUEUE_VISIBILITY_SECONDS")  # fmt: skip
 
 
 # -- servers -------------------------------------------------------------------------------------
 
 
 @contextmanager
-def fresh_xnat(latency: float) -> Iterator[XnatEmulator]:
-    """A new emulator with the demo project and session; catalog conflicts on."""
-    with XnatEmulator(USER, PASSWORD, catalog_write_latency=latency, catalog_conflicts=True) as xnat:
+def fresh_xnat(latency: float, cheap_extraction: bool = False) -> Iterator[XnatEmulator]:
+    """A new emulator with the demo project and session; catalog conflicts on. `cheap_extraction`:
+    a zip's own bytes are not hashed on receipt (the whole-flow figure's stand-in for an XNAT whose
+    extraction costs almost nothing)."""
+    with XnatEmulator(
+        USER, PASSWORD, catalog_write_latency=latency, catalog_conflicts=True, cheap_extraction=cheap_extraction
+    ) as xnat:
         xnat.add_project(PROJECT, secondary_id=CHP)
         xnat.add_experiment(PROJECT, SUBJECT, ACCESSION)
         yield xnat
@@ -110,6 +117,8 @@ class Bench:
     jobs: int = 0
     profile_dir: Path | None = None
     expected: dict[str, str] = field(default_factory=dict)  # path -> MD5 of what was seeded
+    # The whole flow's configuration (`flow`): the local stack's jobs ledger, event bus and counts.
+    stack_env: dict[str, str] = field(default_factory=dict)
 
     def env(self, xnat: XnatEmulator, **extra: str) -> dict[str, str]:
         return {
@@ -161,15 +170,7 @@ class Bench:
     def service(self, paths: Sequence[str], mode: str = "auto", profile: str | None = None) -> Run:
         self.jobs += 1
         job = f"bench-{self.jobs}"
-        manifest = {
-            "central_hub_project_id": CHP,
-            "accession_id": ACCESSION,
-            "net_id": NET,
-            "scan_id": SCAN,
-            "resource_id": RESOURCE,
-            "files_relative_paths_to_upload": list(paths),
-            "exist_ok": False,
-        }
+        manifest = self.manifest(paths)
         body = json.dumps(manifest).encode()
         key = f"manifests/{job}.json"
         put = self.s3.put_object(Bucket=BUCKET, Key=key, Body=body, ContentType="application/json")
@@ -183,6 +184,48 @@ class Bench:
             if result["status"] != "succeeded" or result["counts"].get("uploaded") != len(paths):
                 raise RuntimeError(f"service job {job} did not succeed: {result.get('counts')} {result.get('error')}")
             return self._measured(xnat, out, paths, paths)
+
+    def flow(self, paths: Sequence[str], profile: str | None = None) -> tuple[Run, float, float]:
+        """The whole service from the S3 event to the result (`bench.child`'s `flow`: the intake, then
+        the worker on the message it queued), against an emulator whose extraction costs almost
+        nothing. Returns the run (its seconds: intake + worker) and the two handlers' seconds."""
+        self.jobs += 1
+        job = f"flow-{self.jobs}"
+        body = json.dumps(self.manifest(paths)).encode()
+        key = f"manifests/{job}.json"
+        put = self.s3.put_object(Bucket=BUCKET, Key=key, Body=body, ContentType="application/json")
+        notification = s3_put_event(BUCKET, key, len(body), put["ETag"], put.get("VersionId"))
+        intake_arn = f"arn:aws:sqs:{REGION}:123456789012:xnat-upload-bench-intake"
+        event = sqs_event([json.dumps(notification)], intake_arn)
+        with fresh_xnat(self.latency, cheap_extraction=True) as xnat:
+            spec: dict[str, Any] = {
+                "mode": "flow",
+                "event": event,
+                "job_queue_url": self.job_queue_url,
+                "job_queue_arn": self.job_queue_arn,
+            }
+            if profile and self.profile_dir is not None:
+                spec["profile"] = str(self.profile_dir / f"{profile}.prof")
+            env = self.env(xnat, **{k: v for k, v in self.stack_env.items() if k in FLOW_SETTINGS})
+            out = self.child(spec, env)
+            result = json.loads(self.s3.get_object(Bucket=BUCKET, Key=f"results/{job}.json")["Body"].read())
+            if result["status"] != "succeeded" or result["counts"].get("uploaded") != len(paths):
+                raise RuntimeError(f"flow job {job} did not succeed: {result.get('counts')} {result.get('error')}")
+            intake, worker = out["answer"]["intake_seconds"], out["answer"]["worker_seconds"]
+            out["seconds"] = intake + worker
+            return self._measured(xnat, out, paths, paths), intake, worker
+
+    @staticmethod
+    def manifest(paths: Sequence[str]) -> dict[str, Any]:
+        return {
+            "central_hub_project_id": CHP,
+            "accession_id": ACCESSION,
+            "net_id": NET,
+            "scan_id": SCAN,
+            "resource_id": RESOURCE,
+            "files_relative_paths_to_upload": list(paths),
+            "exist_ok": False,
+        }
 
     def job_event(self, job: str, key: str, version: str | None, manifest: dict[str, Any]) -> dict[str, Any]:
         """The SQS record JobQueue.fifo delivers for this job's first invocation (what the intake sends)."""
@@ -211,13 +254,13 @@ class Bench:
     def raw(self, paths: Sequence[str], md5: bool = False) -> Run:
         return self._direct({"mode": "raw", "md5": md5}, paths)
 
-    def floor(self, paths: Sequence[str], threads: int = 32) -> Run:
+    def floor(self, paths: Sequence[str], threads: int = 32, cheap_extraction: bool = False) -> Run:
         """The physical floor for many small files: fetch all (32 threads), one stored zip PUT."""
-        return self._direct({"mode": "floor", "threads": threads}, paths)
+        return self._direct({"mode": "floor", "threads": threads}, paths, cheap_extraction)
 
-    def _direct(self, party: dict[str, Any], paths: Sequence[str]) -> Run:
+    def _direct(self, party: dict[str, Any], paths: Sequence[str], cheap_extraction: bool = False) -> Run:
         """A party with no logic (`raw`, `floor`): it writes straight into an existing resource."""
-        with fresh_xnat(self.latency) as xnat:
+        with fresh_xnat(self.latency, cheap_extraction) as xnat:
             xnat.add_resource(PROJECT, ACCESSION, SCAN, RESOURCE)
             experiment = xnat._experiment(PROJECT, ACCESSION)
             files_url = (
