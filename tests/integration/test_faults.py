@@ -480,8 +480,9 @@ def test_an_object_deleted_after_validation_fails_without_sending_other_bytes(
     files = seed_files(stack, count=5)
     victim = list(files)[3]
     key = f"net-1/upload/{victim}"
-    # Fires on the job's resource listing: after every HEAD, before any S3 GET.
-    stack.xnat.on_request(lambda: stack.s3().delete_object(Bucket=stack.bucket, Key=key), "GET", "/files")
+    # Fires on the job's XNAT login: after every HEAD, before any S3 GET (zip entries are read from the
+    # moment XNAT accepts the login).
+    stack.xnat.on_request(lambda: stack.s3().delete_object(Bucket=stack.bucket, Key=key), "POST", "/JSESSION")
 
     result = run(stack, f"deleted-{mode}", files)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -42,7 +43,8 @@ from ..observability import logger, tracer
 from ..redaction import redact
 from ..result import FileResult, FileStatus, JobResult, PreviousOutcomes, Verified, target_key
 from ..transfer.budget import TimeBudget
-from ..transfer.engine import TransferEngine, WorkItem
+from ..transfer.engine import ZIP_ENTRY_MAX_BYTES, ZIP_MIN_FILES, TransferEngine, WorkItem
+from ..transfer.prefetch import Prefetcher
 from ..transfer.s3_deadline import carry_context, s3_deadline
 from ..transfer.sources import SourceObject, find_objects, head_objects, object_md5
 from ..xnat import RemoteFile
@@ -263,10 +265,15 @@ def _upload(
     invocation_seconds: float | None,
     journal: Journal | None = None,
 ) -> None:
-    """Log in once, find the session, ensure scan and resource, decide per file, transfer, log out."""
+    """Log in once, find the session, ensure scan and resource, decide per file, transfer, log out.
+
+    The objects zip batches will carry are read from the moment XNAT accepts the login, while the
+    session, scan and resource are looked up and listed (not before it: a job waiting for a down
+    XNAT, or refused, reads nothing on each of its tries)."""
     client = connect(settings, remaining_seconds)
     try:
-        with _unavailable_when_unreachable(), client as xnat:
+        with _unavailable_when_unreachable(), client as xnat, ExitStack() as reading:
+            prefetch = reading.enter_context(_prefetch(result, sources, settings, s3))
             project_id = xnat.find_project_by_secondary_id(manifest.central_hub_project_id)
             experiment = xnat.get_experiment(project_id, manifest.accession_id)
             result.xnat = {
@@ -323,7 +330,7 @@ def _upload(
             engine = TransferEngine(
                 xnat, s3, settings.data_bucket, experiment, manifest.scan_id, manifest.resource_id, settings, budget,
                 on_progress=progress, exist_ok=manifest.exist_ok,
-                journal=journal.bind(result.xnat) if journal is not None else None,
+                journal=journal.bind(result.xnat) if journal is not None else None, prefetch=prefetch,
             )  # fmt: skip
             result.upload_mode = engine.run(work) if work or not state.upload_mode else state.upload_mode
             pending = [f for f in result.files if f.status is FileStatus.PENDING]
@@ -353,6 +360,22 @@ def _upload(
         result.xnat_requests = state.xnat_requests + client.requests_made
         result.xnat_retries = state.xnat_retries + client.retries
         state.xnat_requests, state.xnat_retries = result.xnat_requests, result.xnat_retries
+
+
+def _prefetch(result: JobResult, sources: Mapping[str, SourceObject], settings: Settings, s3: S3Client) -> Prefetcher:
+    """Start reading the objects that will travel in zip batches (the engine's plan, before the
+    listing settles any): those of the files still open, in the result's order. The engine drops
+    what the listing settles (`Prefetcher.restrict`)."""
+    candidates = [
+        sources[f.path]
+        for f in result.files
+        if f.status in (FileStatus.PENDING, FileStatus.SKIPPED)
+        and f.path in sources
+        and 0 < sources[f.path].size <= ZIP_ENTRY_MAX_BYTES
+    ]
+    if settings.upload_mode == "per_file" or (settings.upload_mode == "auto" and len(candidates) < ZIP_MIN_FILES):
+        candidates = []
+    return Prefetcher(s3, settings.data_bucket, candidates)
 
 
 def _check(

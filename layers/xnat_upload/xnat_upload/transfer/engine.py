@@ -46,6 +46,7 @@ from ..result import FileResult, FileStatus, Verified
 from ..xnat import Experiment, RemoteFile, XnatClient
 from .budget import TimeBudget
 from .hashing import HashingBody
+from .prefetch import FETCH_WORKERS, Prefetcher
 from .readahead import ReadAhead
 from .sources import SourceObject, SourceStream, fetch_whole
 from .zipstream import StoredZipBody, ZipEntry
@@ -109,8 +110,10 @@ class TransferEngine:
         on_progress: Callable[[], object] = lambda: None,
         exist_ok: bool = False,
         journal: WriteAhead | None = None,
+        prefetch: Prefetcher | None = None,
     ) -> None:
         self._xnat = xnat
+        self._prefetch = prefetch  # zip entries read ahead since the invocation began (transfer/prefetch.py)
         self._journal: WriteAhead = journal or _NoJournal()
         self._s3 = s3
         self._bucket = bucket
@@ -166,6 +169,8 @@ class TransferEngine:
         down only delays the result; the job is tried again later.
         """
         zipped, single, mode = self.plan(work)
+        if self._prefetch is not None:  # what the listing settled needs no bytes
+            self._prefetch.restrict([w.source for w in zipped if w.source.size])
         for send, size in self._sends(zipped, single):
             if self._stopped or not self._budget.allows(size):
                 break
@@ -290,11 +295,16 @@ class TransferEngine:
         bodies: list[StoredZipBody] = []
 
         def fetch(entry: ZipEntry) -> bytes:
-            return fetch_whole(self._s3, self._bucket, sources[entry.name]) if entry.size else b""
+            if not entry.size:
+                return b""
+            source = sources[entry.name]
+            ready = self._prefetch.take(source) if self._prefetch is not None else None
+            return ready if ready is not None else fetch_whole(self._s3, self._bucket, source)
 
         def open_body() -> StoredZipBody:
-            # S3 GETs of small objects wait on the network, not the CPU: many in flight, bounded in bytes.
-            workers = self._settings.upload_concurrency * 4
+            # S3 GETs of small objects wait on the network, not the CPU: as many in flight as the
+            # floor's, bounded in bytes.
+            workers = FETCH_WORKERS
             body = StoredZipBody(
                 entries, fetch, workers=workers, lookahead=workers * 2, max_ahead_bytes=ZIP_AHEAD_MAX_BYTES
             )
