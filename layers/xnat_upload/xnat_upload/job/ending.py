@@ -7,7 +7,10 @@ The order is what makes a kill at any instruction harmless:
    and its redelivered message (or the sweeper) ends it again;
 2. the ledger's end, a conditional write: exactly one writer wins it, and only that one goes on;
 3. the `Upload Job Finished` event; killed before it, the item keeps `event_sent: false` and the
-   sweeper puts it.
+   sweeper puts it. What the caller writes once the job has ended (`alongside`: the worker's `done`
+   checkpoint) goes out at the same time as the event: neither waits for the other, and each one's
+   loss is covered on its own (the sweeper resends the event; a job ended in the ledger is never run
+   again).
 
 Example::
 
@@ -16,6 +19,8 @@ Example::
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -90,20 +95,40 @@ def end_fields(result: JobResult, settings: Settings) -> dict[str, object]:
 
 
 def end_job(
-    store: JobStore, result: JobResult, *, settings: Settings, continuation: int, given_up: bool = False
+    store: JobStore,
+    result: JobResult,
+    *,
+    settings: Settings,
+    continuation: int,
+    given_up: bool = False,
+    alongside: Callable[[], object] | None = None,
 ) -> JobRecord | None:
     """Write the result, end the job in the ledger, announce it. The ledger item as written when this
-    writer ended the job; None when the ledger had moved on (a newer version, or it had ended)."""
+    writer ended the job; None when the ledger had moved on (a newer version, or it had ended).
+    `alongside` runs after the ledger's end (or after the result, without a ledger), while the event
+    is put; its exception is raised after the announcement ended."""
     store.write_result(result)
-    if not settings.jobs_table:
-        return None
-    record = ledger_for(settings).finish(
-        result.job_id or "unknown",
-        result.manifest_version,
-        continuation,
-        given_up=given_up or None,
-        **end_fields(result, settings),
-    )
-    if record is not None:
+    record = None
+    if settings.jobs_table:
+        record = ledger_for(settings).finish(
+            result.job_id or "unknown",
+            result.manifest_version,
+            continuation,
+            given_up=given_up or None,
+            **end_fields(result, settings),
+        )
+    if record is None:
+        if alongside is not None:
+            alongside()
+        return record
+    if alongside is None:
         announce_job_end(record, settings=settings)
+        return record
+    ended = record
+    announcing = threading.Thread(target=lambda: announce_job_end(ended, settings=settings), name="announce")
+    announcing.start()
+    try:
+        alongside()
+    finally:
+        announcing.join()  # never raises: a failed put is the sweeper's
     return record

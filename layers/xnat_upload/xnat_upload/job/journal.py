@@ -107,6 +107,7 @@ def open_journal(
     dropped: JobState | None,
     result_document: dict[str, Any] | None,
     previous: PreviousOutcomes,
+    listed: list[str] | None = None,
 ) -> tuple[Journal, PreviousOutcomes]:
     """Read what the journal holds for this invocation and return the journal to write on, and
     `previous` completed with it.
@@ -118,7 +119,9 @@ def open_journal(
       (the result absorbed them), else joined with its segments and its checkpoint. They are
       written as this version's base before anything is sent, so a kill cannot lose them.
     """
-    names = sorted((seq, name) for name in store.journal_names(job_id) if (seq := _seq(name)) is not None)
+    if listed is None:  # else the caller listed the segment names already
+        listed = store.journal_names(job_id)
+    names = sorted((seq, name) for name in listed if (seq := _seq(name)) is not None)
     next_seq = (names[-1][0] + 1) if names else 1
     base_at = max((i for i, (_, name) in enumerate(names) if name.endswith(BASE_SUFFIX)), default=None)
     base = store.read_journal(job_id, names[base_at][1]) if base_at is not None else None

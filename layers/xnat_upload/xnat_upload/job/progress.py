@@ -1,7 +1,7 @@
 """A running job's counts, published at most every few seconds (into the jobs ledger).
 
 Progress is a courtesy: a failed publication is logged and never fails the job. Writes are
-throttled, so a job costs about `duration / interval + 1` extra ledger writes.
+throttled, so a job costs about `duration / interval` extra ledger writes.
 
 Example::
 
@@ -20,7 +20,9 @@ from ..result import JobResult
 
 
 class ProgressReporter:
-    """Publishes the result on the first tick, then at most once per `interval` seconds."""
+    """Publishes the result at most once per `interval` seconds, the first time `interval` after it
+    was made: the job's start was just written (`running`, nothing done), and a job that ends
+    sooner writes its counts with its end; a tick before then would carry nothing new."""
 
     def __init__(
         self,
@@ -31,14 +33,14 @@ class ProgressReporter:
         self._publish = publish
         self._interval = interval
         self._clock = clock
-        self._last: float | None = None
+        self._last = clock()
         self._lock = threading.Lock()
         self.published = 0
 
     def tick(self, result: JobResult) -> None:
         with self._lock:
             now = self._clock()
-            if self._last is not None and now - self._last < self._interval:
+            if now - self._last < self._interval:
                 return
             self._last = now
         try:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -119,8 +120,9 @@ def work_on_job(
     if settings.job_id_for(message.manifest_key) != job_id:
         raise InvalidJobMessageError(f"manifest key {message.manifest_key!r} does not name job {job_id!r}")
     store = JobStore(s3, settings)
-    current = store.manifest_version(job_id)
-    saved = store.read_checkpoint(job_id)
+    reads = _StartReads(store, message)
+    current = reads.current.result()
+    saved = reads.checkpoint.result()
     state = JobState.from_bytes(saved) if saved else None
     if current is MISSING:
         return _manifest_gone(store, job_id, message, state)
@@ -141,7 +143,7 @@ def work_on_job(
         return Skipped("the job already finished")
     try:
         manifest = JobManifest.from_json(
-            store.load_manifest(message.manifest_key, message.manifest_version),
+            reads.manifest(message.manifest_key, message.manifest_version),
             max_bytes=settings.max_manifest_bytes,
             max_files=settings.max_manifest_files,
         )
@@ -167,7 +169,7 @@ def work_on_job(
     if message.continuation > settings.max_continuations:
         return _finish(store, state, stopped_result(state, ContinuationLimitError(_limit_message(settings))))
 
-    previous, journal = _previous_outcomes(store, state, dropped)
+    previous, journal = _previous_outcomes(store, state, dropped, reads)
     reporter = _reporter(state, settings)
     try:
         result = run_job(
@@ -233,15 +235,46 @@ def _limit_message(settings: Settings) -> str:
     )
 
 
-def _previous_outcomes(store: JobStore, state: JobState, dropped: JobState | None) -> tuple[PreviousOutcomes, Journal]:
+class _StartReads:
+    """The reads every invocation starts with, sent side by side as it begins (each is a round trip
+    to S3 that needs nothing from the others): the manifest's current version, the checkpoint, the
+    message's manifest version, the last result, the journal's segment names. Each is used where
+    the sequential code used it; nothing is written before the ledger says this delivery runs."""
+
+    def __init__(self, store: JobStore, message: JobMessage) -> None:
+        job_id = message.job_id
+        pool = ThreadPoolExecutor(max_workers=5, thread_name_prefix="start-read")
+        try:
+            self.current: Future[Any] = pool.submit(store.manifest_version, job_id)
+            self.checkpoint: Future[bytes | None] = pool.submit(store.read_checkpoint, job_id)
+            self.result: Future[dict[str, Any] | None] = pool.submit(store.read_result, job_id)
+            self.journal_names: Future[list[str]] = pool.submit(store.journal_names, job_id)
+            self._manifest_at = (message.manifest_key, message.manifest_version)
+            self._manifest = (
+                pool.submit(store.load_manifest, *self._manifest_at) if message.manifest_version is not None else None
+            )
+        finally:
+            pool.shutdown(wait=False)
+        self._store = store
+
+    def manifest(self, key: str, version: str | None) -> bytes:
+        if self._manifest is not None and (key, version) == self._manifest_at:
+            return self._manifest.result()
+        return self._store.load_manifest(key, version)
+
+
+def _previous_outcomes(
+    store: JobStore, state: JobState, dropped: JobState | None, reads: _StartReads
+) -> tuple[PreviousOutcomes, Journal]:
     """What earlier runs of this job left, each marker tied to its XNAT target: the last result
     (its MD5s unless it is this version's own), the write-ahead journal (job/journal.py), an
     earlier version's dropped checkpoint. Returns them with the journal this invocation writes on."""
     job_id, version = state.job_id, state.manifest_version
-    document = store.read_result(job_id)
+    document = reads.result.result()
     own = document is not None and version is not None and document.get("manifest_version") == version
     previous = PreviousOutcomes.from_document(None if own else document)
-    journal, previous = open_journal(store, job_id, version, state, dropped, None if own else document, previous)
+    journal, previous = open_journal(store, job_id, version, state, dropped, None if own else document, previous,
+                                     listed=reads.journal_names.result())  # fmt: skip
     return previous, journal
 
 
@@ -298,10 +331,11 @@ def _finish(store: JobStore, state: JobState, result: JobResult) -> Finished | S
             "a newer manifest version exists: this version's result is not written", extra={"job_id": state.job_id}
         )
         return Skipped("a newer version of the manifest was put while this one ran")
-    end_job(store, with_totals(result, state, store), settings=store.settings, continuation=state.continuation)
-    # A small marker, not the files: duplicates of this job's messages are recognised and skipped.
+    # A small marker, not the files: duplicates of this job's messages are recognised and skipped. After
+    # the ledger's end (a job marked done is never run again), while the event is put.
     done = JobState(state.job_id, state.manifest_version, state.continuation, "done", invocations=state.invocations)
-    store.write_checkpoint(state.job_id, done.to_bytes())
+    end_job(store, with_totals(result, state, store), settings=store.settings, continuation=state.continuation,
+            alongside=lambda: store.write_checkpoint(state.job_id, done.to_bytes()))  # fmt: skip
     logger.info(
         "job finished", extra={"job_id": state.job_id, "status": result.status.value, "counts": result.counts()}
     )
