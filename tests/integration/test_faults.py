@@ -480,11 +480,16 @@ def test_an_object_deleted_after_validation_fails_without_sending_other_bytes(
     files = seed_files(stack, count=5)
     victim = list(files)[3]
     key = f"net-1/upload/{victim}"
-    # Fires on the job's XNAT login: after every HEAD, before any S3 GET (zip entries are read from the
-    # moment XNAT accepts the login).
-    stack.xnat.on_request(lambda: stack.s3().delete_object(Bucket=stack.bucket, Key=key), "POST", "/JSESSION")
-
-    result = run(stack, f"deleted-{mode}", files)
+    # After the intake found every object (the worker takes its findings and does not look again),
+    # before the worker reads any.
+    assert stack.intake is not None and stack.worker is not None
+    stack.worker.function_timeout = 900.0
+    stack.put_manifest(f"deleted-{mode}", make_manifest(files_relative_paths_to_upload=list(files)))
+    assert stack.intake.poll_once(), "the intake validated the manifest"
+    stack.s3().delete_object(Bucket=stack.bucket, Key=key)
+    stack.drain()
+    result = stack.read_result(f"deleted-{mode}")
+    assert result is not None
 
     assert_truthful(stack, result, files)
     assert by_path(result)[victim]["status"] == "failed"

@@ -143,6 +143,18 @@ class JobStore:
             raise
         return response["Body"].read()
 
+    def found_key(self, job_id: str) -> str:
+        return f"{self._settings.results_prefix}.found/{job_id}.json"
+
+    def write_found(self, job_id: str, version: str, sources: list[list[Any]]) -> None:
+        """The objects the intake found for this manifest version, in the manifest's order, each as
+        [path, key, size, etag, md5]: the worker reads them instead of looking the objects up again."""
+        body = json.dumps({"manifest_version": version, "sources": sources}, separators=(",", ":")).encode()
+        self._s3.put_object(Bucket=self._bucket, Key=self.found_key(job_id), Body=body, ContentType="application/json")
+
+    def read_found(self, job_id: str) -> dict[str, Any] | None:
+        return self._read_json(self.found_key(job_id))
+
     def journal_prefix(self, job_id: str) -> str:
         return f"{self._settings.results_prefix}.journal/{job_id}/"
 

@@ -5,7 +5,9 @@ be checked without it (the schema, every key confined to its net's prefix, every
 so a bad manifest gets its failed result in seconds, even while the resource's message group
 waits for an XNAT that is down, and leaves the slow work to the worker that holds the group.
 The object check is bounded (a HEAD each for a few, else at most a few listing pages more than
-the job needs); what it does not reach, and any object deleted later, the worker finds.
+the job needs); what it does not reach, and any object deleted later, the worker finds. When it
+reached every object, what it found is handed to the worker (`JobStore.write_found`, keyed by the
+manifest version): the worker does not look them up again, and starts reading them at once.
 
 Every event may arrive twice and out of order: an older version's late event, a duplicate of a
 version already run, or an event for a deleted manifest never queues work and never replaces a
@@ -24,12 +26,14 @@ Example::
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from ..config import Settings
 from ..exceptions import IntakeFailedError, ManifestDeletedError, ManifestError, UnversionedBucketError
-from ..manifest import decode_json
+from ..manifest import JobManifest, decode_json
 from ..observability import logger
 from ..result import JobResult
 from ..store import MISSING, SUBMITTED_BY_METADATA, JobStore
@@ -37,10 +41,12 @@ from .events import announce_job_end
 from .ledger import JobRecord, Progress, job_error, ledger_for, now_iso
 from .queue import JobMessage, message_group_id
 from .queue.sender import MessageSender
-from .runner import admit
+from .runner import admit, found_rows
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+    from ..transfer.sources import SourceObject
 
 
 SEQUENCER_WIDTH = 32
@@ -76,6 +82,11 @@ def accept_manifest(
     if job_id is None:
         return Intake(None, "ignored", "not a manifest key")
     store = JobStore(s3, settings)
+    # The three reads go out side by side: each needs only the event (its version id, when it has one).
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="intake-read")
+    result_version = pool.submit(store.result_version, job_id)
+    manifest_read = pool.submit(store.read_manifest, key, version_id) if version_id is not None else None
+    pool.shutdown(wait=False)
     current = store.manifest_version(job_id)
     if current is MISSING:
         return _deleted(store, job_id, version_id)
@@ -87,12 +98,12 @@ def accept_manifest(
         return _refused(store, result, key)
     if version_id is not None and current is not None and version_id != current:
         return Intake(job_id, "ignored", "a newer version of the manifest exists; its own event runs it", version)
-    if version is not None and store.result_version(job_id) == version:
+    if version is not None and result_version.result() == version:
         return Intake(job_id, "ignored", "this manifest version already has its result", version)
 
     opening = JobRecord(job_id, version, submitted_by=submitted_by, manifest_seq=_padded(sequencer))
     try:
-        body, metadata = store.read_manifest(key, version)
+        body, metadata = manifest_read.result() if manifest_read is not None else store.read_manifest(key, version)
         opening.submitted_by = metadata.get(SUBMITTED_BY_METADATA) or submitted_by
         data = decode_json(body)
     except ManifestError as exc:
@@ -100,11 +111,44 @@ def accept_manifest(
         result.fail_job(exc)
         return _refused(store, result, key, opening)
     _describe(opening, data)
-    manifest, result = admit(data, job_id=job_id, settings=settings, s3=s3)
+    found: dict[str, SourceObject] = {}
+    manifest, result = admit(data, job_id=job_id, settings=settings, s3=s3, found=found)
     result.manifest_version = version
     if manifest is None:
         return _refused(store, result, key, opening)
+    # What the lookup found goes to the worker (before its message: S3 reads after writes are
+    # consistent), so that the objects are looked up once and read from the worker's first moment.
+    rows = found_rows(manifest, found)
+    handing = threading.Thread(target=_hand_over, args=(store, job_id, version, rows), name="found")
+    if rows is not None:  # written while the ledger is, both before the message
+        handing.start()
+    try:
+        return _queue(settings, queue, opening, result, manifest, key, version, handing)
+    finally:
+        if handing.is_alive():
+            handing.join()
 
+
+def _hand_over(store: JobStore, job_id: str, version: str, rows: list[list[object]]) -> None:
+    """A courtesy to the worker: without it, the worker looks the objects up itself."""
+    try:
+        store.write_found(job_id, version, rows)
+    except Exception:
+        logger.warning("what the intake found was not handed to the worker", exc_info=True)
+
+
+def _queue(
+    settings: Settings,
+    queue: MessageSender,
+    opening: JobRecord,
+    result: JobResult,
+    manifest: JobManifest,
+    key: str,
+    version: str,
+    handing: threading.Thread,
+) -> Intake:
+    """Open the job in the ledger, then send its message (once the hand-over is written)."""
+    job_id = opening.job_id
     if settings.jobs_table:
         opening.state = "queued"
         for name, value in Progress.of(result).fields().items():
@@ -117,6 +161,8 @@ def accept_manifest(
             # The same version again (a duplicate event): its message is sent again below, which SQS
             # drops as a duplicate; the ledger keeps where the job is.
     message = JobMessage(job_id=job_id, manifest_key=key, manifest_version=version, continuation=0)
+    if handing.is_alive():
+        handing.join()
     queue.send(message, message_group_id(manifest))
     logger.info("job queued", extra={"job_id": job_id, "manifest_version": version, "files": len(result.files)})
     return Intake(job_id, "queued", manifest_version=version)

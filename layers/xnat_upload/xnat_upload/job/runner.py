@@ -17,7 +17,7 @@ why in the result's `error`: `time_budget_exceeded` (the job continues itself) o
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import replace
@@ -64,7 +64,12 @@ def _now() -> str:
 
 
 def admit(
-    data: Any, *, job_id: str | None, settings: Settings, s3: S3Client | None = None
+    data: Any,
+    *,
+    job_id: str | None,
+    settings: Settings,
+    s3: S3Client | None = None,
+    found: dict[str, SourceObject] | None = None,
 ) -> tuple[JobManifest | None, JobResult]:
     """Check a decoded manifest without XNAT: the schema, then every path confined to its net's
     upload prefix, no two paths on one XNAT file; with `s3`, also that every object exists (the
@@ -72,7 +77,8 @@ def admit(
 
     Returns the manifest and a result listing every requested file; or None and a failed result
     that says why (refused paths are `rejected`, missing objects `missing`, one by one). What the
-    intake, the API and the runner all check, the same way.
+    intake, the API and the runner all check, the same way. `found` receives the objects the
+    lookup reached.
     """
     result = JobResult(job_id, started_at=_now())
     result.files = [FileResult(p) for p in requested_paths(data, settings.max_manifest_files)]
@@ -94,7 +100,9 @@ def admit(
             raise error_type(f"{len(rejected)} of {len(result.files)} paths refused; nothing was uploaded")
         result.source = {"bucket": settings.data_bucket, "prefix": prefix}
         if s3 is not None and manifest.mode != "check":  # a check reports missing objects, file by file
-            find_sources(manifest, result, settings, s3, quick=True)
+            reached = find_sources(manifest, result, settings, s3, quick=True)
+            if found is not None:
+                found.update(reached)
     except (ManifestError, ObjectNotFoundError) as exc:
         result.fail_job(exc)
         result.finished_at = _now()
@@ -116,13 +124,17 @@ def run_job(
     state: JobState | None = None,
     invocation_seconds: float | None = None,
     journal: Journal | None = None,
+    found: Mapping[str, SourceObject] | None = None,
+    prefetch: Prefetcher | None = None,
 ) -> JobResult:
     """Run a job (or, with `state`, this invocation's share of it) and say what happened to every file.
 
     `previous`: what an earlier run of this job left (see `PreviousOutcomes`). `state`: resumed
     from and updated in place. `invocation_seconds`: how long a whole invocation lasts, so that no
     unit of work is started that could never finish in one. `journal`: where each PUT is written
-    ahead (job/journal.py); without it a kill forgets what the invocation sent.
+    ahead (job/journal.py); without it a kill forgets what the invocation sent. `found`: the
+    objects the intake found for this manifest version (`handed_over`), used instead of looking
+    them up again when they are every requested file's. `prefetch`: zip entries already being read.
     """
     state = state or JobState.new(job_id or "", None)
     before = {f.path: f.status for f in state.files}  # one log line per file whose fate this run settles
@@ -146,7 +158,10 @@ def run_job(
                 state.absorb(result)
                 return _finish(result, job_id, started, before)
             manifest = admitted
-            sources = find_sources(manifest, result, settings, s3, allow_missing=manifest.mode == "check")
+            if found is not None and manifest.mode != "check" and _covers(found, manifest, settings):
+                sources = _use_found(result, found)
+            else:
+                sources = find_sources(manifest, result, settings, s3, allow_missing=manifest.mode == "check")
             state.sources = sources
         state.absorb(result)
         result.upload_mode = state.upload_mode
@@ -159,7 +174,7 @@ def run_job(
                 _check(manifest, result, state, sources, settings, s3, remaining_seconds, previous, connect)
             else:
                 _upload(manifest, result, state, sources, settings, s3, remaining_seconds, previous, connect,
-                        progress, invocation_seconds, journal)  # fmt: skip
+                        progress, invocation_seconds, journal, prefetch)  # fmt: skip
     except TimeBudgetExceededError as exc:
         result.fail_job(exc, untouched=FileStatus.PENDING)  # the job continues itself
     except XnatUnavailableError as exc:
@@ -264,16 +279,19 @@ def _upload(
     progress: Callable[[], object],
     invocation_seconds: float | None,
     journal: Journal | None = None,
+    prefetch: Prefetcher | None = None,
 ) -> None:
     """Log in once, find the session, ensure scan and resource, decide per file, transfer, log out.
 
-    The objects zip batches will carry are read from the moment XNAT accepts the login, while the
-    session, scan and resource are looked up and listed (not before it: a job waiting for a down
-    XNAT, or refused, reads nothing on each of its tries)."""
+    The objects zip batches will carry are read while the session, scan and resource are looked up
+    and listed: from the invocation's start when the worker had them from the intake (`prefetch`),
+    else from the moment XNAT accepts the login (a job resumed after waiting for a down XNAT reads
+    nothing on a try that finds it still down)."""
     client = connect(settings, remaining_seconds)
     try:
         with _unavailable_when_unreachable(), client as xnat, ExitStack() as reading:
-            prefetch = reading.enter_context(_prefetch(result, sources, settings, s3))
+            if prefetch is None:
+                prefetch = reading.enter_context(_prefetch(result, sources, settings, s3))
             project_id = xnat.find_project_by_secondary_id(manifest.central_hub_project_id)
             experiment = xnat.get_experiment(project_id, manifest.accession_id)
             result.xnat = {
@@ -363,19 +381,61 @@ def _upload(
 
 
 def _prefetch(result: JobResult, sources: Mapping[str, SourceObject], settings: Settings, s3: S3Client) -> Prefetcher:
+    """Start reading the objects of the files still open, in the result's order (see `zip_prefetch`)."""
+    open_files = [f.path for f in result.files if f.status in (FileStatus.PENDING, FileStatus.SKIPPED)]
+    return zip_prefetch([sources[p] for p in open_files if p in sources], settings, s3)
+
+
+def zip_prefetch(sources: Sequence[SourceObject], settings: Settings, s3: S3Client) -> Prefetcher:
     """Start reading the objects that will travel in zip batches (the engine's plan, before the
-    listing settles any): those of the files still open, in the result's order. The engine drops
-    what the listing settles (`Prefetcher.restrict`)."""
-    candidates = [
-        sources[f.path]
-        for f in result.files
-        if f.status in (FileStatus.PENDING, FileStatus.SKIPPED)
-        and f.path in sources
-        and 0 < sources[f.path].size <= ZIP_ENTRY_MAX_BYTES
-    ]
+    listing settles any); the engine drops what the listing settles (`Prefetcher.restrict`)."""
+    candidates = [source for source in sources if 0 < source.size <= ZIP_ENTRY_MAX_BYTES]
     if settings.upload_mode == "per_file" or (settings.upload_mode == "auto" and len(candidates) < ZIP_MIN_FILES):
         candidates = []
     return Prefetcher(s3, settings.data_bucket, candidates)
+
+
+def found_rows(manifest: JobManifest, found: Mapping[str, SourceObject]) -> list[list[Any]] | None:
+    """What the intake hands the worker (`JobStore.write_found`): every requested file's object, in
+    the manifest's order; None when the intake's bounded lookup did not reach them all."""
+    paths = manifest.files_relative_paths_to_upload
+    if manifest.mode == "check" or any(path not in found for path in paths):
+        return None
+    return [[p, found[p].key, found[p].size, found[p].etag, found[p].md5] for p in paths]
+
+
+def handed_over(document: Mapping[str, Any] | None, version: str | None) -> dict[str, SourceObject] | None:
+    """The objects the intake found for this manifest version (path -> object, in the manifest's
+    order); None without a hand-over of this version, or one that does not read as written."""
+    if document is None or version is None or document.get("manifest_version") != version:
+        return None
+    rows = document.get("sources")
+    if not isinstance(rows, list):
+        return None
+    found: dict[str, SourceObject] = {}
+    for row in rows:
+        if not (isinstance(row, list) and len(row) == 5 and isinstance(row[2], int) and isinstance(row[3], str)):
+            return None
+        path, key, size, etag, md5 = row
+        found[str(path)] = SourceObject(str(path), str(key), size, etag, md5 if isinstance(md5, str) else None)
+    return found
+
+
+def _covers(found: Mapping[str, SourceObject], manifest: JobManifest, settings: Settings) -> bool:
+    """The hand-over names every requested file, each at the key the manifest's net confines it to."""
+    prefix = settings.upload_prefix(manifest.net_id)
+    paths = manifest.files_relative_paths_to_upload
+    return len(found) == len(paths) and all(p in found and found[p].key == prefix + p for p in paths)
+
+
+def _use_found(result: JobResult, found: Mapping[str, SourceObject]) -> dict[str, SourceObject]:
+    """The files as `find_sources` leaves them when every object exists, from the intake's lookup.
+    An object changed or deleted since fails at its read (each is pinned to the ETag found here)."""
+    for file in result.files:
+        source = found[file.path]
+        file.bytes, file.source_etag = source.size, source.etag
+        file.status = FileStatus.PENDING
+    return {file.path: found[file.path] for file in result.files}
 
 
 def _check(

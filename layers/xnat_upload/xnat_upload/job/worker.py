@@ -32,6 +32,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -60,7 +61,7 @@ from .ledger import Progress, StaleWriteError, error_entry, job_error, ledger_fo
 from .progress import ProgressReporter
 from .queue import JobMessage, message_group_id, redelivery_delay
 from .queue.sender import MessageSender
-from .runner import partial_result, run_job
+from .runner import handed_over, partial_result, run_job, zip_prefetch
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -121,6 +122,27 @@ def work_on_job(
         raise InvalidJobMessageError(f"manifest key {message.manifest_key!r} does not name job {job_id!r}")
     store = JobStore(s3, settings)
     reads = _StartReads(store, message)
+    with ExitStack() as reading:  # reads ahead end with the invocation, whatever its outcome
+        return _work(message, store, reads, reading, settings=settings, s3=s3, queue=queue,
+                     remaining_seconds=remaining_seconds, receive_count=receive_count, connect=connect,
+                     lease_seconds=lease_seconds)  # fmt: skip
+
+
+def _work(
+    message: JobMessage,
+    store: JobStore,
+    reads: _StartReads,
+    reading: ExitStack,
+    *,
+    settings: Settings,
+    s3: S3Client,
+    queue: MessageSender,
+    remaining_seconds: Callable[[], float] | None,
+    receive_count: int,
+    connect: XnatConnector,
+    lease_seconds: float | None,
+) -> Outcome:
+    job_id = message.job_id
     current = reads.current.result()
     saved = reads.checkpoint.result()
     state = JobState.from_bytes(saved) if saved else None
@@ -157,6 +179,10 @@ def work_on_job(
         # sent (SQS drops it as a duplicate within five minutes if it was), and let it do the work.
         queue.send(message.model_copy(update={"continuation": state.continuation}), message_group_id(manifest))
         return Skipped(f"continuation {message.continuation} was superseded by {state.continuation}")
+    # A fresh job whose objects the intake found: they are read from now on, while the ledger is
+    # written and XNAT logged into (reads only: a stale message reads and drops them).
+    found = handed_over(reads.found.result(), message.manifest_version) if state is None else None
+    ahead = reading.enter_context(zip_prefetch(list(found.values()), settings, s3)) if found else None
     state = state or JobState.new(job_id, message.manifest_version)
     if not _mark_running(settings, message, receive_count, lease_seconds):
         return Skipped("the jobs ledger holds a newer manifest version, a later continuation or the job's end")
@@ -184,6 +210,8 @@ def work_on_job(
             state=state,
             invocation_seconds=invocation_seconds,
             journal=journal,
+            found=found,
+            prefetch=ahead,
         )
     except Exception as exc:
         if not _superseded(store, state):
@@ -238,13 +266,14 @@ def _limit_message(settings: Settings) -> str:
 class _StartReads:
     """The reads every invocation starts with, sent side by side as it begins (each is a round trip
     to S3 that needs nothing from the others): the manifest's current version, the checkpoint, the
-    message's manifest version, the last result, the journal's segment names. Each is used where
+    message's manifest version, the last result, the journal's segment names, what the intake found. Each is used where
     the sequential code used it; nothing is written before the ledger says this delivery runs."""
 
     def __init__(self, store: JobStore, message: JobMessage) -> None:
         job_id = message.job_id
-        pool = ThreadPoolExecutor(max_workers=5, thread_name_prefix="start-read")
+        pool = ThreadPoolExecutor(max_workers=6, thread_name_prefix="start-read")
         try:
+            self.found: Future[dict[str, Any] | None] = pool.submit(store.read_found, job_id)
             self.current: Future[Any] = pool.submit(store.manifest_version, job_id)
             self.checkpoint: Future[bytes | None] = pool.submit(store.read_checkpoint, job_id)
             self.result: Future[dict[str, Any] | None] = pool.submit(store.read_result, job_id)
