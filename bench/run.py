@@ -119,6 +119,7 @@ class Bench:
     expected: dict[str, str] = field(default_factory=dict)  # path -> MD5 of what was seeded
     # The whole flow's configuration (`flow`): the local stack's jobs ledger, event bus and counts.
     stack_env: dict[str, str] = field(default_factory=dict)
+    bucket: str = BUCKET
 
     def env(self, xnat: XnatEmulator, **extra: str) -> dict[str, str]:
         return {
@@ -130,7 +131,7 @@ class Bench:
             "XNAT_URL": xnat.url,
             "XNAT_SERVICE_USER": USER,
             "XNAT_SERVICE_PASSWORD": PASSWORD,
-            "DATA_BUCKET": BUCKET,
+            "DATA_BUCKET": self.bucket,
             "JOB_QUEUE_URL": self.job_queue_url,
             "POWERTOOLS_SERVICE_NAME": "xnat-upload",
             "POWERTOOLS_METRICS_NAMESPACE": "XnatUploadBench",
@@ -173,14 +174,14 @@ class Bench:
         manifest = self.manifest(paths)
         body = json.dumps(manifest).encode()
         key = f"manifests/{job}.json"
-        put = self.s3.put_object(Bucket=BUCKET, Key=key, Body=body, ContentType="application/json")
+        put = self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/json")
         event = self.job_event(job, key, put.get("VersionId"), manifest)
         with fresh_xnat(self.latency) as xnat:
             spec: dict[str, Any] = {"mode": "service", "event": event}
             if profile and self.profile_dir is not None:
                 spec["profile"] = str(self.profile_dir / f"{profile}.prof")
             out = self.child(spec, self.env(xnat, UPLOAD_MODE=mode))
-            result = json.loads(self.s3.get_object(Bucket=BUCKET, Key=f"results/{job}.json")["Body"].read())
+            result = json.loads(self.s3.get_object(Bucket=self.bucket, Key=f"results/{job}.json")["Body"].read())
             if result["status"] != "succeeded" or result["counts"].get("uploaded") != len(paths):
                 raise RuntimeError(f"service job {job} did not succeed: {result.get('counts')} {result.get('error')}")
             return self._measured(xnat, out, paths, paths)
@@ -190,11 +191,11 @@ class Bench:
         the worker on the message it queued), against an emulator whose extraction costs almost
         nothing. Returns the run (its seconds: intake + worker) and the two handlers' seconds."""
         self.jobs += 1
-        job = f"flow-{self.jobs}"
+        job = f"flow-{self.bucket}-{self.jobs}"  # one jobs ledger for every bench bucket
         body = json.dumps(self.manifest(paths)).encode()
         key = f"manifests/{job}.json"
-        put = self.s3.put_object(Bucket=BUCKET, Key=key, Body=body, ContentType="application/json")
-        notification = s3_put_event(BUCKET, key, len(body), put["ETag"], put.get("VersionId"))
+        put = self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/json")
+        notification = s3_put_event(self.bucket, key, len(body), put["ETag"], put.get("VersionId"))
         intake_arn = f"arn:aws:sqs:{REGION}:123456789012:xnat-upload-bench-intake"
         event = sqs_event([json.dumps(notification)], intake_arn)
         with fresh_xnat(self.latency, cheap_extraction=True) as xnat:
@@ -208,7 +209,7 @@ class Bench:
                 spec["profile"] = str(self.profile_dir / f"{profile}.prof")
             env = self.env(xnat, **{k: v for k, v in self.stack_env.items() if k in FLOW_SETTINGS})
             out = self.child(spec, env)
-            result = json.loads(self.s3.get_object(Bucket=BUCKET, Key=f"results/{job}.json")["Body"].read())
+            result = json.loads(self.s3.get_object(Bucket=self.bucket, Key=f"results/{job}.json")["Body"].read())
             if result["status"] != "succeeded" or result["counts"].get("uploaded") != len(paths):
                 raise RuntimeError(f"flow job {job} did not succeed: {result.get('counts')} {result.get('error')}")
             intake, worker = out["answer"]["intake_seconds"], out["answer"]["worker_seconds"]
@@ -244,7 +245,7 @@ class Bench:
                 "accession": ACCESSION,
                 "scan": SCAN,
                 "resource": RESOURCE,
-                "bucket": BUCKET,
+                "bucket": self.bucket,
                 "prefix": PREFIX,
                 "paths": list(paths),
             }
@@ -272,7 +273,7 @@ class Bench:
                 "xnat_url": xnat.url,
                 "user": USER,
                 "password": PASSWORD,
-                "bucket": BUCKET,
+                "bucket": self.bucket,
                 "prefix": PREFIX,
                 "paths": list(paths),
                 "files_url": files_url,
@@ -298,7 +299,7 @@ def seed_objects(bench: Bench, objects: dict[str, int], pattern_block: int = MIB
         else:  # a random block repeated: cheap to make, still one object's worth of bytes on the wire
             block = os.urandom(pattern_block)
             data = block * (size // pattern_block) + block[: size % pattern_block]
-        etag = bench.s3.put_object(Bucket=BUCKET, Key=PREFIX + path, Body=data)["ETag"]
+        etag = bench.s3.put_object(Bucket=bench.bucket, Key=PREFIX + path, Body=data)["ETag"]
         return path, etag.strip('"')
 
     big = {p: s for p, s in objects.items() if s > 64 * MIB}
@@ -310,20 +311,20 @@ def seed_objects(bench: Bench, objects: dict[str, int], pattern_block: int = MIB
         bench.expected[path] = md5
 
 
-def data_bucket(s3: Any) -> None:
+def data_bucket(s3: Any, bucket: str = BUCKET) -> None:
     """The bench's data bucket, versioned as template.yaml's is (the service refuses one that is not)."""
-    s3.create_bucket(Bucket=BUCKET)
-    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
 
 
-def new_bench(url: str, catalog_latency: float, profile_dir: Path | None) -> Bench:
+def new_bench(url: str, catalog_latency: float, profile_dir: Path | None, bucket: str = BUCKET) -> Bench:
     """A Bench on moto's server at `url`, with template.yaml's versioned data bucket and FIFO job queue."""
     s3 = client(url, "s3")
-    data_bucket(s3)
+    data_bucket(s3, bucket)
     queue_url, queue_arn = job_queue(url)
     if profile_dir:
         profile_dir.mkdir(parents=True, exist_ok=True)
-    return Bench(url, catalog_latency, s3, queue_url, queue_arn, profile_dir=profile_dir)
+    return Bench(url, catalog_latency, s3, queue_url, queue_arn, profile_dir=profile_dir, bucket=bucket)
 
 
 def job_queue(url: str) -> tuple[str, str]:
@@ -339,10 +340,10 @@ def job_queue(url: str) -> tuple[str, str]:
 def warm_up(bench: Bench, path: str) -> None:
     """First requests to a fresh moto server pay for lazy imports and templates (its 404 page)."""
     for _ in range(3):
-        bench.s3.head_object(Bucket=BUCKET, Key=PREFIX + path)
-        bench.s3.get_object(Bucket=BUCKET, Key=PREFIX + path)["Body"].read()
+        bench.s3.head_object(Bucket=bench.bucket, Key=PREFIX + path)
+        bench.s3.get_object(Bucket=bench.bucket, Key=PREFIX + path)["Body"].read()
         with suppress(bench.s3.exceptions.NoSuchKey):
-            bench.s3.get_object(Bucket=BUCKET, Key="results/warm-up.json")
+            bench.s3.get_object(Bucket=bench.bucket, Key="results/warm-up.json")
 
 
 # -- output --------------------------------------------------------------------------------------
