@@ -53,6 +53,7 @@ from ..manifest import JobManifest
 from ..observability import logger
 from ..result import FileStatus, JobResult, PreviousOutcomes
 from ..store import MISSING, JobStore
+from ..transfer.s3_deadline import s3_deadline
 from ..xnat.session import XnatConnector, open_xnat
 from .checkpoint import JobState
 from .ending import abandoned_result, end_job, stopped_result, with_totals
@@ -182,7 +183,12 @@ def _work(
     # A fresh job whose objects the intake found: they are read from now on, while the ledger is
     # written and XNAT logged into (reads only: a stale message reads and drops them).
     found = handed_over(reads.found.result(), message.manifest_version) if state is None else None
-    ahead = reading.enter_context(zip_prefetch(list(found.values()), settings, s3)) if found else None
+    ahead = None
+    if found:
+        # Under the invocation's S3 deadline, the one run_job sets (its reads end when XNAT calls do).
+        margin = settings.time_budget_margin_seconds / 2
+        reading.enter_context(s3_deadline(remaining_seconds() - margin if remaining_seconds else None))
+        ahead = reading.enter_context(zip_prefetch(list(found.values()), settings, s3))
     state = state or JobState.new(job_id, message.manifest_version)
     if not _mark_running(settings, message, receive_count, lease_seconds):
         return Skipped("the jobs ledger holds a newer manifest version, a later continuation or the job's end")
