@@ -54,12 +54,15 @@ class LocalStack:
         bucket: str = BUCKET,
         worker_concurrency: int = 4,
         worker_timeout: float = WORKER_TIMEOUT,
+        images_bucket: str | None = None,
     ) -> None:
         self._own_aws = aws is None
         self.aws = aws or LocalAws()
         self.xnat_user, self.xnat_password = XNAT_USER, XNAT_PASSWORD
         self.xnat = xnat or XnatEmulator(username=XNAT_USER, password=XNAT_PASSWORD)
         self.bucket = bucket
+        # An existing images bucket apart from the data bucket (IMAGES_BUCKET); None: the data bucket.
+        self.images_bucket = images_bucket or bucket
         self.worker_concurrency = worker_concurrency
         self.worker_timeout = worker_timeout
         self.queue_urls: dict[str, str] = {}
@@ -75,6 +78,8 @@ class LocalStack:
         s3 = self.s3()
         s3.create_bucket(Bucket=self.bucket)
         s3.put_bucket_versioning(Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"})
+        if self.images_bucket != self.bucket:
+            s3.create_bucket(Bucket=self.images_bucket)
         self._create_queues()
         return self
 
@@ -161,6 +166,7 @@ class LocalStack:
             "XNAT_SERVICE_USER": self.xnat_user,
             "XNAT_SERVICE_PASSWORD": self.xnat_password,
             "DATA_BUCKET": self.bucket,
+            "IMAGES_BUCKET": self.images_bucket,
             "JOB_QUEUE_URL": self.queue_urls["jobs"],
             "JOB_MAX_RECEIVE_COUNT": str(MAX_RECEIVE_COUNT),
             "POWERTOOLS_SERVICE_NAME": "xnat-upload",
@@ -188,12 +194,12 @@ class LocalStack:
 
     def put_image(self, net_id: str, relative_path: str, data: bytes, images_prefix: str = "") -> str:
         key = f"{images_prefix}{net_id}/upload/{relative_path}"
-        self.s3().put_object(Bucket=self.bucket, Key=key, Body=data)
+        self.s3().put_object(Bucket=self.images_bucket, Key=key, Body=data)
         return key
 
     def put_manifest(self, job_id: str, manifest: dict[str, Any] | bytes) -> dict[str, Any]:
         """Put `manifests/<job_id>.json` (the bucket notifies the intake queue); returns the S3 event
-        AWS would deliver for it."""
+        AWS would deliver for it. A job ID with a slash (`net-1/ab12`) lies under its net's prefix."""
         body = manifest if isinstance(manifest, bytes) else json.dumps(manifest).encode()
         key = f"manifests/{job_id}.json"
         put = self.s3().put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/json")

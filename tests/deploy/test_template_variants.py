@@ -26,8 +26,27 @@ EVERY_OPTION_ON = {
     "VpcSecurityGroupIds": "sg-0123456789abcdef0",
     "CreateApiGatewayAccountRole": "true",
     "LogKmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/0123abcd-4567-89ab-cdef-0123456789ab",
+    # ---- deployment
+    "ImagesBucketName": "hospital-pacs-export",
+    "ImagesBucketKmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/89abcdef-0123-4567-89ab-cdef01234567",
+    "ImagesPrefix": "images/",
+    "ConfineToNet": "true",
+    "XnatCaBundleS3Object": "hospital-config/xnat/ca-bundle.pem",
+    "ImagesExpirationDays": 0,
+    "ManifestsExpirationDays": 0,
+    "ResultsExpirationDays": 0,
+    "DataBucketEncryption": "SSE-KMS",
+    "AuditTrail": "true",
 }
-VARIANTS = {"defaults": {}, "every option on": EVERY_OPTION_ON}
+# Retention on the stack's own bucket with an images prefix (the images rule applies), and KMS alone.
+IMAGES_EXPIRE = {"ImagesPrefix": "images/", "ImagesExpirationDays": 14, "ResultsExpirationDays": 90}
+KMS_ONLY = {"DataBucketEncryption": "SSE-KMS"}
+VARIANTS = {
+    "defaults": {},
+    "every option on": EVERY_OPTION_ON,
+    "images expire in the data bucket": IMAGES_EXPIRE,
+    "customer-managed key only": KMS_ONLY,
+}
 
 
 def _template() -> dict[str, Any]:
