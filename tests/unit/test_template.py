@@ -499,10 +499,11 @@ def test_handlers_point_at_the_fixed_entry_points(resources: dict[str, Any], fun
 def test_shared_layer_is_built_by_sam(template: dict[str, Any], resources: dict[str, Any]) -> None:
     layer = resources["XnatUploadLayer"]
     assert layer["Type"] == "AWS::Serverless::LayerVersion"
-    assert re.fullmatch(r"python3\.\d+", layer["Metadata"]["BuildMethod"])
+    # Its Makefile installs requirements.lock with --require-hashes (tests/unit/test_build_tool.py).
+    assert layer["Metadata"]["BuildMethod"] == "makefile"
     assert layer["Metadata"]["BuildArchitecture"] == "arm64"
     content = ROOT / layer["Properties"]["ContentUri"]
-    assert (content / "requirements.txt").is_file()
+    assert (content / "requirements.lock").is_file() and (content / "Makefile").is_file()
     assert (content / "xnat_upload" / "__init__.py").is_file()
     assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
     assert template["Globals"]["Function"]["Architectures"] == ["arm64"]
@@ -513,7 +514,8 @@ def test_layer_claims_only_the_runtime_it_is_built_for(template: dict[str, Any],
     """Its native wheels are built for one CPython (pydantic_core's cp312 build does not import under 3.13)."""
     layer = resources["XnatUploadLayer"]
     runtime = template["Globals"]["Function"]["Runtime"]
-    assert layer["Metadata"]["BuildMethod"] == runtime
+    makefile = (ROOT / layer["Properties"]["ContentUri"] / "Makefile").read_text()
+    assert f"--python-version {runtime.removeprefix('python')}" in makefile
     assert layer["Properties"]["CompatibleRuntimes"] == [runtime]
 
 
