@@ -234,7 +234,7 @@ def test_bucket_lifecycle_expires_each_prefix_after_its_parameter(
         assert rule["Prefix"] == prefix
         assert rule["Status"] == {"Fn::If": [condition, "Enabled", "Disabled"]}
         assert rule["ExpirationInDays"] == {"Fn::If": [condition, {"Ref": parameter}, 1]}
-        assert template["Conditions"][condition] == {"Fn::Not": [{"Fn::Equals": [{"Ref": parameter}, 0]}]}
+        assert template["Conditions"][condition] == {"Fn::Not": [{"Fn::Equals": [{"Ref": parameter}, "0"]}]}
         assert params[parameter]["Default"] == 365
     # Images expire under their prefix only when they are in this stack's bucket and have a prefix.
     images = rules["expire-images"]
