@@ -64,7 +64,7 @@ from xnat_upload.submission import (
 )
 
 API_TITLE = "XNAT S3 uploader"
-API_VERSION = "1.2.0"
+API_VERSION = "1.3.0"
 SYNC_MARGIN_SECONDS = 3.0  # answer before API Gateway's limit cuts the connection
 SUMMARY_AFTER_FILES = 1000  # an error body carries the whole result up to this many files, else its summary
 JSON = "application/json"
