@@ -38,7 +38,8 @@ class WaitingForXnat(Exception):
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # A private CA for XNAT (XNAT_CA_BUNDLE_S3_URI) is fetched on the first invocation of a container.
-    settings = with_ca_bundle(Settings.from_env(), s3_client(Settings.from_env()))
+    configured = Settings.from_env()
+    settings = with_ca_bundle(configured, s3_client(configured))
     queue = JobQueue(sqs_client(settings), settings.require_job_queue())
 
     def remaining_seconds() -> float:
