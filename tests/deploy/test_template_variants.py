@@ -55,19 +55,23 @@ def _template() -> dict[str, Any]:
     return template
 
 
-@pytest.fixture(params=sorted(VARIANTS), ids=str)
-def variant(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
-    """The template with the variant's parameter defaults, as JSON, its code paths made absolute."""
+def render(options: dict[str, Any], path: Path) -> Path:
+    """The template with `options` as its parameters' defaults, as JSON at `path`, its code paths made absolute."""
     template = _template()
-    for name, value in VARIANTS[request.param].items():
+    for name, value in options.items():
         template["Parameters"][name]["Default"] = value
     for resource in template["Resources"].values():
         for key in ("CodeUri", "ContentUri"):
             if isinstance(resource.get("Properties", {}).get(key), str):
                 resource["Properties"][key] = str(ROOT / resource["Properties"][key])
-    path = tmp_path / "template.json"
     path.write_text(json.dumps(template, indent=1))
     return path
+
+
+@pytest.fixture(params=sorted(VARIANTS), ids=str)
+def variant(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """The template with the variant's parameter defaults, as JSON, its code paths made absolute."""
+    return render(VARIANTS[request.param], tmp_path / "template.json")
 
 
 def test_every_option_is_exercised() -> None:
