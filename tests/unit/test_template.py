@@ -682,12 +682,12 @@ def test_api_function_fits_the_gateway_timeout(template: dict[str, Any], resourc
 
 
 def test_api_function_s3_permissions(resources: dict[str, Any]) -> None:
-    """Only what the API calls: manifests (put, read back), results and progress (status), its own job's
-    progress (the upload route marks it queued). No image: it checks paths as text. No result: it could forge one."""
+    """Only what the API calls: manifests (put, read back), results and progress (status). No image: it checks
+    paths as text. No write under results/: it could forge a result manifest."""
     reads = _object_paths(resources, "UploadApiFunction", "s3:GetObject")
     assert reads == {"results/*", "manifests/*"}
     assert not any("upload" in path for path in reads), "the API never reads an image"
-    assert _object_paths(resources, "UploadApiFunction", "s3:PutObject") == {"manifests/*", "results/.progress/*"}
+    assert _object_paths(resources, "UploadApiFunction", "s3:PutObject") == {"manifests/*"}
     assert not _object_paths(resources, "UploadApiFunction", "s3:DeleteObject")
 
 

@@ -26,11 +26,9 @@ from .exceptions import (
     NetConfinementError,
     UnversionedBucketError,
 )
-from .job.progress import snapshot
 from .job.queue import JobMessage, message_group_id
 from .job.queue.sender import MessageSender
 from .manifest import JobManifest, confined_keys, refusal_type
-from .result import FileResult, JobResult
 from .store import MISSING, JobStore, encode_manifest
 
 if TYPE_CHECKING:
@@ -160,16 +158,15 @@ def enqueue_job(
 ) -> str | None:
     """Put the (validated) manifest and send its job message straight to the job queue, without
     waiting for the intake; returns the manifest version. The S3 event of the same put reaches the
-    intake too, which sends the very same message: SQS drops it as a duplicate."""
+    intake too, which sends the very same message: SQS drops it as a duplicate.
+
+    Nothing is written under results/: the API may not write there (it could forge a result). Until the
+    intake or the worker writes the job's progress, its status is `queued` (`job_status`)."""
     store = JobStore(s3, settings)
     key = settings.manifest_key(job_id)
     version = store.put_manifest(job_id, manifest.model_dump(exclude_none=True))
     if version is None:
         raise UnversionedBucketError()
-    result = JobResult(
-        job_id, manifest_version=version, files=[FileResult(p) for p in manifest.files_relative_paths_to_upload]
-    )
-    store.write_progress(job_id, snapshot(result, "queued"))
     queue.send(
         JobMessage(job_id=job_id, manifest_key=key, manifest_version=version, continuation=0),
         message_group_id(manifest),
