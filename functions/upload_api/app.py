@@ -54,10 +54,17 @@ from xnat_upload.manifest.models import (
 from xnat_upload.manifest.paths import IDENTIFIER_PATTERN
 from xnat_upload.observability import logger, metrics, tracer
 from xnat_upload.store import JobStore
-from xnat_upload.submission import JOB_ID_NOT_JSON, JOB_ID_PATTERN, job_status, result_summary, submit_job
+from xnat_upload.submission import (
+    JOB_ID_NOT_JSON,
+    JOB_ID_PATTERN,
+    job_status,
+    net_job_id,
+    result_summary,
+    submit_job,
+)
 
 API_TITLE = "XNAT S3 uploader"
-API_VERSION = "1.2.0"
+API_VERSION = "1.3.0"
 SYNC_MARGIN_SECONDS = 3.0  # answer before API Gateway's limit cuts the connection
 SUMMARY_AFTER_FILES = 1000  # an error body carries the whole result up to this many files, else its summary
 JSON = "application/json"
@@ -305,6 +312,28 @@ def _caller() -> str | None:
     return identity.user_arn or identity.caller or None
 
 
+def _base_path() -> str:
+    """The part of the caller's URL before this API's own path: `/v1` behind API Gateway's stage
+    (its `requestContext.path` is the path as requested, the event's `path` the resource's), a
+    custom domain's base path behind one, nothing when called without either (sam local)."""
+    event = app.current_event
+    requested = event.request_context.path or ""
+    own = event.path or ""
+    if own and requested.endswith(own):
+        return requested[: len(requested) - len(own)].rstrip("/")
+    stage = event.request_context.stage
+    return f"/{stage}" if stage and stage != "$default" and not requested else ""
+
+
+def _status_url(job_id: str, settings: Settings) -> str:
+    """Where the caller follows the job: a path it can append to the API's host as it is; a net's
+    own route when jobs are confined to nets (job `net-1/ab12` -> `/nets/net-1/jobs/ab12`)."""
+    net = settings.net_of(job_id)
+    if net:
+        return f"{_base_path()}/nets/{net}/jobs/{job_id[len(net) + 1 :]}"
+    return f"{_base_path()}/jobs/{job_id}"
+
+
 # -- routes -------------------------------------------------------------------------------------------
 
 
@@ -338,10 +367,21 @@ def put_upload(
         return Response(
             202,
             JSON,
-            body={"job_id": running.job_id, "status": "running", "status_url": f"/jobs/{running.job_id}"},
-            headers={"Location": f"/jobs/{running.job_id}"},
+            body={"job_id": running.job_id, "status": "running", "status_url": _status_url(running.job_id, settings)},
+            headers={"Location": _status_url(running.job_id, settings)},
         )
     return Response(200, JSON, body=urls)
+
+
+NET_ROUTES = (
+    " With CONFINE_TO_NET on, this deployment's jobs belong to nets: `POST /jobs` is refused (403 net_mismatch) and "
+    "a job is submitted and read on its net's routes (`/nets/{net_id}/jobs`), which IAM can grant net by net."
+)
+JOB_REFUSED = {**BODY_REFUSED, 403: ["net_mismatch"], 409: ["job_conflict"], **UNEXPECTED}
+STATUS_ERRORS = {400: ["invalid_request", "invalid_manifest"], 404: ["job_not_found", "not_found"], **UNEXPECTED}
+FilesFilterQuery = Annotated[Literal["problems", "all"], Query(description="which files to list")]
+OffsetQuery = Annotated[int, Query(ge=0, le=1_000_000, description="the first file of the page")]
+LimitQuery = Annotated[int, Query(ge=1, le=1000, description="files per page at most (and ~900 KB)")]
 
 
 @app.post(
@@ -349,20 +389,45 @@ def put_upload(
     summary="Submit a job manifest; the S3 trigger runs it",
     description="Validated fully (what the intake would refuse is refused now, with its error code), then "
     "stored as manifests/<job_id>.json once. The same job_id with the same manifest is idempotent, and resumes "
-    "a job that ended partial or failed; with another manifest it is 409.",
+    "a job that ended partial or failed; with another manifest it is 409." + NET_ROUTES,
     responses={
         202: _answer("accepted, already submitted, or resumed: follow status_url", JobAccepted, LOCATION),
-        **_errors({**BODY_REFUSED, 409: ["job_conflict"], **UNEXPECTED}),
+        **_errors(JOB_REFUSED),
     },
 )
 @tracer.capture_method
 def post_job(
     request: Annotated[JobRequest, Body(openapi_examples={"demo": {"value": DEMO_JOB}})],
 ) -> Response[dict[str, Any]]:
+    return _submit(request, net_id=None)
+
+
+@app.post(
+    "/nets/<net_id>/jobs",
+    summary="Submit a job manifest of this net (its net_id must be the path's); the S3 trigger runs it",
+    description="As `POST /jobs`, for callers that IAM confines to one net's routes: a manifest naming another "
+    "net is 403 net_mismatch. With CONFINE_TO_NET on it is stored as manifests/<net_id>/<job_id>.json and its "
+    "job ID is `<net_id>/<job_id>`.",
+    responses={
+        202: _answer("accepted, already submitted, or resumed: follow status_url", JobAccepted, LOCATION),
+        # A net_id the path pattern refuses matches no route: 404 not_found, as API Gateway would answer.
+        **_errors({**JOB_REFUSED, 404: ["not_found"]}),
+    },
+)
+@tracer.capture_method
+def post_net_job(
+    net_id: NetId,
+    request: Annotated[JobRequest, Body(openapi_examples={"demo": {"value": DEMO_JOB}})],
+) -> Response[dict[str, Any]]:
+    return _submit(request, net_id=net_id)
+
+
+def _submit(request: JobRequest, net_id: str | None) -> Response[dict[str, Any]]:
     settings = _settings()
     data = request.model_dump(exclude_none=True)
+    job_id = data.pop("job_id", None)
     submission = submit_job(
-        data, settings=settings, s3=s3_client(settings), job_id=data.pop("job_id", None), submitted_by=_caller()
+        data, settings=settings, s3=s3_client(settings), job_id=job_id, net_id=net_id, submitted_by=_caller()
     )
     return Response(
         202,
@@ -370,10 +435,10 @@ def post_job(
         body={
             "job_id": submission.job_id,
             "status": "resumed" if submission.resumed else "accepted" if submission.created else "already_submitted",
-            "status_url": f"/jobs/{submission.job_id}",
+            "status_url": _status_url(submission.job_id, settings),
             "manifest": f"s3://{settings.data_bucket}/{submission.manifest_key}",
         },
-        headers={"Location": f"/jobs/{submission.job_id}"},
+        headers={"Location": _status_url(submission.job_id, settings)},
     )
 
 
@@ -383,19 +448,37 @@ def post_job(
     responses={
         200: _answer("finished: the summary, where the full result lies, and a page of its files", JobSummary),
         202: _answer("queued, running or waiting_for_xnat, with progress", JobPending),
-        **_errors({400: ["invalid_request", "invalid_manifest"], 404: ["job_not_found", "not_found"], **UNEXPECTED}),
+        **_errors(STATUS_ERRORS),
     },
 )
 @tracer.capture_method
 def get_job(
-    job_id: JobId,
-    files: Annotated[Literal["problems", "all"], Query(description="which files to list")] = "problems",
-    offset: Annotated[int, Query(ge=0, le=1_000_000, description="the first file of the page")] = 0,
-    limit: Annotated[int, Query(ge=1, le=1000, description="files per page at most (and ~900 KB)")] = 500,
+    job_id: JobId, files: FilesFilterQuery = "problems", offset: OffsetQuery = 0, limit: LimitQuery = 500
 ) -> Response[dict[str, Any]]:
+    return _status(job_id, None, files, offset, limit)
+
+
+@app.get(
+    "/nets/<net_id>/jobs/<job_id>",
+    summary="The status of a job of this net (with CONFINE_TO_NET on, the job `<net_id>/<job_id>`)",
+    responses={
+        200: _answer("finished: the summary, where the full result lies, and a page of its files", JobSummary),
+        202: _answer("queued, running or waiting_for_xnat, with progress", JobPending),
+        **_errors(STATUS_ERRORS),
+    },
+)
+@tracer.capture_method
+def get_net_job(
+    net_id: NetId, job_id: JobId, files: FilesFilterQuery = "problems", offset: OffsetQuery = 0, limit: LimitQuery = 500
+) -> Response[dict[str, Any]]:
+    return _status(job_id, net_id, files, offset, limit)
+
+
+def _status(job_id: str, net_id: str | None, files: Any, offset: int, limit: int) -> Response[dict[str, Any]]:
     settings = _settings()
     s3 = s3_client(settings)
-    state, document = job_status(job_id, settings=settings, s3=s3)
+    state, document = job_status(job_id, settings=settings, s3=s3, net_id=net_id)
+    job_id = net_job_id(net_id, job_id, settings) if net_id is not None else job_id
     if state == "pending":
         progress = document or {}
         return Response(

@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .clipping import clip
 from .config import Settings
-from .exceptions import JobConflictError, JobNotFoundError, ManifestError, UnversionedBucketError
+from .exceptions import (
+    JobConflictError,
+    JobNotFoundError,
+    ManifestError,
+    NetConfinementError,
+    UnversionedBucketError,
+)
 from .job.ledger import JobRecord, Progress, ledger_for
 from .job.queue import JobMessage, message_group_id
 from .job.queue.sender import MessageSender
@@ -52,6 +58,12 @@ def check_job_id(job_id: str) -> str:
     return job_id
 
 
+def net_job_id(net_id: str, job_id: str, settings: Settings) -> str:
+    """The job ID a net's route names: `<net_id>/<job_id>` when jobs are confined to nets (their
+    manifests lie under `manifests/<net_id>/`), the job ID itself otherwise."""
+    return f"{net_id}/{job_id}" if settings.confine_to_net else job_id
+
+
 def validated_manifest(manifest_data: Any, settings: Settings) -> JobManifest:
     """What the intake would refuse, refused now, with the intake's error: the schema and the number of
     files, the size of the manifest as it will be stored (the intake measures those bytes), then the
@@ -73,12 +85,26 @@ def submit_job(
     settings: Settings,
     s3: S3Client,
     job_id: str | None = None,
+    net_id: str | None = None,
     submitted_by: str | None = None,
 ) -> Submission:
     """Validate fully (the intake would refuse it anyway), then put `manifests/<job_id>.json` once.
-    `submitted_by` (the API's caller) travels with the manifest to the ledger."""
+
+    `net_id`: the net the caller's route names (`POST /nets/{net_id}/jobs`); the manifest must name
+    the same one. With CONFINE_TO_NET on, the job is that net's (`manifests/<net_id>/<job_id>.json`)
+    and a submission without a net is refused. `submitted_by` (the API's caller) travels with the
+    manifest to the ledger."""
     manifest = validated_manifest(manifest_data, settings)
     job_id = check_job_id(job_id) if job_id else uuid.uuid4().hex
+    if net_id is not None and manifest.net_id != net_id:
+        raise NetConfinementError(f"the manifest names net {manifest.net_id!r}, the route net {net_id!r}")
+    if settings.confine_to_net:
+        if net_id is None:
+            raise NetConfinementError(
+                "this deployment confines jobs to their net (CONFINE_TO_NET): submit to the net's own route "
+                "(POST /nets/{net_id}/jobs) or put the manifest under manifests/<net_id>/"
+            )
+        job_id = net_job_id(net_id, job_id, settings)
     store = JobStore(s3, settings)
     document = manifest.model_dump(exclude_none=True)
     key = settings.manifest_key(job_id)
@@ -101,12 +127,17 @@ def submit_job(
     return Submission(job_id, key, created=False)
 
 
-def job_status(job_id: str, *, settings: Settings, s3: S3Client) -> tuple[JobState, dict[str, Any] | None]:
+def job_status(
+    job_id: str, *, settings: Settings, s3: S3Client, net_id: str | None = None
+) -> tuple[JobState, dict[str, Any] | None]:
     """`done` with the result manifest of the current manifest version; else `pending` with where the
     job is (the ledger item of that version: `state` queued, running or waiting_for_xnat). A result
     or ledger item of another version is not this job's answer yet. A deleted manifest's last result
-    still answers; with neither, JobNotFoundError."""
+    still answers; with neither, JobNotFoundError. `net_id`: the net the caller's route names
+    (`GET /nets/{net_id}/jobs/{job_id}`), that net's job when confined."""
     check_job_id(job_id)
+    if net_id is not None:
+        job_id = net_job_id(net_id, job_id, settings)
     store = JobStore(s3, settings)
     current = store.manifest_version(job_id)
     record = job_record(job_id, settings)
@@ -143,7 +174,9 @@ def enqueue_job(
     """Put the (validated) manifest, open its ledger item (queued) and send its job message straight
     to the job queue, without waiting for the intake; returns the manifest version. The S3 event of
     the same put reaches the intake too, which sends the very same message: SQS drops it as a
-    duplicate, and the ledger already knows the version."""
+    duplicate, and the ledger already knows the version.
+
+    Nothing is written under results/: the API may not write there (it could forge a result)."""
     store = JobStore(s3, settings)
     key = settings.manifest_key(job_id)
     version = store.put_manifest(job_id, manifest.model_dump(exclude_none=True), submitted_by)
@@ -286,6 +319,7 @@ __all__ = [
     "check_job_id",
     "enqueue_job",
     "job_status",
+    "net_job_id",
     "result_summary",
     "submit_job",
     "validated_manifest",
