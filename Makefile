@@ -77,7 +77,7 @@ clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis .aws-sam
 
 serve: $(STAMP)
-	$(BIN)/python -m devserver.serve
+	$(BIN)/python -m devserver.serve $(ARGS)
 
 openapi: $(STAMP)
 	$(BIN)/python -m devserver.openapi

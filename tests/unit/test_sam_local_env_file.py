@@ -120,3 +120,10 @@ def test_each_function_gets_the_configuration_its_code_reads(
         if "XNAT_SECRET_ARN" in declared_variables(template, function):  # the one that logs in to XNAT
             assert service_credentials(settings) == ("svc-uploader", "local-only-password")
             assert secrets_read == [env_file[function]["XNAT_SECRET_ARN"]]
+
+
+def test_the_env_file_is_what_make_serve_writes_to_local_env_json_for_the_default_ports(
+    env_file: dict[str, Any],
+) -> None:
+    # make serve on other ports writes .local/env.json by the same function: the tests above hold it too.
+    assert serve.sam_local_env(serve.DEFAULT_S3_PORT, serve.DEFAULT_XNAT_PORT) == env_file
