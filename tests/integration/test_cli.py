@@ -156,7 +156,10 @@ def test_submit_wait_uploads_and_status_shows_the_table(
 
     other = write_manifest(tmp_path, "other.json", exist_ok=True)
     assert main(["submit", other, "--job-id", "cli-ok"]) == 1
-    assert capsys.readouterr().err.strip() == "error: job 'cli-ok' was already submitted with a different manifest"
+    assert capsys.readouterr().err.strip() == (
+        "error: job 'cli-ok' was already submitted with a different manifest: use a new job ID "
+        "(--job-id, or job_id in the request) for a different job"
+    )
 
 
 def test_a_job_with_a_failure_exits_1(stack: LocalStack, running: LocalStack, tmp_path: Path) -> None:
