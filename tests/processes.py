@@ -46,6 +46,7 @@ class Served:
     exports: dict[str, str] = field(default_factory=dict)
     urls: dict[str, str] = field(default_factory=dict)
     env_dir: Path = field(default_factory=Path)
+    printed_later: str = ""  # what it printed after the exports, until it was stopped (filled in when it ends)
 
 
 @contextmanager
@@ -85,6 +86,7 @@ def _served(process: subprocess.Popen[str], served: Served) -> Iterator[Served]:
         yield served
     finally:
         stop(process)
+        served.printed_later = process.stdout.read()
 
 
 def stop(process: subprocess.Popen[Any], grace: float = 15.0) -> None:

@@ -97,3 +97,29 @@ def test_make_serve_writes_the_env_files_for_the_ports_it_runs_on() -> None:
     s3_port, xnat_port = (int(served.urls[name].rsplit(":", 1)[1]) for name in ("s3", "xnat"))
     assert sam == serve.sam_local_env(s3_port, xnat_port)
     assert sam["UploadWorkerFunction"]["XNAT_URL"] == f"http://host.docker.internal:{xnat_port}"
+
+
+def test_make_serve_and_make_demo_print_no_metrics_or_warnings_while_jobs_run(tmp_path: Path) -> None:
+    # Powertools prints EMF metrics to stdout (the ColdStart line even with POWERTOOLS_METRICS_DISABLED) and warns
+    # about flushes without metrics: in a terminal they only bury what matters. The tests that read metrics
+    # (test_observability.py) run the handlers without devserver's quieting.
+    with local_stack_served() as served:
+        env = {
+            **os.environ,
+            **served.exports,
+            "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "layers" / "xnat_upload")]),
+        }
+        manifest = str(ROOT / "events" / "manifest.json")
+        submit = subprocess.run(
+            [sys.executable, "-m", "xnat_upload.cli", "submit", manifest, "--job-id", "quiet", "--wait"],
+            env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert submit.returncode == 0, submit.stderr
+    demo = subprocess.run(
+        [sys.executable, "-m", "devserver.demo"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    for output in (served.printed_later, demo.stdout + demo.stderr):
+        assert '"_aws"' not in output
+        assert "Warning" not in output
