@@ -226,7 +226,10 @@ def test_pending_job_status_and_wait_timeout(
 def test_unknown_job_and_bad_job_id(stack: LocalStack, capsys: pytest.CaptureFixture[str]) -> None:
     proc = run_cli("status", "never-submitted", env=stack.environment())
     assert proc.returncode == 5
-    assert proc.stderr.strip() == f"unknown job 'never-submitted': no manifest and no result in s3://{stack.bucket}"
+    assert proc.stderr.strip() == (
+        f"unknown job 'never-submitted': no manifest and no result in s3://{stack.bucket} "
+        "(check the job ID, and --bucket or DATA_BUCKET)"
+    )
 
     assert main(["status", "../etc"]) == 2
     assert capsys.readouterr().err.startswith("error: job_id '../etc' must match")

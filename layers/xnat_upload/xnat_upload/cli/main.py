@@ -333,7 +333,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     except JobNotFoundError:
         if args.json:
             _out(json.dumps({"job_id": job_id, "state": "unknown"}))
-        _err(f"unknown job {job_id!r}: no manifest and no result in s3://{settings.data_bucket}")
+        _err(
+            f"unknown job {job_id!r}: no manifest and no result in s3://{settings.data_bucket} "
+            "(check the job ID, and --bucket or DATA_BUCKET)"
+        )
         return EXIT_UNKNOWN_JOB
     if state == "pending" or document is None:
         if args.json:
