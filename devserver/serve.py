@@ -23,6 +23,7 @@ import argparse
 import errno
 import json
 import os
+import re
 import shlex
 import signal
 import sys
@@ -34,7 +35,7 @@ from .local_api import LocalApiServer
 from .local_s3 import REGION, LocalAws
 from .ports import PortInUseError, check_ports
 from .quiet import quiet_local_metrics
-from .stack import BUCKET, JOB_QUEUE, LocalStack
+from .stack import LocalStack
 from .xnat_emulator import XnatEmulator
 
 DEFAULT_S3_PORT = 4566
@@ -43,9 +44,9 @@ DEFAULT_API_PORT = 3000
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_MANIFEST = ROOT / "events" / "manifest.json"
 DEFAULT_ENV_DIR = ROOT / ".local"
+SAM_ENV_FILE = ROOT / "events" / "env.json"  # sam local's --env-vars for make serve on its default ports
 # Where a `sam local` container finds the machine that runs the stack (Linux: --add-host ...:host-gateway).
 CONTAINER_HOST = "host.docker.internal"
-MOTO_ACCOUNT = "123456789012"  # moto's default account: its queue URLs and ARNs carry it
 EXIT_PORT_IN_USE = 2
 # What the functions of `sam local` find through events/env.json: the XNAT service account where AWS keeps it
 # (the template gives the worker a secret, never plain credentials) and the intake's idempotency table.
@@ -87,23 +88,24 @@ def prepare_for_sam_local(stack: LocalStack) -> dict[str, str]:
     return {"XNAT_SECRET_ARN": str(secret["ARN"]), "IDEMPOTENCY_TABLE": IDEMPOTENCY_TABLE}
 
 
-def sam_local_env(s3_port: int, xnat_port: int) -> dict[str, dict[str, str]]:
-    """The `sam local --env-vars` file for a stack on these ports, as a container reaches it (per logical id:
-    sam local gives a function only the variables the template declares for it). events/env.json is this for
-    the default ports; tests/unit/test_sam_local_env_file.py holds both to the template."""
-    s3 = f"http://{CONTAINER_HOST}:{s3_port}"
-    common = {
-        "AWS_ENDPOINT_URL": s3,
-        "XNAT_URL": f"http://{CONTAINER_HOST}:{xnat_port}",
-        "DATA_BUCKET": BUCKET,
-        "JOB_QUEUE_URL": f"{s3}/{MOTO_ACCOUNT}/{JOB_QUEUE}",
+def sam_local_env(s3_port: int, xnat_port: int, defaults: Path = SAM_ENV_FILE) -> dict[str, dict[str, str]]:
+    """The `sam local --env-vars` file for a stack on these ports: events/env.json (written for the default ports,
+    held to the template by tests/unit/test_sam_local_env_file.py) with its container addresses of moto and the
+    XNAT emulator moved to `s3_port` and `xnat_port`; every other value as it is there."""
+    moves = {
+        _container_address(DEFAULT_S3_PORT): f"http://{CONTAINER_HOST}:{s3_port}",
+        _container_address(DEFAULT_XNAT_PORT): f"http://{CONTAINER_HOST}:{xnat_port}",
     }
-    secret = f"arn:aws:secretsmanager:{REGION}:{MOTO_ACCOUNT}:secret:{XNAT_SECRET_NAME}"  # partial ARN: found by it
+    pattern = re.compile("^(" + "|".join(re.escape(address) for address in moves) + ")(?=/|$)")
+    document = json.loads(defaults.read_text(encoding="utf-8"))
     return {
-        "ManifestTriggerFunction": {**common, "IDEMPOTENCY_TABLE": IDEMPOTENCY_TABLE},
-        "UploadWorkerFunction": {**common, "XNAT_SECRET_ARN": secret},
-        "UploadApiFunction": dict(common),
+        function: {name: pattern.sub(lambda m: moves[m.group(1)], value) for name, value in variables.items()}
+        for function, variables in document.items()
     }
+
+
+def _container_address(port: int) -> str:
+    return f"http://{CONTAINER_HOST}:{port}"
 
 
 def write_env_files(env_dir: Path, exports: dict[str, str], sam_env: dict[str, Any]) -> tuple[Path, Path]:
