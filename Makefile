@@ -80,8 +80,9 @@ faults: $(STAMP)
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis .aws-sam
 
+# The local stack in one terminal; options through ARGS, e.g. make serve ARGS='--s3-port 4567' (make serve ARGS=--help).
 serve: $(STAMP)
-	$(BIN)/python -m devserver.serve
+	$(BIN)/python -m devserver.serve $(ARGS)
 
 openapi: $(STAMP)
 	$(BIN)/python -m devserver.openapi

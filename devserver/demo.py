@@ -20,6 +20,7 @@ from pathlib import Path
 
 import requests
 
+from .quiet import quiet_local_metrics
 from .stack import LocalStack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 
     manifest = json.loads(args.manifest.read_text())
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
-    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # EMF lines would bury the result
+    quiet_local_metrics()  # EMF lines would bury the result
     with LocalStack() as stack:
         os.environ.update(stack.environment())
         print(f"S3 (moto server):  {stack.aws.url}   bucket {stack.bucket}")

@@ -284,7 +284,10 @@ class JsonBodyValidation(OpenAPIRequestValidationMiddleware):
         event = app.current_event
         media_type = (event.headers.get("content-type") or JSON).split(";")[0].strip().lower()
         if media_type != JSON:
-            raise UnsupportedMediaTypeError(f"the body must be {JSON}, not {media_type or 'an empty Content-Type'}")
+            raise UnsupportedMediaTypeError(
+                f"the body must be {JSON}, not {media_type or 'an empty Content-Type'}: send the header "
+                f"'Content-Type: {JSON}' (curl: -H 'Content-Type: {JSON}')"
+            )
         if not event.body:
             return None
         try:

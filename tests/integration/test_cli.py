@@ -157,7 +157,10 @@ def test_submit_wait_uploads_and_status_shows_the_table(
 
     other = write_manifest(tmp_path, "other.json", exist_ok=True)
     assert main(["submit", other, "--job-id", "cli-ok"]) == 1
-    assert capsys.readouterr().err.strip() == "error: job 'cli-ok' was already submitted with a different manifest"
+    assert capsys.readouterr().err.strip() == (
+        "error: job 'cli-ok' was already submitted with a different manifest: use a new job ID "
+        "(--job-id, or job_id in the request) for a different job"
+    )
 
 
 def test_a_job_with_a_failure_exits_1(stack: LocalStack, running: LocalStack, tmp_path: Path) -> None:
@@ -219,7 +222,10 @@ def test_pending_job_status_and_wait_timeout(
 def test_unknown_job_and_bad_job_id(stack: LocalStack, capsys: pytest.CaptureFixture[str]) -> None:
     proc = run_cli("status", "never-submitted", env=stack.environment())
     assert proc.returncode == 5
-    assert proc.stderr.strip() == f"unknown job 'never-submitted': no manifest and no result in s3://{stack.bucket}"
+    assert proc.stderr.strip() == (
+        f"unknown job 'never-submitted': no manifest and no result in s3://{stack.bucket} "
+        "(check the job ID, and --bucket or DATA_BUCKET)"
+    )
 
     assert main(["status", "../etc"]) == 2
     assert capsys.readouterr().err.startswith("error: job_id '../etc' must match")

@@ -129,6 +129,9 @@ def test_an_existing_file_with_exist_ok_false_is_409(running_api: str, stack: Lo
 
     assert response.status_code == 409
     assert response.json()["error"] == "already_exists"
+    assert response.json()["message"].endswith(
+        '(exist_ok is false; to replace them, submit again with "exist_ok": true)'
+    )
     assert xnat_files(stack) == {"a.nii": b"old"}
 
 
@@ -330,6 +333,7 @@ def test_a_body_that_is_not_application_json_is_415(bare_api: str, method: str, 
 
     assert response.status_code == 415, response.text
     assert response.json()["error"] == "unsupported_media_type"
+    assert "send the header 'Content-Type: application/json'" in response.json()["message"]
 
 
 def test_json_with_a_charset_is_json(api: str) -> None:

@@ -100,7 +100,8 @@ def _outcome_error(result: dict[str, Any]) -> XnatUploadError | None:
         kept_by_xnat = any(f.get("error_code") == "xnat_kept_existing_file" for f in existing)
         return AlreadyExistsError(
             f"{len(existing)} files are already in XNAT with other content and were kept: "
-            f"{[f.get('path') for f in existing][:10]}" + ("" if kept_by_xnat else " (exist_ok is false)")
+            f"{[f.get('path') for f in existing][:10]}"
+            + ("" if kept_by_xnat else ' (exist_ok is false; to replace them, submit again with "exist_ok": true)')
         )
     pending = [f for f in files if f.get("status") == "pending"]
     if pending:

@@ -116,7 +116,10 @@ def submit_job(
     except ManifestError:
         same = False
     if not same:
-        raise JobConflictError(f"job {job_id!r} was already submitted with a different manifest")
+        raise JobConflictError(
+            f"job {job_id!r} was already submitted with a different manifest: use a new job ID "
+            "(--job-id, or job_id in the request) for a different job"
+        )
     previous = store.read_result(job_id)
     current = store.manifest_version(job_id)
     if previous is not None and _same_version(previous, current) and previous.get("status") != "succeeded":

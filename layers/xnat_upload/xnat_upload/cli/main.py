@@ -12,6 +12,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
@@ -26,6 +27,7 @@ from ..exceptions import (
 from ..manifest import JobManifest, confined_keys, decode_json
 from ..submission import check_job_id, job_status, submit_job
 from . import render
+from .upload import MAX_CONCURRENCY, LocalFilesError, UploadProgress, local_files, upload_files
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -127,7 +129,8 @@ def _s3_client() -> S3Client:
     import boto3
     from botocore.config import Config
 
-    options: dict[str, Any] = {"connect_timeout": 10, "read_timeout": 60}
+    # One pooled connection per transfer thread of --from-dir (boto3's default pool is 10).
+    options: dict[str, Any] = {"connect_timeout": 10, "read_timeout": 60, "max_pool_connections": MAX_CONCURRENCY}
     if not os.environ.get("AWS_MAX_ATTEMPTS") and not os.environ.get("AWS_RETRY_MODE"):
         options["retries"] = {"mode": "standard", "max_attempts": 3}
     return boto3.session.Session().client("s3", config=Config(**options))
@@ -246,13 +249,46 @@ def wait_for_result(
         display.finish()
 
 
+def upload_from_dir(folder: str, manifest: JobManifest, *, settings: Settings, s3: S3Client) -> None:
+    """Every file of the manifest from `folder` to its key under the net's upload prefix, with progress on
+    stderr; nothing is sent unless every file is there."""
+    try:
+        files = local_files(Path(folder), manifest.files_relative_paths_to_upload)
+    except LocalFilesError as exc:
+        raise CliError(exc.message, EXIT_USAGE) from None
+    prefix = settings.upload_prefix(manifest.net_id)
+    live = sys.stderr.isatty()
+    display = ProgressDisplay(sys.stderr, live=live)
+    started = time.monotonic()
+    shown_at = float("-inf")
+
+    def show(progress: UploadProgress) -> None:
+        nonlocal shown_at
+        now = time.monotonic()
+        if live or now - shown_at >= 5 or progress.files_done == progress.files_total:
+            display.update(progress.line(), now - started)
+            shown_at = now
+
+    try:
+        done = upload_files(s3, settings.data_bucket, prefix, files, on_progress=show)
+    finally:
+        display.finish()
+    _err(
+        f"uploaded {done.files_total} file{'s' if done.files_total != 1 else ''} "
+        f"({render.human_bytes(done.bytes_total)}) to s3://{settings.data_bucket}/{prefix} "
+        f"in {time.monotonic() - started:.1f}s"
+    )
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     settings = make_settings(_bucket(args))
     if args.job_id:
         _check_job_id(args.job_id)
-    _validated(args.manifest, settings)
+    manifest = _validated(args.manifest, settings)
     data = decode_json(read_manifest(args.manifest, settings.max_manifest_bytes))
     s3 = _s3_client()
+    if args.from_dir is not None:
+        upload_from_dir(args.from_dir, manifest, settings=settings, s3=s3)
     submission = submit_job(data, settings=settings, s3=s3, job_id=args.job_id)
     _out(submission.job_id)
     where = f"s3://{settings.data_bucket}/{submission.manifest_key}"
@@ -335,7 +371,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     except JobNotFoundError:
         if args.json:
             _out(json.dumps({"job_id": job_id, "state": "unknown"}))
-        _err(f"unknown job {job_id!r}: no manifest and no result in s3://{settings.data_bucket}")
+        _err(
+            f"unknown job {job_id!r}: no manifest and no result in s3://{settings.data_bucket} "
+            "(check the job ID, and --bucket or DATA_BUCKET)"
+        )
         return EXIT_UNKNOWN_JOB
     if state == "pending" or document is None:
         if args.json:
@@ -403,13 +442,20 @@ def build_parser() -> argparse.ArgumentParser:
         "submit",
         help="validate, then put the manifest in the bucket (prints the job ID)",
         description="Validate a manifest, put it at s3://BUCKET/manifests/<job_id>.json (once: the same "
-        "manifest under the same job ID is not put again) and print the job ID. With --wait, follow the "
-        "job and print the XNAT URLs of its files.",
+        "manifest under the same job ID is not put again) and print the job ID. With --from-dir, upload its "
+        "images from a local folder first. With --wait, follow the job and print the XNAT URLs of its files.",
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     submit.add_argument("manifest", metavar="MANIFEST", help="path of the manifest JSON file ('-' for stdin)")
     submit.add_argument("--bucket", help="data bucket (default: $DATA_BUCKET)")
+    submit.add_argument(
+        "--from-dir",
+        metavar="DIR",
+        help="first upload the manifest's files from DIR (DIR/<path> for each of files_relative_paths_to_upload) "
+        "to s3://BUCKET/<IMAGES_PREFIX><net_id>/upload/<path>: parallel, multipart for big files, progress on "
+        "stderr; nothing is sent unless every file is there",
+    )
     submit.add_argument("--job-id", help="job ID (default: a random one); resubmitting the same manifest is safe")
     submit.add_argument("--wait", action="store_true", help="wait for the result, showing progress on stderr")
     submit.add_argument("--timeout", type=_positive, default=900.0, help="seconds --wait waits (default 900)")

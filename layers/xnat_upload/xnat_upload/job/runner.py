@@ -247,7 +247,11 @@ def find_sources(
         for file in result.files:
             if file.status is FileStatus.PENDING:
                 file.status = FileStatus.SKIPPED
-        raise ObjectNotFoundError(f"{len(missing)} of {len(result.files)} objects not found; nothing was uploaded")
+        raise ObjectNotFoundError(
+            f"{len(missing)} of {len(result.files)} objects not found under "
+            f"s3://{settings.data_bucket}/{settings.upload_prefix(manifest.net_id)}; nothing was uploaded: put them "
+            "there first (xnat-upload submit --from-dir DIR does), then submit again"
+        )
     return {path: source for path, source in found.items() if source is not None}
 
 
@@ -433,7 +437,10 @@ def _decided_by_listing(
         file.bytes = source.size
         file.error = file.error_code = None
         if not identical:
-            error = AlreadyExistsError(f"{file.path!r} is already in XNAT and exist_ok is false")
+            error = AlreadyExistsError(
+                f"{file.path!r} is already in XNAT with other content and exist_ok is false: XNAT's copy was kept; "
+                'to replace it, submit again with "exist_ok": true'
+            )
             file.error, file.error_code = error.message, error.error_code
         return True
     return False
