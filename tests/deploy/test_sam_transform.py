@@ -51,7 +51,12 @@ def _of_type(resources: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
 
 def test_every_function_has_the_alias_live(transformed: dict[str, Any]) -> None:
     aliases = {r["Properties"]["FunctionName"]["Ref"]: r for r in _of_type(transformed, "AWS::Lambda::Alias").values()}
-    assert set(aliases) == {"ManifestTriggerFunction", "UploadWorkerFunction", "UploadApiFunction"}
+    assert set(aliases) == {
+        "ManifestTriggerFunction",
+        "UploadWorkerFunction",
+        "UploadApiFunction",
+        "JobSweeperFunction",
+    }
     for alias in aliases.values():
         assert alias["Properties"]["Name"] == "live"
 
@@ -74,4 +79,14 @@ def test_the_api_invokes_the_alias_on_every_route(transformed: dict[str, Any]) -
             routes += 1
     assert routes == 6
     for permission in _of_type(transformed, "AWS::Lambda::Permission").values():
-        assert permission["Properties"]["FunctionName"] == {"Ref": "UploadApiFunctionAliaslive"}
+        if permission["Properties"]["Principal"] == "apigateway.amazonaws.com":
+            assert permission["Properties"]["FunctionName"] == {"Ref": "UploadApiFunctionAliaslive"}
+
+
+def test_the_sweepers_schedule_invokes_its_alias(transformed: dict[str, Any]) -> None:
+    (rule,) = _of_type(transformed, "AWS::Events::Rule").values()
+    (target,) = rule["Properties"]["Targets"]
+    assert target["Arn"] == {"Ref": "JobSweeperFunctionAliaslive"}
+    allowed = [p for p in _of_type(transformed, "AWS::Lambda::Permission").values() if p["Properties"]["Principal"]
+               == "events.amazonaws.com"]  # fmt: skip
+    assert [p["Properties"]["FunctionName"] for p in allowed] == [{"Ref": "JobSweeperFunctionAliaslive"}]

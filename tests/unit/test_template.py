@@ -431,7 +431,7 @@ def test_functions_can_list_the_bucket(resources: dict[str, Any]) -> None:
             for r in _as_list(s["Resource"])
         }
         # The intake and the worker list the images' prefix too (many files: one listing, not a HEAD each).
-        images = {IMAGES_BUCKET_ARN} if function != "UploadApiFunction" else set()
+        images = {IMAGES_BUCKET_ARN} if function in ("ManifestTriggerFunction", "UploadWorkerFunction") else set()
         assert listed == {bucket_arn} | images, function
 
 
