@@ -101,7 +101,7 @@ def end_job(
         result.job_id or "unknown",
         result.manifest_version,
         continuation,
-        given_up=given_up or None,
+        given_up=given_up,
         **end_fields(result, settings),
     )
     if record is not None:
