@@ -622,6 +622,7 @@ def test_api_routes(resources: dict[str, Any]) -> None:
     assert routes == {
         ("PUT", "/upload/images/{net_id}"),
         ("POST", "/jobs"),
+        ("GET", "/jobs"),
         ("GET", "/jobs/{job_id}"),
         ("GET", "/openapi.json"),
     }
