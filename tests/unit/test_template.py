@@ -650,6 +650,16 @@ def test_outputs(template: dict[str, Any]) -> None:
     assert _text(outputs["UploadApiUrl"]["Value"]).endswith("/v1")
 
 
+def test_outputs_name_both_queues_and_both_dead_letter_queues_for_a_redrive(template: dict[str, Any]) -> None:
+    """docs/operations.md redrives with `start-message-move-task --source-arn <DLQ> --destination-arn <queue>`."""
+    outputs = template["Outputs"]
+    for queue in ("IntakeQueue", "IntakeDeadLetterQueue", "JobQueue", "JobDeadLetterQueue"):
+        assert outputs[f"{queue}Arn"]["Value"] == {"Fn::GetAtt": [queue, "Arn"]}
+    operations = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    for name in ("IntakeQueueArn", "IntakeDeadLetterQueueArn", "JobQueueArn", "JobDeadLetterQueueArn"):
+        assert name in operations, f"docs/operations.md says where the redrive's {name} comes from"
+
+
 # ---------------------------------------------------------------- environment and documentation
 
 
