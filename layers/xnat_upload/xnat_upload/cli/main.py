@@ -227,7 +227,7 @@ def wait_for_result(
     poll_interval: float,
     display: ProgressDisplay,
 ) -> dict[str, Any] | None:
-    """Poll the result (and the progress object meanwhile); None when `timeout` passes first."""
+    """Poll the job's ledger item, then read its result once it finished; None when `timeout` passes first."""
     started = time.monotonic()
     deadline = started + timeout
     try:

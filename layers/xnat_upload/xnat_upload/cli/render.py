@@ -1,4 +1,4 @@
-"""Plain-text views of progress objects and result manifests (pure functions, no I/O).
+"""Plain-text views of ledger items (where a job is) and result manifests (pure functions, no I/O).
 
 Example::
 
@@ -48,7 +48,7 @@ def _int(value: object) -> int:
 
 
 def progress_line(progress: dict[str, Any] | None) -> str:
-    """One line for a job that has not finished, from its progress object: its state, then counts."""
+    """One line for a job that has not finished, from its ledger item: its state, then counts."""
     if not progress:
         return "queued: waiting for the job to start"
     state = clean(progress.get("state") or "running")
