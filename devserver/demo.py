@@ -3,8 +3,9 @@
 Starts moto's server (S3 and SQS) and the XNAT emulator on loopback, with the queues of template.yaml,
 seeds sample images for the sample manifest (`events/manifest.json`) and puts the manifest. The
 bucket's notification puts it on the intake queue; the real intake handler validates it and queues
-the job on the FIFO job queue; the real worker uploads it. Then the result manifest is printed and
-every URL checked against XNAT.
+the job on the FIFO job queue; the real worker uploads it. Then the result manifest is printed, every
+URL checked against XNAT, and the job's ledger item and its `Upload Job Finished` event (EventBridge,
+through a rule to a local queue, as a subscriber of yours would get it) are printed.
 """
 
 from __future__ import annotations
@@ -72,7 +73,15 @@ def main(argv: list[str] | None = None) -> int:
             served = session.get(entry["url"], timeout=30)
             ok = served.ok and hashlib.md5(served.content).hexdigest() == entry.get("md5")  # noqa: S324 - XNAT's digest
             print(f"  {'OK ' if ok else 'BAD'} {entry['url']}")
-        return 0 if result and result["status"] == "succeeded" else 1
+
+        item = stack.read_job(args.job_id) or {}
+        print(f"\njobs ledger ({stack.environment()['JOBS_TABLE']}): {args.job_id} is {item.get('state')}/"
+              f"{item.get('status')}, {item.get('files_done')}/{item.get('files_total')} files in XNAT")  # fmt: skip
+        events = [e for e in stack.job_events() if e.get("detail", {}).get("job_id") == args.job_id]
+        print(f"job-end event ({len(events)} received, EventBridge -> rule -> queue):")
+        for event in events:
+            print(json.dumps(event, indent=2))
+        return 0 if result and result["status"] == "succeeded" and len(events) == 1 else 1
 
 
 if __name__ == "__main__":

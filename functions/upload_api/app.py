@@ -32,6 +32,7 @@ from xnat_upload.aws import s3_client, sqs_client
 from xnat_upload.clipping import clip
 from xnat_upload.config import DEFAULT_MAX_MANIFEST_BYTES, DEFAULT_MAX_MANIFEST_FILES
 from xnat_upload.exceptions import (
+    ConfigurationError,
     InternalError,
     InvalidRequestError,
     JobStillRunningError,
@@ -41,6 +42,7 @@ from xnat_upload.exceptions import (
     XnatUploadError,
     error_codes_by_status,
 )
+from xnat_upload.job.ledger import JobRecord, ledger_for
 from xnat_upload.job.queue import JobQueue
 from xnat_upload.manifest.models import (
     IDENTIFIER_MAX_LENGTH,
@@ -57,8 +59,10 @@ from xnat_upload.store import JobStore
 from xnat_upload.submission import (
     JOB_ID_NOT_JSON,
     JOB_ID_PATTERN,
-    job_status,
-    net_job_id,
+    find_job,
+    finished_summary,
+    ledger_time,
+    parse_timestamp,
     result_summary,
     submit_job,
 )
@@ -67,6 +71,13 @@ API_TITLE = "XNAT S3 uploader"
 API_VERSION = "1.3.0"
 SYNC_MARGIN_SECONDS = 3.0  # answer before API Gateway's limit cuts the connection
 SUMMARY_AFTER_FILES = 1000  # an error body carries the whole result up to this many files, else its summary
+LIST_MAX_BYTES = 900_000  # a page of GET /jobs stays under 1 MB of JSON, whatever its jobs hold
+LIST_TEXT_MAX_CHARS = 500  # a listed job's error message and submitter (GET /jobs/{id} has them whole)
+# An ISO-8601 date or date-time, extended format, optional seconds, fraction and offset (no offset: UTC).
+TIMESTAMP_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.,][0-9]{1,6})?)?(Z|[+-][0-9]{2}:[0-9]{2})?)?$"
+)
+PAGE_TOKEN_PATTERN = r"^[A-Za-z0-9_-]+={0,2}$"
 JSON = "application/json"
 
 
@@ -147,6 +158,24 @@ NetId = Annotated[
     ),
 ]
 JobId = Annotated[str, Path(pattern=JOB_ID_PATTERN, json_schema_extra=JOB_ID_NOT_JSON)]
+StatusFilter = Annotated[
+    Literal["succeeded", "partial", "failed"], Query(description="only finished jobs that ended so")
+]
+StateFilter = Annotated[
+    Literal["queued", "running", "waiting_for_xnat", "finished"], Query(description="only jobs there now")
+]
+SinceFilter = Annotated[
+    str,
+    Query(
+        pattern=TIMESTAMP_PATTERN,
+        max_length=40,
+        description="only jobs submitted at or after this ISO-8601 time (e.g. 2026-12-01T08:00:00Z; no offset: "
+        "UTC); a date that does not exist is 400 invalid_request",
+    ),
+]
+PageToken = Annotated[
+    str, Query(alias="next", pattern=PAGE_TOKEN_PATTERN, max_length=4096, description="the last page's `next`")
+]
 
 
 # -- answers (for the document: the handlers build plain dicts, checked against these by the tests) ---
@@ -232,10 +261,14 @@ class JobSummary(BaseModel):
     job_id: str | None
     manifest_version: str | None = None
     status: Literal["succeeded", "partial", "failed"]
+    state: Literal["finished"] | None = Field(None, description="from the jobs ledger (absent for older jobs)")
+    mode: Literal["upload", "check"] | None = None
     counts: dict[str, int]
     error: JobError | None = None
     upload_mode: str | None = None
     xnat: dict[str, Any] | None = None
+    submitted_by: str | None = None
+    submitted_at: str | None = None
     started_at: str | None = None
     finished_at: str | None = None
     duration_seconds: float | None = None
@@ -243,12 +276,60 @@ class JobSummary(BaseModel):
     verified: dict[str, int] | None = Field(default=None, description="files in XNAT by verification level")
     mode: Literal["upload", "check"] | None = None
     xnat_missing: list[str] | None = Field(default=None, description="check mode: XNAT objects that do not exist")
+    files_total: int | None = None
+    files_done: int | None = Field(None, description="files in XNAT as requested")
+    files_failed: int | None = None
+    bytes_total: int | None = None
+    bytes_done: int | None = None
+    given_up: bool | None = Field(None, description="ended because its message went to the dead-letter queue")
     result_location: str
     files_filter: Literal["problems", "all"]
     files_matching: int
     offset: int
     files: list[FileEntry]
     next_offset: int | None
+
+
+class JobListEntry(BaseModel):
+    """One job as the jobs ledger lists it (README, "Operations"): where it is, how it ended, who asked."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job_id: str
+    manifest_version: str | None = None
+    state: Literal["queued", "running", "waiting_for_xnat", "finished"]
+    status: Literal["succeeded", "partial", "failed"] | None = Field(None, description="only when finished")
+    mode: Literal["upload", "check"] | None = None
+    net_id: str | None = None
+    xnat: dict[str, str] | None = Field(None, description="the manifest's project, session, scan, resource")
+    counts: dict[str, int]
+    files_total: int
+    files_done: int = Field(description="files in XNAT as requested")
+    files_failed: int
+    bytes_total: int
+    bytes_done: int
+    submitted_by: str | None = None
+    submitted_at: str | None = None
+    updated_at: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    invocations: int | None = None
+    upload_mode: str | None = None
+    error: JobError | None = Field(None, description="its message clipped to 500 characters here")
+    continuation: int | None = None
+    attempt: int | None = None
+    retry_at: str | None = Field(None, description="waiting_for_xnat: when the next delivery comes")
+    result_key: str | None = None
+    given_up: bool | None = None
+
+
+class JobList(BaseModel):
+    """A page of jobs, newest first (by submission); `next` pages on, null on the last page."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    jobs: list[JobListEntry]
+    next: str | None
 
 
 def _answer(description: str, model: Any, headers: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -446,6 +527,65 @@ def _submit(request: JobRequest, net_id: str | None) -> Response[dict[str, Any]]
 
 
 @app.get(
+    "/jobs",
+    summary="List jobs, newest first, from the jobs ledger: filter by status, state and submission time",
+    description="Reads the jobs ledger (DynamoDB), never the results: one page of at most `limit` jobs "
+    "(and ~900 KB), newest first, and `next`, the token of the following page (null on the last). Pass "
+    "`next` back with the same filters; anything else given as `next` is 400 invalid_request.",
+    responses={
+        200: _answer("a page of jobs and the token of the next page", JobList),
+        **_errors({400: ["invalid_request"], **UNEXPECTED}),
+    },
+)
+@tracer.capture_method
+def list_jobs(  # a filter left out is None (the document states each as the values it takes)
+    status: StatusFilter = None,
+    state: StateFilter = None,
+    since: SinceFilter = None,
+    limit: Annotated[int, Query(ge=1, le=1000, description="jobs per page at most (and ~900 KB)")] = 50,
+    next_token: PageToken = None,
+) -> Response[dict[str, Any]]:
+    settings = _settings()
+    if not settings.jobs_table:
+        raise ConfigurationError("JOBS_TABLE is not set: there is no jobs ledger to list")
+    try:
+        start = ledger_time(parse_timestamp(since)) if since else None
+    except ValueError:
+        raise InvalidRequestError(f"since {since!r} is not an ISO-8601 time") from None
+    ledger = ledger_for(settings)
+    while True:
+        records, following = ledger.list_jobs(
+            status=status, state=state, since=start, limit=limit, next_token=next_token
+        )
+        entries = [_listed(record) for record in records]
+        fitting = _fitting(entries)
+        if fitting == len(entries):
+            return Response(200, JSON, body={"jobs": entries, "next": following})
+        limit = fitting  # the same page, fewer jobs: the ledger's token then says where exactly it stopped
+
+
+def _listed(record: JobRecord) -> dict[str, Any]:
+    """A job as GET /jobs lists it: the ledger's summary, in the documented fields, long texts clipped."""
+    entry = {name: value for name, value in record.summary().items() if name in JobListEntry.model_fields}
+    entry["manifest_version"] = record.manifest_version or None
+    if isinstance(record.error, dict):
+        entry["error"] = {**record.error, "message": clip(str(record.error.get("message", "")), LIST_TEXT_MAX_CHARS)}
+    if record.submitted_by:
+        entry["submitted_by"] = clip(record.submitted_by, LIST_TEXT_MAX_CHARS)
+    return {name: value for name, value in entry.items() if value is not None}
+
+
+def _fitting(entries: list[dict[str, Any]]) -> int:
+    """How many of the entries fit in one page of LIST_MAX_BYTES (at least one)."""
+    size = 0
+    for count, entry in enumerate(entries):
+        size += len(json.dumps(entry)) + 2
+        if size > LIST_MAX_BYTES:
+            return max(1, count)
+    return len(entries)
+
+
+@app.get(
     "/jobs/<job_id>",
     summary="The job's status: queued, running (with progress) or its result (summary + a page of files)",
     responses={
@@ -480,15 +620,19 @@ def get_net_job(
 def _status(job_id: str, net_id: str | None, files: Any, offset: int, limit: int) -> Response[dict[str, Any]]:
     settings = _settings()
     s3 = s3_client(settings)
-    state, document = job_status(job_id, settings=settings, s3=s3, net_id=net_id)
-    job_id = net_job_id(net_id, job_id, settings) if net_id is not None else job_id
-    if state == "pending":
-        progress = document or {}
+    store = JobStore(s3, settings)
+    job = find_job(job_id, settings=settings, s3=s3, net_id=net_id)
+    job_id = job.job_id
+    if job.pending is not None:
+        progress = job.pending
         return Response(
             202, JSON, body={"job_id": job_id, "status": progress.get("state", "queued"), "progress": progress}
         )
-    location = JobStore(s3, settings).result_location(job_id)
-    body = result_summary(document or {}, location=location, files=files, offset=offset, limit=limit)
+    if job.record is not None:  # the ledger answers; the result is read only for a page of files to show
+        body = finished_summary(job.record, store=store, files=files, offset=offset, limit=limit)
+    else:
+        location = store.result_location(job_id)
+        body = result_summary(job.result or {}, location=location, files=files, offset=offset, limit=limit)
     return Response(200, JSON, body=body)
 
 

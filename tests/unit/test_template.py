@@ -721,6 +721,7 @@ def test_api_routes(resources: dict[str, Any]) -> None:
     assert routes == {
         ("PUT", "/upload/images/{net_id}"),
         ("POST", "/jobs"),
+        ("GET", "/jobs"),
         ("GET", "/jobs/{job_id}"),
         ("POST", "/nets/{net_id}/jobs"),
         ("GET", "/nets/{net_id}/jobs/{job_id}"),
@@ -752,6 +753,16 @@ def test_outputs(template: dict[str, Any]) -> None:
     assert outputs["AlarmTopicArn"]["Value"] == ALARM_TOPIC
     assert "#dashboards:name=${OperationsDashboard}" in _text(outputs["OperationsDashboardUrl"]["Value"])
     assert _text(outputs["UploadApiUrl"]["Value"]).endswith("/v1")
+
+
+def test_outputs_name_both_queues_and_both_dead_letter_queues_for_a_redrive(template: dict[str, Any]) -> None:
+    """docs/operations.md redrives with `start-message-move-task --source-arn <DLQ> --destination-arn <queue>`."""
+    outputs = template["Outputs"]
+    for queue in ("IntakeQueue", "IntakeDeadLetterQueue", "JobQueue", "JobDeadLetterQueue"):
+        assert outputs[f"{queue}Arn"]["Value"] == {"Fn::GetAtt": [queue, "Arn"]}
+    operations = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    for name in ("IntakeQueueArn", "IntakeDeadLetterQueueArn", "JobQueueArn", "JobDeadLetterQueueArn"):
+        assert name in operations, f"docs/operations.md says where the redrive's {name} comes from"
 
 
 # ---------------------------------------------------------------- environment and documentation

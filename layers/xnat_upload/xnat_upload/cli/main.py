@@ -42,14 +42,14 @@ EXIT_AWS = 6
 EXIT_INTERRUPTED = 130
 
 EXIT_CODES = f"""exit codes:
-  {EXIT_OK}    success: manifest valid, job submitted, or job succeeded
+  {EXIT_OK}    success: manifest valid, job submitted, job succeeded, or jobs listed
   {EXIT_FAILED}    manifest invalid or refused, or the job finished partial or failed
   {EXIT_USAGE}    usage error: bad arguments, unreadable manifest file, bad configuration
   {EXIT_TIMEOUT}    submit --wait or check --wait timed out (the job may still be running: see `status`)
   {EXIT_PENDING}    status: the job is submitted but has no result yet
   {EXIT_UNKNOWN_JOB}    status: no manifest and no result for this job ID
-  {EXIT_AWS}    S3 could not be used: endpoint unreachable, no or refused credentials,
-       access denied, bucket missing
+  {EXIT_AWS}    S3 (or the jobs table) could not be used: endpoint unreachable, no or refused
+       credentials, access denied, bucket or table missing
   {EXIT_INTERRUPTED}  interrupted (Ctrl-C); a submitted job keeps running"""
 
 DESCRIPTION = """Validate, submit and follow XNAT upload jobs (job manifests in S3).
@@ -58,7 +58,8 @@ Talks to S3 only, as the service does: a submitted manifest is put at
 s3://BUCKET/<MANIFESTS_PREFIX><job_id>.json and the function writes
 s3://BUCKET/<RESULTS_PREFIX><job_id>.json. Honours the usual AWS settings (AWS_PROFILE,
 AWS_REGION, AWS_ENDPOINT_URL for a local server such as `make serve`) and the service's
-DATA_BUCKET, IMAGES_PREFIX, MANIFESTS_PREFIX, RESULTS_PREFIX, MAX_MANIFEST_BYTES, MAX_MANIFEST_FILES."""
+DATA_BUCKET, IMAGES_PREFIX, MANIFESTS_PREFIX, RESULTS_PREFIX, MAX_MANIFEST_BYTES, MAX_MANIFEST_FILES,
+and JOBS_TABLE (the jobs ledger in DynamoDB: `jobs`, and where a running job is)."""
 
 _CREDENTIAL_CODES = {
     "InvalidAccessKeyId",
@@ -229,7 +230,7 @@ def wait_for_result(
     poll_interval: float,
     display: ProgressDisplay,
 ) -> dict[str, Any] | None:
-    """Poll the result (and the progress object meanwhile); None when `timeout` passes first."""
+    """Poll the job's ledger item, then read its result once it finished; None when `timeout` passes first."""
     started = time.monotonic()
     deadline = started + timeout
     try:
@@ -382,12 +383,26 @@ def cmd_status(args: argparse.Namespace) -> int:
         else:
             _out(render.progress_line(document))
         return EXIT_PENDING
+    if args.problems:
+        return _print_problems(document, as_json=args.json)
     if args.json:
         _out(json.dumps(document, indent=2))
     else:
         _out(render.result_table(document))
         _out(render.summary_line(document))
     return EXIT_OK if document.get("status") == "succeeded" else EXIT_FAILED
+
+
+def _print_problems(result: dict[str, Any], *, as_json: bool) -> int:
+    """`status --problems`: only the files not in XNAT as requested, then the summary line."""
+    problems = render.problem_files(result)
+    if as_json:
+        _out(json.dumps({"job_id": result.get("job_id"), "status": result.get("status"), "files": problems}, indent=2))
+    else:
+        if problems:
+            _out(render.result_table({**result, "files": problems}))
+        _out(render.summary_line(result))
+    return EXIT_OK if result.get("status") == "succeeded" else EXIT_FAILED
 
 
 # -- plumbing -----------------------------------------------------------------------------------
@@ -494,7 +509,14 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("job_id", metavar="JOB_ID")
     status.add_argument("--bucket", help="data bucket (default: $DATA_BUCKET)")
     status.add_argument("--json", action="store_true", help="print the result manifest (or the state) as JSON")
+    status.add_argument(
+        "--problems", action="store_true", help="only the files not in XNAT as requested (failed, missing, ...)"
+    )
     status.set_defaults(handler=cmd_status)
+
+    from .jobs import add_jobs_command  # its own module: it imports this one
+
+    add_jobs_command(commands)
     return parser
 
 
