@@ -5,7 +5,6 @@ reading (or polling) the result in S3. S3 reads are counted on the very client t
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,8 +13,8 @@ import requests
 from devserver.stack import DEMO_ACCESSION, DEMO_PROJECT, LocalStack
 from tests.integration.conftest import make_manifest
 from xnat_upload import Settings
-from xnat_upload.aws import s3_client
 from xnat_upload.job.ledger import JobRecord, ledger_for
+from xnat_upload.store import JobStore
 
 ONE_MB = 1_000_000
 UPLOAD = {"central_hub_project_id": "CHP-001", "accession_id": "ACC0001", "scan_id": "1", "resource_id": "NIFTI"}
@@ -27,32 +26,27 @@ def _fresh_ledger_client() -> None:
 
 
 class S3Reads:
-    """Every GetObject the API's S3 client makes (the handler's `s3_client(Settings.from_env())` is
-    cached: the test registers on the same instance), with the thread that made it."""
+    """Every read of a job's result (`JobStore.read_result`, whichever S3 client it goes through), with
+    the thread that made it: the API's own threads, or the pollers standing in for the worker."""
 
-    def __init__(self) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.calls: list[tuple[str, str]] = []
-        self._client = s3_client(Settings.from_env())
-        self._client.meta.events.register("before-parameter-build.s3.GetObject", self._record)
+        original = JobStore.read_result
 
-    def _record(self, params: dict[str, Any], **_: Any) -> None:
-        self.calls.append((params["Key"], threading.current_thread().name))
+        def read_result(store: JobStore, job_id: str) -> dict[str, Any] | None:
+            self.calls.append((store.settings.results_key(job_id), threading.current_thread().name))
+            return original(store, job_id)
+
+        monkeypatch.setattr(JobStore, "read_result", read_result)
 
     def of(self, key: str, *, by_api: bool = False) -> int:
-        """GETs of `key`; with `by_api`, only the API's (not the worker's pollers')."""
+        """Reads of `key`; with `by_api`, only the API's (not the worker's pollers')."""
         return sum(1 for k, thread in self.calls if k == key and not (by_api and "poller" in thread))
-
-    def close(self) -> None:
-        self._client.meta.events.unregister("before-parameter-build.s3.GetObject", self._record)
 
 
 @pytest.fixture
-def s3_reads(stack: LocalStack) -> Iterator[S3Reads]:
-    reads = S3Reads()
-    try:
-        yield reads
-    finally:
-        reads.close()
+def s3_reads(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> S3Reads:
+    return S3Reads(monkeypatch)
 
 
 def list_all(api: str, **params: Any) -> list[list[dict[str, Any]]]:
