@@ -158,6 +158,7 @@ NetId = Annotated[
     ),
 ]
 JobId = Annotated[str, Path(pattern=JOB_ID_PATTERN, json_schema_extra=JOB_ID_NOT_JSON)]
+ListLimit = Annotated[int, Query(ge=1, le=1000, description="jobs per page at most (and ~900 KB)")]
 StatusFilter = Annotated[
     Literal["succeeded", "partial", "failed"], Query(description="only finished jobs that ended so")
 ]
@@ -542,8 +543,36 @@ def list_jobs(  # a filter left out is None (the document states each as the val
     status: StatusFilter = None,
     state: StateFilter = None,
     since: SinceFilter = None,
-    limit: Annotated[int, Query(ge=1, le=1000, description="jobs per page at most (and ~900 KB)")] = 50,
+    limit: ListLimit = 50,
     next_token: PageToken = None,
+) -> Response[dict[str, Any]]:
+    return _list(None, status, state, since, limit, next_token)
+
+
+@app.get(
+    "/nets/<net_id>/jobs",
+    summary="List this net's jobs, newest first, from the jobs ledger (as GET /jobs, for one net)",
+    description="As `GET /jobs`, for callers that IAM confines to one net's routes: only the jobs whose manifest "
+    "names this net.",
+    responses={
+        200: _answer("a page of this net's jobs and the token of the next page", JobList),
+        **_errors({400: ["invalid_request"], 404: ["not_found"], **UNEXPECTED}),
+    },
+)
+@tracer.capture_method
+def list_net_jobs(
+    net_id: NetId,
+    status: StatusFilter = None,
+    state: StateFilter = None,
+    since: SinceFilter = None,
+    limit: ListLimit = 50,
+    next_token: PageToken = None,
+) -> Response[dict[str, Any]]:
+    return _list(net_id, status, state, since, limit, next_token)
+
+
+def _list(
+    net_id: str | None, status: Any, state: Any, since: str | None, limit: int, next_token: str | None
 ) -> Response[dict[str, Any]]:
     settings = _settings()
     if not settings.jobs_table:
@@ -555,7 +584,7 @@ def list_jobs(  # a filter left out is None (the document states each as the val
     ledger = ledger_for(settings)
     while True:
         records, following = ledger.list_jobs(
-            status=status, state=state, since=start, limit=limit, next_token=next_token
+            status=status, state=state, since=start, limit=limit, next_token=next_token, net_id=net_id
         )
         entries = [_listed(record) for record in records]
         fitting = _fitting(entries)

@@ -77,7 +77,7 @@ def test_the_api_invokes_the_alias_on_every_route(transformed: dict[str, Any]) -
             uri = operation["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"]
             assert "${UploadApiFunctionAliaslive}" in uri, (method, path)
             routes += 1
-    assert routes == 7
+    assert routes == 8
     for permission in _of_type(transformed, "AWS::Lambda::Permission").values():
         if permission["Properties"]["Principal"] == "apigateway.amazonaws.com":
             assert permission["Properties"]["FunctionName"] == {"Ref": "UploadApiFunctionAliaslive"}

@@ -49,12 +49,12 @@ def s3_reads(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> S3Reads:
     return S3Reads(monkeypatch)
 
 
-def list_all(api: str, **params: Any) -> list[list[dict[str, Any]]]:
-    """Every page of GET /jobs with these filters, following `next` to the end."""
+def list_all(api: str, route: str = "/jobs", **params: Any) -> list[list[dict[str, Any]]]:
+    """Every page of GET /jobs (or a net's own listing) with these filters, following `next` to the end."""
     pages: list[list[dict[str, Any]]] = []
     token = None
     while True:
-        response = requests.get(f"{api}/jobs", params={**params, **({"next": token} if token else {})}, timeout=30)
+        response = requests.get(f"{api}{route}", params={**params, **({"next": token} if token else {})}, timeout=30)
         assert response.status_code == 200, response.text
         body = response.json()
         assert set(body) == {"jobs", "next"}
@@ -152,6 +152,22 @@ def test_a_page_token_of_another_listing_is_400(api: str, stack: LocalStack) -> 
     response = requests.get(f"{api}/jobs", params={"next": token, "limit": 1}, timeout=30)  # without the filter
 
     assert response.status_code == 400 and response.json()["error"] == "invalid_request"
+
+
+def test_a_nets_own_route_lists_only_that_nets_jobs_across_pages(api: str, stack: LocalStack) -> None:
+    ledger = ledger_for(Settings.from_env())
+    for index in range(12):  # interleaved, so that every page of the ledger holds both nets
+        net = "net-a" if index % 3 else "net-b"
+        submitted = f"2026-12-06T10:00:{index:02d}.000+00:00"
+        ledger.open(JobRecord(f"{net}-{index}", "v1", net_id=net, state="finished", status="succeeded",
+                              submitted_at=submitted))  # fmt: skip
+
+    pages = list_all(api, limit=2, route="/nets/net-b/jobs")
+
+    listed = [job["job_id"] for page in pages for job in page]
+    assert listed == ["net-b-9", "net-b-6", "net-b-3", "net-b-0"]
+    assert all(len(page) <= 2 for page in pages)
+    assert requests.get(f"{api}/nets/net-c/jobs", timeout=30).json() == {"jobs": [], "next": None}
 
 
 def test_a_page_of_jobs_stays_under_1_mb_and_pages_on_where_it_stopped(api: str, stack: LocalStack) -> None:

@@ -724,6 +724,7 @@ def test_api_routes(resources: dict[str, Any]) -> None:
         ("GET", "/jobs"),
         ("GET", "/jobs/{job_id}"),
         ("POST", "/nets/{net_id}/jobs"),
+        ("GET", "/nets/{net_id}/jobs"),
         ("GET", "/nets/{net_id}/jobs/{job_id}"),
         ("GET", "/openapi.json"),
     }

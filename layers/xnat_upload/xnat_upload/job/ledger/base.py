@@ -33,6 +33,7 @@ class Ledger(Protocol):
         since: str | None = None,
         limit: int = 50,
         next_token: str | None = None,
+        net_id: str | None = None,
     ) -> tuple[list[JobRecord], str | None]: ...
 
     def open_jobs_quiet_since(self, cutoff: str) -> Iterator[JobRecord]: ...

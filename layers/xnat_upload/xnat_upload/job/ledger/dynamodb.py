@@ -230,8 +230,10 @@ class DynamoDBLedger:
         since: str | None = None,
         limit: int = 50,
         next_token: str | None = None,
+        net_id: str | None = None,
     ) -> tuple[list[JobRecord], str | None]:
-        """Jobs newest first (by submission), filtered; `next_token` pages on (None on the last page)."""
+        """Jobs newest first (by submission), filtered (`net_id`: one net's jobs only); `next_token`
+        pages on (None on the last page)."""
         expression = _Expression()
         if status is not None:
             index = INDEX_STATUS
@@ -242,8 +244,11 @@ class DynamoDBLedger:
         if since is not None:
             key += f" AND {expression.name('submitted_at')} >= {expression.value(since)}"
         arguments: dict[str, Any] = {"KeyConditionExpression": key}
-        if state is not None:
-            arguments["FilterExpression"] = f"{expression.name('state')} = {expression.value(state)}"
+        filters = [(name, value) for name, value in (("state", state), ("net_id", net_id)) if value is not None]
+        if filters:
+            arguments["FilterExpression"] = " AND ".join(
+                f"{expression.name(name)} = {expression.value(value)}" for name, value in filters
+            )
         start = _decode_token(next_token, index) if next_token else None
         try:
             records, last = self._query(index, arguments, expression, max(1, min(limit, 1000)), start, forward=False)
