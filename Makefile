@@ -17,7 +17,7 @@ WHEELHOUSE := $(VENV)/wheelhouse
 WHEELS_STAMP := $(WHEELHOUSE)/.complete
 PIP_INSTALL := -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo test install installed lint format build scan bench faults serve openapi clean
+.PHONY: demo test install installed lint format build lock scan bench faults serve openapi clean
 
 $(STAMP): requirements-dev.txt layers/xnat_upload/requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,7 +33,7 @@ $(TOOLS)/%/.installed: tools/requirements-%.txt
 
 # Written by the script only when the wheelhouse is complete; without a CPython 3.12 it says so and writes nothing
 # (the build test is then skipped with that reason).
-$(WHEELS_STAMP): layers/xnat_upload/requirements.txt tools/build.py
+$(WHEELS_STAMP): layers/xnat_upload/requirements.lock tools/build.py
 	$(PYTHON) -m tools.build prefetch --wheelhouse $(WHEELHOUSE)
 
 # The four installs are independent: run them side by side (about as long as the slowest alone).
@@ -61,6 +61,10 @@ format: $(STAMP)
 build: $(SAM_STAMP)
 	$(PYTHON) -m tools.build build --sam $(SAM)
 
+# After a change to layers/xnat_upload/requirements.txt: resolve it again into requirements.lock, with hashes.
+lock:
+	$(PYTHON) -m tools.build lock
+
 # checkov's own report of the template (make test runs it too, in tests/deploy/test_security_scan.py).
 scan: $(CHECKOV_STAMP)
 	$(CHECKOV) -f template.yaml --framework cloudformation --skip-download --compact
@@ -76,8 +80,9 @@ faults: $(STAMP)
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis .aws-sam
 
+# The local stack in one terminal; options through ARGS, e.g. make serve ARGS='--s3-port 4567' (make serve ARGS=--help).
 serve: $(STAMP)
-	$(BIN)/python -m devserver.serve
+	$(BIN)/python -m devserver.serve $(ARGS)
 
 openapi: $(STAMP)
 	$(BIN)/python -m devserver.openapi

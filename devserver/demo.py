@@ -3,8 +3,9 @@
 Starts moto's server (S3 and SQS) and the XNAT emulator on loopback, with the queues of template.yaml,
 seeds sample images for the sample manifest (`events/manifest.json`) and puts the manifest. The
 bucket's notification puts it on the intake queue; the real intake handler validates it and queues
-the job on the FIFO job queue; the real worker uploads it. Then the result manifest is printed and
-every URL checked against XNAT.
+the job on the FIFO job queue; the real worker uploads it. Then the result manifest is printed, every
+URL checked against XNAT, and the job's ledger item and its `Upload Job Finished` event (EventBridge,
+through a rule to a local queue, as a subscriber of yours would get it) are printed.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import requests
 
+from .quiet import quiet_local_metrics
 from .stack import LocalStack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
     manifest = json.loads(args.manifest.read_text())
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
-    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # EMF lines would bury the result
+    quiet_local_metrics()  # EMF lines would bury the result
     with LocalStack() as stack:
         os.environ.update(stack.environment())
         print(f"S3 (moto server):  {stack.aws.url}   bucket {stack.bucket}")
@@ -71,7 +73,15 @@ def main(argv: list[str] | None = None) -> int:
             served = session.get(entry["url"], timeout=30)
             ok = served.ok and hashlib.md5(served.content).hexdigest() == entry.get("md5")  # noqa: S324 - XNAT's digest
             print(f"  {'OK ' if ok else 'BAD'} {entry['url']}")
-        return 0 if result and result["status"] == "succeeded" else 1
+
+        item = stack.read_job(args.job_id) or {}
+        print(f"\njobs ledger ({stack.environment()['JOBS_TABLE']}): {args.job_id} is {item.get('state')}/"
+              f"{item.get('status')}, {item.get('files_done')}/{item.get('files_total')} files in XNAT")  # fmt: skip
+        events = [e for e in stack.job_events() if e.get("detail", {}).get("job_id") == args.job_id]
+        print(f"job-end event ({len(events)} received, EventBridge -> rule -> queue):")
+        for event in events:
+            print(json.dumps(event, indent=2))
+        return 0 if result and result["status"] == "succeeded" and len(events) == 1 else 1
 
 
 if __name__ == "__main__":

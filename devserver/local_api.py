@@ -26,7 +26,14 @@ from .lambda_context import LocalLambdaContext
 STAGE = "v1"
 API_TIMEOUT_SECONDS = 29.0
 # The resources declared in template.yaml: API Gateway puts the matched one in `resource`.
-RESOURCES = ["/upload/images/{net_id}", "/jobs/{job_id}", "/jobs", "/openapi.json"]
+RESOURCES = [
+    "/upload/images/{net_id}",
+    "/jobs/{job_id}",
+    "/jobs",
+    "/nets/{net_id}/jobs/{job_id}",
+    "/nets/{net_id}/jobs",
+    "/openapi.json",
+]
 
 
 def _matcher(resource: str) -> re.Pattern[str]:

@@ -9,10 +9,13 @@ Example::
 
 from __future__ import annotations
 
+import errno
 import logging
 from typing import TYPE_CHECKING, Any
 
 import requests
+
+from .ports import why_not_free
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -28,9 +31,13 @@ class LocalAws:
         from moto.server import ThreadedMotoServer
 
         self._server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+        self._host, self._port = host, port
         self.url = ""
 
     def start(self) -> LocalAws:
+        # moto's start() waits without a timeout for a server that could not bind: refuse a taken port first.
+        if (why := why_not_free(self._host, self._port)) is not None:
+            raise OSError(errno.EADDRINUSE, f"port {self._port} on {self._host} {why}: moto's server cannot listen")
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request drowns the output
         self._server.start()
         host, port = self._server.get_host_and_port()

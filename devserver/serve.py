@@ -5,8 +5,13 @@ project, the queues of template.yaml (moto's bucket notification feeds the intak
 pollers standing in for Lambda's event source mappings (the intake and the worker, the worker at
 `--worker-concurrency`), and the upload API handler behind a local API Gateway. Seeds the images of
 events/manifest.json, and what `sam local` functions read through events/env.json: the XNAT service account
-as a secret, the intake's idempotency table. Prints the endpoints and the environment to export; the CLI,
-curl, `sam local` and the tests work against it as against AWS.
+as a secret, the intake's idempotency table. Prints the endpoints and writes what to use them with, for the
+ports it runs on: `.local/env.sh` (`. .local/env.sh` exports AWS_ENDPOINT_URL, DATA_BUCKET, XNAT_UPLOAD_API, ...
+for the CLI, boto3 and curl) and `.local/env.json` (`sam local --env-vars`; events/env.json is the same file for
+the default ports). The CLI, curl, `sam local` and the tests work against it as against AWS.
+
+Every port is checked before anything starts: a taken one stops it at once with a message naming the flag to
+change (`make serve ARGS='--s3-port 4567'`); 0 picks any free port.
 
 `--host 0.0.0.0` lets containers (`sam local invoke`/`start-api`) reach moto and the XNAT emulator through
 `host.docker.internal`; `--no-pollers` leaves the queues to them.
@@ -15,15 +20,21 @@ curl, `sam local` and the tests work against it as against AWS.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
+import re
+import shlex
 import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 from .local_api import LocalApiServer
 from .local_s3 import REGION, LocalAws
+from .ports import PortInUseError, check_ports
+from .quiet import quiet_local_metrics
 from .stack import LocalStack
 from .template import create_table
 from .xnat_emulator import XnatEmulator
@@ -31,7 +42,13 @@ from .xnat_emulator import XnatEmulator
 DEFAULT_S3_PORT = 4566
 DEFAULT_XNAT_PORT = 8080
 DEFAULT_API_PORT = 3000
-SAMPLE_MANIFEST = Path(__file__).resolve().parent.parent / "events" / "manifest.json"
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_MANIFEST = ROOT / "events" / "manifest.json"
+DEFAULT_ENV_DIR = ROOT / ".local"
+SAM_ENV_FILE = ROOT / "events" / "env.json"  # sam local's --env-vars for make serve on its default ports
+# Where a `sam local` container finds the machine that runs the stack (Linux: --add-host ...:host-gateway).
+CONTAINER_HOST = "host.docker.internal"
+EXIT_PORT_IN_USE = 2
 # What the functions of `sam local` find through events/env.json: the XNAT service account where AWS keeps it
 # (the template gives the worker a secret, never plain credentials) and the intake's idempotency table.
 XNAT_SECRET_NAME = "xnat-upload-local"
@@ -68,17 +85,68 @@ def prepare_for_sam_local(stack: LocalStack) -> dict[str, str]:
     return {"XNAT_SECRET_ARN": str(secret["ARN"]), "IDEMPOTENCY_TABLE": IDEMPOTENCY_TABLE}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def sam_local_env(s3_port: int, xnat_port: int, defaults: Path = SAM_ENV_FILE) -> dict[str, dict[str, str]]:
+    """The `sam local --env-vars` file for a stack on these ports: events/env.json (written for the default ports,
+    held to the template by tests/unit/test_sam_local_env_file.py) with its container addresses of moto and the
+    XNAT emulator moved to `s3_port` and `xnat_port`; every other value as it is there."""
+    moves = {
+        _container_address(DEFAULT_S3_PORT): f"http://{CONTAINER_HOST}:{s3_port}",
+        _container_address(DEFAULT_XNAT_PORT): f"http://{CONTAINER_HOST}:{xnat_port}",
+    }
+    pattern = re.compile("^(" + "|".join(re.escape(address) for address in moves) + ")(?=/|$)")
+    document = json.loads(defaults.read_text(encoding="utf-8"))
+    return {
+        function: {name: pattern.sub(lambda m: moves[m.group(1)], value) for name, value in variables.items()}
+        for function, variables in document.items()
+    }
+
+
+def _container_address(port: int) -> str:
+    return f"http://{CONTAINER_HOST}:{port}"
+
+
+def write_env_files(env_dir: Path, exports: dict[str, str], sam_env: dict[str, Any]) -> tuple[Path, Path]:
+    """`env.sh` (export lines, for `. .local/env.sh`) and `env.json` (sam local's --env-vars) in `env_dir`."""
+    env_dir.mkdir(parents=True, exist_ok=True)
+    shell, sam = env_dir / "env.sh", env_dir / "env.json"
+    lines = ["# written by `make serve` (devserver/serve.py) for the ports it runs on: . .local/env.sh"]
+    lines += [f"export {name}={shlex.quote(value)}" for name, value in exports.items()]
+    shell.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    sam.write_text(json.dumps(sam_env, indent=2) + "\n", encoding="utf-8")
+    return shell, sam
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m devserver.serve",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="make serve passes options through ARGS: make serve ARGS='--s3-port 4567 --api-port 3001'",
+    )
     parser.add_argument(
         "--host",
         default="127.0.0.1",
         help="where moto and the XNAT emulator listen (default 127.0.0.1). For sam local: 0.0.0.0, or the docker "
         "bridge's address, where containers arrive through host.docker.internal. The local API stays on 127.0.0.1",
     )
-    parser.add_argument("--s3-port", type=int, default=DEFAULT_S3_PORT)
-    parser.add_argument("--xnat-port", type=int, default=DEFAULT_XNAT_PORT)
-    parser.add_argument("--api-port", type=int, default=DEFAULT_API_PORT)
+    parser.add_argument(
+        "--s3-port",
+        type=_port,
+        default=DEFAULT_S3_PORT,
+        help=f"port of moto's server: S3, SQS, DynamoDB, Secrets Manager (default {DEFAULT_S3_PORT}; 0: any free one)",
+    )
+    parser.add_argument(
+        "--xnat-port",
+        type=_port,
+        default=DEFAULT_XNAT_PORT,
+        help=f"port of the XNAT emulator (default {DEFAULT_XNAT_PORT}; 0: any free one)",
+    )
+    parser.add_argument(
+        "--api-port",
+        type=_port,
+        default=DEFAULT_API_PORT,
+        help=f"port of the local upload API, on 127.0.0.1 (default {DEFAULT_API_PORT}; 0: any free one)",
+    )
     parser.add_argument("--catalog-write-latency", type=float, default=0.0, help="emulated XNAT catalog work (s)")
     parser.add_argument("--worker-concurrency", type=int, default=4, help="the worker's MaximumConcurrency")
     parser.add_argument(
@@ -87,8 +155,50 @@ def main(argv: list[str] | None = None) -> int:
         help="run neither the intake nor the worker here: queued messages wait for sam local invoke",
     )
     parser.add_argument("--no-samples", action="store_true", help="do not seed the images of events/manifest.json")
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--env-dir",
+        type=Path,
+        default=DEFAULT_ENV_DIR,
+        help="where env.sh (exports for the CLI, boto3 and curl) and env.json (sam local --env-vars) are written for "
+        "the ports in use (default: .local in the repository)",
+    )
+    return parser
 
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0 to 65535, got {port}")
+    return port
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    ports = {"--s3-port": args.s3_port, "--xnat-port": args.xnat_port}
+    try:
+        check_ports(args.host, ports)
+        check_ports("127.0.0.1", {"--api-port": args.api_port})
+        return serve(args)
+    except PortInUseError as exc:
+        print(f"make serve: {exc}", file=sys.stderr, flush=True)
+        return EXIT_PORT_IN_USE
+    except OSError as exc:  # taken between the check and the bind
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        print(
+            f"make serve: a port was taken while starting ({exc}); try again, or change it with {', '.join(ports)}"
+            " or --api-port",
+            file=sys.stderr,
+            flush=True,
+        )
+        return EXIT_PORT_IN_USE
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Start everything, print where it is, write the env files, run until SIGINT or SIGTERM."""
     # Servers listening on every interface are still reached, from this machine, at the loopback address.
     client_host = "127.0.0.1" if args.host in WILDCARD_HOSTS else args.host
     aws = LocalAws(host=args.host, port=args.s3_port).start()
@@ -109,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     environment = stack.environment(XNAT_URL=xnat_url, PROGRESS_INTERVAL_SECONDS="1")
     os.environ.update(environment)
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
-    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # EMF lines would bury what matters here
+    quiet_local_metrics()  # EMF lines would bury what matters here
     sam_local = prepare_for_sam_local(stack)
     samples = [] if args.no_samples else seed_sample_images(stack)
     if not args.no_pollers:
@@ -127,16 +237,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  manifests put under s3://{stack.bucket}/manifests/ run automatically (intake queue -> job queue)")
     if samples:
         print(f"  sample images      s3://{stack.bucket}/{os.path.commonpath(samples)}/ (events/manifest.json's files)")
+    exports = {name: environment[name] for name in EXPORTS} | {"XNAT_UPLOAD_API": api.url}
+    s3_port, xnat_port = (int(url.rsplit(":", 1)[1]) for url in (stack.aws.url, xnat_url))
+    shell_file, sam_file = write_env_files(args.env_dir, exports, sam_local_env(s3_port, xnat_port))
     print(
-        f"  for sam local      --env-vars events/env.json: secret {sam_local['XNAT_SECRET_ARN']}, "
+        f"  for sam local      --env-vars {_shown(sam_file)}: secret {sam_local['XNAT_SECRET_ARN']}, "
         f"table {sam_local['IDEMPOTENCY_TABLE']}, region {REGION}"
     )
     if args.host == "localhost" or args.host.startswith("127."):
         print("                     (on loopback, which containers on Linux cannot reach: start with --host 0.0.0.0)")
-    print("\nexport these to use the CLI or boto3 against it:")
-    for name in EXPORTS:
-        print(f"  export {name}={environment[name]}")
-    print(f"  export XNAT_UPLOAD_API={api.url}", flush=True)
+    print(
+        f"\nin another terminal, to use the CLI, boto3 or curl against it: . {_shown(shell_file)}   (or export these)"
+    )
+    for name, value in exports.items():
+        print(f"  export {name}={value}", flush=True)
 
     stopped = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -146,6 +260,14 @@ def main(argv: list[str] | None = None) -> int:
     stack.stop()
     stack.aws.stop()
     return 0
+
+
+def _shown(path: Path) -> str:
+    """The path relative to the working folder when it is under it (`.local/env.sh`), else absolute."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 if __name__ == "__main__":

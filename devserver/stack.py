@@ -74,12 +74,15 @@ class LocalStack:
         bucket: str = BUCKET,
         worker_concurrency: int | None = None,
         worker_timeout: float = WORKER_TIMEOUT,
+        images_bucket: str | None = None,
     ) -> None:
         self._own_aws = aws is None
         self.aws = aws or LocalAws()
         self.xnat_user, self.xnat_password = XNAT_USER, XNAT_PASSWORD
         self.xnat = xnat or XnatEmulator(username=XNAT_USER, password=XNAT_PASSWORD)
         self.bucket = bucket
+        # An existing images bucket apart from the data bucket (IMAGES_BUCKET); None: the data bucket.
+        self.images_bucket = images_bucket or bucket
         self.worker_concurrency = worker_concurrency or int(TEMPLATE_DEFAULTS["WorkerMaximumConcurrency"])
         self.worker_timeout = worker_timeout
         self.queue_urls: dict[str, str] = {}
@@ -96,6 +99,8 @@ class LocalStack:
         s3 = self.s3()
         s3.create_bucket(Bucket=self.bucket)
         s3.put_bucket_versioning(Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"})
+        if self.images_bucket != self.bucket:
+            s3.create_bucket(Bucket=self.images_bucket)
         self._create_queues()
         create_table(self.aws.client("dynamodb"), "JobsTable", JOBS_TABLE)
         self._subscribe_to_job_events()
@@ -189,6 +194,7 @@ class LocalStack:
             "XNAT_SERVICE_USER": self.xnat_user,
             "XNAT_SERVICE_PASSWORD": self.xnat_password,
             "DATA_BUCKET": self.bucket,
+            "IMAGES_BUCKET": self.images_bucket,
             "JOB_QUEUE_URL": self.queue_urls["jobs"],
             "JOB_MAX_RECEIVE_COUNT": str(MAX_RECEIVE_COUNT),
             "INTAKE_MAX_RECEIVE_COUNT": str(INTAKE_MAX_RECEIVE_COUNT),
@@ -223,12 +229,12 @@ class LocalStack:
 
     def put_image(self, net_id: str, relative_path: str, data: bytes, images_prefix: str = "") -> str:
         key = f"{images_prefix}{net_id}/upload/{relative_path}"
-        self.s3().put_object(Bucket=self.bucket, Key=key, Body=data)
+        self.s3().put_object(Bucket=self.images_bucket, Key=key, Body=data)
         return key
 
     def put_manifest(self, job_id: str, manifest: dict[str, Any] | bytes) -> dict[str, Any]:
         """Put `manifests/<job_id>.json` (the bucket notifies the intake queue); returns the S3 event
-        AWS would deliver for it."""
+        AWS would deliver for it. A job ID with a slash (`net-1/ab12`) lies under its net's prefix."""
         body = manifest if isinstance(manifest, bytes) else json.dumps(manifest).encode()
         key = f"manifests/{job_id}.json"
         put = self.s3().put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/json")

@@ -17,6 +17,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -39,26 +40,35 @@ def popen(args: list[str], **kwargs: Any) -> subprocess.Popen[Any]:
 
 @dataclass
 class Served:
-    """What `make serve` printed: its `export NAME=value` lines and the URLs of S3, XNAT and the API."""
+    """What `make serve` printed: its `export NAME=value` lines and the URLs of S3, XNAT and the API; the folder
+    where it wrote env.sh and env.json (what it writes to .local/ for a user)."""
 
     exports: dict[str, str] = field(default_factory=dict)
     urls: dict[str, str] = field(default_factory=dict)
+    env_dir: Path = field(default_factory=Path)
+    printed_later: str = ""  # what it printed after the exports, until it was stopped (filled in when it ends)
 
 
 @contextmanager
 def local_stack_served(*args: str) -> Iterator[Served]:
-    """`python -m devserver.serve` (what `make serve` runs) on free ports, until the block ends."""
+    """`python -m devserver.serve` (what `make serve` runs) on free ports, until the block ends; its env files
+    go to a temporary folder (never the repository's .local/, which a user's own `make serve` owns)."""
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "layers" / "xnat_upload")])}
-    process = popen(
-        [sys.executable, "-m", "devserver.serve", "--s3-port", "0", "--xnat-port", "0", "--api-port", "0", *args],
-        cwd=root,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    served = Served()
+    ports = ("--s3-port", "0", "--xnat-port", "0", "--api-port", "0")
+    with tempfile.TemporaryDirectory(prefix="serve-env-") as env_dir:
+        process = popen(
+            [sys.executable, "-m", "devserver.serve", *ports, "--env-dir", env_dir, *args],
+            cwd=root,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        yield from _served(process, Served(env_dir=Path(env_dir)))
+
+
+def _served(process: subprocess.Popen[str], served: Served) -> Iterator[Served]:
     printed: list[str] = []
     assert process.stdout is not None
     try:
@@ -76,6 +86,7 @@ def local_stack_served(*args: str) -> Iterator[Served]:
         yield served
     finally:
         stop(process)
+        served.printed_later = process.stdout.read()
 
 
 def stop(process: subprocess.Popen[Any], grace: float = 15.0) -> None:

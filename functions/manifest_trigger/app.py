@@ -67,8 +67,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             last = attempt >= settings.intake_max_receive_count
             if job:
                 intake_crashed(
-                    job["key"], version_id=job.get("version_id"), error=exc, settings=settings, s3=s3, last=last
-                )
+                    job["key"], version_id=job.get("version_id"), error=exc, settings=settings, s3=s3, last=last,
+                    sequencer=job.get("sequencer") or "",
+                )  # fmt: skip
             delay = (
                 0 if last else redelivery_delay(attempt, settings.crash_retry_seconds, settings.crash_max_retry_seconds)
             )

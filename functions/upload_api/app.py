@@ -32,6 +32,7 @@ from xnat_upload.aws import s3_client, sqs_client
 from xnat_upload.clipping import clip
 from xnat_upload.config import DEFAULT_MAX_MANIFEST_BYTES, DEFAULT_MAX_MANIFEST_FILES
 from xnat_upload.exceptions import (
+    ConfigurationError,
     InternalError,
     InvalidRequestError,
     JobStillRunningError,
@@ -41,6 +42,7 @@ from xnat_upload.exceptions import (
     XnatUploadError,
     error_codes_by_status,
 )
+from xnat_upload.job.ledger import JobRecord, ledger_for
 from xnat_upload.job.queue import JobQueue
 from xnat_upload.manifest.models import (
     IDENTIFIER_MAX_LENGTH,
@@ -54,12 +56,28 @@ from xnat_upload.manifest.models import (
 from xnat_upload.manifest.paths import IDENTIFIER_PATTERN
 from xnat_upload.observability import logger, metrics, tracer
 from xnat_upload.store import JobStore
-from xnat_upload.submission import JOB_ID_NOT_JSON, JOB_ID_PATTERN, job_status, result_summary, submit_job
+from xnat_upload.submission import (
+    JOB_ID_NOT_JSON,
+    JOB_ID_PATTERN,
+    find_job,
+    finished_summary,
+    ledger_time,
+    parse_timestamp,
+    result_summary,
+    submit_job,
+)
 
 API_TITLE = "XNAT S3 uploader"
-API_VERSION = "1.2.0"
+API_VERSION = "1.3.0"
 SYNC_MARGIN_SECONDS = 3.0  # answer before API Gateway's limit cuts the connection
 SUMMARY_AFTER_FILES = 1000  # an error body carries the whole result up to this many files, else its summary
+LIST_MAX_BYTES = 900_000  # a page of GET /jobs stays under 1 MB of JSON, whatever its jobs hold
+LIST_TEXT_MAX_CHARS = 500  # a listed job's error message and submitter (GET /jobs/{id} has them whole)
+# An ISO-8601 date or date-time, extended format, optional seconds, fraction and offset (no offset: UTC).
+TIMESTAMP_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.,][0-9]{1,6})?)?(Z|[+-][0-9]{2}:[0-9]{2})?)?$"
+)
+PAGE_TOKEN_PATTERN = r"^[A-Za-z0-9_-]+={0,2}$"
 JSON = "application/json"
 
 
@@ -140,6 +158,25 @@ NetId = Annotated[
     ),
 ]
 JobId = Annotated[str, Path(pattern=JOB_ID_PATTERN, json_schema_extra=JOB_ID_NOT_JSON)]
+ListLimit = Annotated[int, Query(ge=1, le=1000, description="jobs per page at most (and ~900 KB)")]
+StatusFilter = Annotated[
+    Literal["succeeded", "partial", "failed"], Query(description="only finished jobs that ended so")
+]
+StateFilter = Annotated[
+    Literal["queued", "running", "waiting_for_xnat", "finished"], Query(description="only jobs there now")
+]
+SinceFilter = Annotated[
+    str,
+    Query(
+        pattern=TIMESTAMP_PATTERN,
+        max_length=40,
+        description="only jobs submitted at or after this ISO-8601 time (e.g. 2026-12-01T08:00:00Z; no offset: "
+        "UTC); a date that does not exist is 400 invalid_request",
+    ),
+]
+PageToken = Annotated[
+    str, Query(alias="next", pattern=PAGE_TOKEN_PATTERN, max_length=4096, description="the last page's `next`")
+]
 
 
 # -- answers (for the document: the handlers build plain dicts, checked against these by the tests) ---
@@ -225,10 +262,14 @@ class JobSummary(BaseModel):
     job_id: str | None
     manifest_version: str | None = None
     status: Literal["succeeded", "partial", "failed"]
+    state: Literal["finished"] | None = Field(None, description="from the jobs ledger (absent for older jobs)")
+    mode: Literal["upload", "check"] | None = None
     counts: dict[str, int]
     error: JobError | None = None
     upload_mode: str | None = None
     xnat: dict[str, Any] | None = None
+    submitted_by: str | None = None
+    submitted_at: str | None = None
     started_at: str | None = None
     finished_at: str | None = None
     duration_seconds: float | None = None
@@ -236,12 +277,60 @@ class JobSummary(BaseModel):
     verified: dict[str, int] | None = Field(default=None, description="files in XNAT by verification level")
     mode: Literal["upload", "check"] | None = None
     xnat_missing: list[str] | None = Field(default=None, description="check mode: XNAT objects that do not exist")
+    files_total: int | None = None
+    files_done: int | None = Field(None, description="files in XNAT as requested")
+    files_failed: int | None = None
+    bytes_total: int | None = None
+    bytes_done: int | None = None
+    given_up: bool | None = Field(None, description="ended because its message went to the dead-letter queue")
     result_location: str
     files_filter: Literal["problems", "all"]
     files_matching: int
     offset: int
     files: list[FileEntry]
     next_offset: int | None
+
+
+class JobListEntry(BaseModel):
+    """One job as the jobs ledger lists it (README, "Operations"): where it is, how it ended, who asked."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job_id: str
+    manifest_version: str | None = None
+    state: Literal["queued", "running", "waiting_for_xnat", "finished"]
+    status: Literal["succeeded", "partial", "failed"] | None = Field(None, description="only when finished")
+    mode: Literal["upload", "check"] | None = None
+    net_id: str | None = None
+    xnat: dict[str, str] | None = Field(None, description="the manifest's project, session, scan, resource")
+    counts: dict[str, int]
+    files_total: int
+    files_done: int = Field(description="files in XNAT as requested")
+    files_failed: int
+    bytes_total: int
+    bytes_done: int
+    submitted_by: str | None = None
+    submitted_at: str | None = None
+    updated_at: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    invocations: int | None = None
+    upload_mode: str | None = None
+    error: JobError | None = Field(None, description="its message clipped to 500 characters here")
+    continuation: int | None = None
+    attempt: int | None = None
+    retry_at: str | None = Field(None, description="waiting_for_xnat: when the next delivery comes")
+    result_key: str | None = None
+    given_up: bool | None = None
+
+
+class JobList(BaseModel):
+    """A page of jobs, newest first (by submission); `next` pages on, null on the last page."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    jobs: list[JobListEntry]
+    next: str | None
 
 
 def _answer(description: str, model: Any, headers: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -277,7 +366,10 @@ class JsonBodyValidation(OpenAPIRequestValidationMiddleware):
         event = app.current_event
         media_type = (event.headers.get("content-type") or JSON).split(";")[0].strip().lower()
         if media_type != JSON:
-            raise UnsupportedMediaTypeError(f"the body must be {JSON}, not {media_type or 'an empty Content-Type'}")
+            raise UnsupportedMediaTypeError(
+                f"the body must be {JSON}, not {media_type or 'an empty Content-Type'}: send the header "
+                f"'Content-Type: {JSON}' (curl: -H 'Content-Type: {JSON}')"
+            )
         if not event.body:
             return None
         try:
@@ -303,6 +395,28 @@ def _caller() -> str | None:
     """The signed caller's ARN (AWS_IAM authorization), for the ledger's `submitted_by`."""
     identity = app.current_event.request_context.identity
     return identity.user_arn or identity.caller or None
+
+
+def _base_path() -> str:
+    """The part of the caller's URL before this API's own path: `/v1` behind API Gateway's stage
+    (its `requestContext.path` is the path as requested, the event's `path` the resource's), a
+    custom domain's base path behind one, nothing when called without either (sam local)."""
+    event = app.current_event
+    requested = event.request_context.path or ""
+    own = event.path or ""
+    if own and requested.endswith(own):
+        return requested[: len(requested) - len(own)].rstrip("/")
+    stage = event.request_context.stage
+    return f"/{stage}" if stage and stage != "$default" and not requested else ""
+
+
+def _status_url(job_id: str, settings: Settings) -> str:
+    """Where the caller follows the job: a path it can append to the API's host as it is; a net's
+    own route when jobs are confined to nets (job `net-1/ab12` -> `/nets/net-1/jobs/ab12`)."""
+    net = settings.net_of(job_id)
+    if net:
+        return f"{_base_path()}/nets/{net}/jobs/{job_id[len(net) + 1 :]}"
+    return f"{_base_path()}/jobs/{job_id}"
 
 
 # -- routes -------------------------------------------------------------------------------------------
@@ -338,10 +452,21 @@ def put_upload(
         return Response(
             202,
             JSON,
-            body={"job_id": running.job_id, "status": "running", "status_url": f"/jobs/{running.job_id}"},
-            headers={"Location": f"/jobs/{running.job_id}"},
+            body={"job_id": running.job_id, "status": "running", "status_url": _status_url(running.job_id, settings)},
+            headers={"Location": _status_url(running.job_id, settings)},
         )
     return Response(200, JSON, body=urls)
+
+
+NET_ROUTES = (
+    " With CONFINE_TO_NET on, this deployment's jobs belong to nets: `POST /jobs` is refused (403 net_mismatch) and "
+    "a job is submitted and read on its net's routes (`/nets/{net_id}/jobs`), which IAM can grant net by net."
+)
+JOB_REFUSED = {**BODY_REFUSED, 403: ["net_mismatch"], 409: ["job_conflict"], **UNEXPECTED}
+STATUS_ERRORS = {400: ["invalid_request", "invalid_manifest"], 404: ["job_not_found", "not_found"], **UNEXPECTED}
+FilesFilterQuery = Annotated[Literal["problems", "all"], Query(description="which files to list")]
+OffsetQuery = Annotated[int, Query(ge=0, le=1_000_000, description="the first file of the page")]
+LimitQuery = Annotated[int, Query(ge=1, le=1000, description="files per page at most (and ~900 KB)")]
 
 
 @app.post(
@@ -349,20 +474,45 @@ def put_upload(
     summary="Submit a job manifest; the S3 trigger runs it",
     description="Validated fully (what the intake would refuse is refused now, with its error code), then "
     "stored as manifests/<job_id>.json once. The same job_id with the same manifest is idempotent, and resumes "
-    "a job that ended partial or failed; with another manifest it is 409.",
+    "a job that ended partial or failed; with another manifest it is 409." + NET_ROUTES,
     responses={
         202: _answer("accepted, already submitted, or resumed: follow status_url", JobAccepted, LOCATION),
-        **_errors({**BODY_REFUSED, 409: ["job_conflict"], **UNEXPECTED}),
+        **_errors(JOB_REFUSED),
     },
 )
 @tracer.capture_method
 def post_job(
     request: Annotated[JobRequest, Body(openapi_examples={"demo": {"value": DEMO_JOB}})],
 ) -> Response[dict[str, Any]]:
+    return _submit(request, net_id=None)
+
+
+@app.post(
+    "/nets/<net_id>/jobs",
+    summary="Submit a job manifest of this net (its net_id must be the path's); the S3 trigger runs it",
+    description="As `POST /jobs`, for callers that IAM confines to one net's routes: a manifest naming another "
+    "net is 403 net_mismatch. With CONFINE_TO_NET on it is stored as manifests/<net_id>/<job_id>.json and its "
+    "job ID is `<net_id>/<job_id>`.",
+    responses={
+        202: _answer("accepted, already submitted, or resumed: follow status_url", JobAccepted, LOCATION),
+        # A net_id the path pattern refuses matches no route: 404 not_found, as API Gateway would answer.
+        **_errors({**JOB_REFUSED, 404: ["not_found"]}),
+    },
+)
+@tracer.capture_method
+def post_net_job(
+    net_id: NetId,
+    request: Annotated[JobRequest, Body(openapi_examples={"demo": {"value": DEMO_JOB}})],
+) -> Response[dict[str, Any]]:
+    return _submit(request, net_id=net_id)
+
+
+def _submit(request: JobRequest, net_id: str | None) -> Response[dict[str, Any]]:
     settings = _settings()
     data = request.model_dump(exclude_none=True)
+    job_id = data.pop("job_id", None)
     submission = submit_job(
-        data, settings=settings, s3=s3_client(settings), job_id=data.pop("job_id", None), submitted_by=_caller()
+        data, settings=settings, s3=s3_client(settings), job_id=job_id, net_id=net_id, submitted_by=_caller()
     )
     return Response(
         202,
@@ -370,11 +520,98 @@ def post_job(
         body={
             "job_id": submission.job_id,
             "status": "resumed" if submission.resumed else "accepted" if submission.created else "already_submitted",
-            "status_url": f"/jobs/{submission.job_id}",
+            "status_url": _status_url(submission.job_id, settings),
             "manifest": f"s3://{settings.data_bucket}/{submission.manifest_key}",
         },
-        headers={"Location": f"/jobs/{submission.job_id}"},
+        headers={"Location": _status_url(submission.job_id, settings)},
     )
+
+
+@app.get(
+    "/jobs",
+    summary="List jobs, newest first, from the jobs ledger: filter by status, state and submission time",
+    description="Reads the jobs ledger (DynamoDB), never the results: one page of at most `limit` jobs "
+    "(and ~900 KB), newest first, and `next`, the token of the following page (null on the last). Pass "
+    "`next` back with the same filters; anything else given as `next` is 400 invalid_request.",
+    responses={
+        200: _answer("a page of jobs and the token of the next page", JobList),
+        **_errors({400: ["invalid_request"], **UNEXPECTED}),
+    },
+)
+@tracer.capture_method
+def list_jobs(  # a filter left out is None (the document states each as the values it takes)
+    status: StatusFilter = None,
+    state: StateFilter = None,
+    since: SinceFilter = None,
+    limit: ListLimit = 50,
+    next_token: PageToken = None,
+) -> Response[dict[str, Any]]:
+    return _list(None, status, state, since, limit, next_token)
+
+
+@app.get(
+    "/nets/<net_id>/jobs",
+    summary="List this net's jobs, newest first, from the jobs ledger (as GET /jobs, for one net)",
+    description="As `GET /jobs`, for callers that IAM confines to one net's routes: only the jobs whose manifest "
+    "names this net.",
+    responses={
+        200: _answer("a page of this net's jobs and the token of the next page", JobList),
+        **_errors({400: ["invalid_request"], 404: ["not_found"], **UNEXPECTED}),
+    },
+)
+@tracer.capture_method
+def list_net_jobs(
+    net_id: NetId,
+    status: StatusFilter = None,
+    state: StateFilter = None,
+    since: SinceFilter = None,
+    limit: ListLimit = 50,
+    next_token: PageToken = None,
+) -> Response[dict[str, Any]]:
+    return _list(net_id, status, state, since, limit, next_token)
+
+
+def _list(
+    net_id: str | None, status: Any, state: Any, since: str | None, limit: int, next_token: str | None
+) -> Response[dict[str, Any]]:
+    settings = _settings()
+    if not settings.jobs_table:
+        raise ConfigurationError("JOBS_TABLE is not set: there is no jobs ledger to list")
+    try:
+        start = ledger_time(parse_timestamp(since)) if since else None
+    except ValueError:
+        raise InvalidRequestError(f"since {since!r} is not an ISO-8601 time") from None
+    ledger = ledger_for(settings)
+    while True:
+        records, following = ledger.list_jobs(
+            status=status, state=state, since=start, limit=limit, next_token=next_token, net_id=net_id
+        )
+        entries = [_listed(record) for record in records]
+        fitting = _fitting(entries)
+        if fitting == len(entries):
+            return Response(200, JSON, body={"jobs": entries, "next": following})
+        limit = fitting  # the same page, fewer jobs: the ledger's token then says where exactly it stopped
+
+
+def _listed(record: JobRecord) -> dict[str, Any]:
+    """A job as GET /jobs lists it: the ledger's summary, in the documented fields, long texts clipped."""
+    entry = {name: value for name, value in record.summary().items() if name in JobListEntry.model_fields}
+    entry["manifest_version"] = record.manifest_version or None
+    if isinstance(record.error, dict):
+        entry["error"] = {**record.error, "message": clip(str(record.error.get("message", "")), LIST_TEXT_MAX_CHARS)}
+    if record.submitted_by:
+        entry["submitted_by"] = clip(record.submitted_by, LIST_TEXT_MAX_CHARS)
+    return {name: value for name, value in entry.items() if value is not None}
+
+
+def _fitting(entries: list[dict[str, Any]]) -> int:
+    """How many of the entries fit in one page of LIST_MAX_BYTES (at least one)."""
+    size = 0
+    for count, entry in enumerate(entries):
+        size += len(json.dumps(entry)) + 2
+        if size > LIST_MAX_BYTES:
+            return max(1, count)
+    return len(entries)
 
 
 @app.get(
@@ -383,26 +620,48 @@ def post_job(
     responses={
         200: _answer("finished: the summary, where the full result lies, and a page of its files", JobSummary),
         202: _answer("queued, running or waiting_for_xnat, with progress", JobPending),
-        **_errors({400: ["invalid_request", "invalid_manifest"], 404: ["job_not_found", "not_found"], **UNEXPECTED}),
+        **_errors(STATUS_ERRORS),
     },
 )
 @tracer.capture_method
 def get_job(
-    job_id: JobId,
-    files: Annotated[Literal["problems", "all"], Query(description="which files to list")] = "problems",
-    offset: Annotated[int, Query(ge=0, le=1_000_000, description="the first file of the page")] = 0,
-    limit: Annotated[int, Query(ge=1, le=1000, description="files per page at most (and ~900 KB)")] = 500,
+    job_id: JobId, files: FilesFilterQuery = "problems", offset: OffsetQuery = 0, limit: LimitQuery = 500
 ) -> Response[dict[str, Any]]:
+    return _status(job_id, None, files, offset, limit)
+
+
+@app.get(
+    "/nets/<net_id>/jobs/<job_id>",
+    summary="The status of a job of this net (with CONFINE_TO_NET on, the job `<net_id>/<job_id>`)",
+    responses={
+        200: _answer("finished: the summary, where the full result lies, and a page of its files", JobSummary),
+        202: _answer("queued, running or waiting_for_xnat, with progress", JobPending),
+        **_errors(STATUS_ERRORS),
+    },
+)
+@tracer.capture_method
+def get_net_job(
+    net_id: NetId, job_id: JobId, files: FilesFilterQuery = "problems", offset: OffsetQuery = 0, limit: LimitQuery = 500
+) -> Response[dict[str, Any]]:
+    return _status(job_id, net_id, files, offset, limit)
+
+
+def _status(job_id: str, net_id: str | None, files: Any, offset: int, limit: int) -> Response[dict[str, Any]]:
     settings = _settings()
     s3 = s3_client(settings)
-    state, document = job_status(job_id, settings=settings, s3=s3)
-    if state == "pending":
-        progress = document or {}
+    store = JobStore(s3, settings)
+    job = find_job(job_id, settings=settings, s3=s3, net_id=net_id)
+    job_id = job.job_id
+    if job.pending is not None:
+        progress = job.pending
         return Response(
             202, JSON, body={"job_id": job_id, "status": progress.get("state", "queued"), "progress": progress}
         )
-    location = JobStore(s3, settings).result_location(job_id)
-    body = result_summary(document or {}, location=location, files=files, offset=offset, limit=limit)
+    if job.record is not None:  # the ledger answers; the result is read only for a page of files to show
+        body = finished_summary(job.record, store=store, files=files, offset=offset, limit=limit)
+    else:
+        location = store.result_location(job_id)
+        body = result_summary(job.result or {}, location=location, files=files, offset=offset, limit=limit)
     return Response(200, JSON, body=body)
 
 

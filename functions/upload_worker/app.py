@@ -22,7 +22,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 
 from xnat_upload import Settings
-from xnat_upload.aws import s3_client, sqs_client
+from xnat_upload.aws import s3_client, sqs_client, with_ca_bundle
 from xnat_upload.job.queue import JobMessage, JobQueue, redelivery_delay
 from xnat_upload.job.worker import Continued, Finished, RetryLater, Skipped, crashed, work_on_job
 from xnat_upload.observability import logger, metrics, record_job_metrics, report_crash, tracer
@@ -57,7 +57,9 @@ class WaitingForXnat(Exception):
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    settings = Settings.from_env()
+    # A private CA for XNAT (XNAT_CA_BUNDLE_S3_URI) is fetched on the first invocation of a container.
+    configured = Settings.from_env()
+    settings = with_ca_bundle(configured, s3_client(configured))
     queue = JobQueue(sqs_client(settings), settings.require_job_queue())
 
     def remaining_seconds() -> float:

@@ -8,6 +8,7 @@ every test here, whichever xdist worker runs them. Where no CPython 3.12 exists 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import struct
@@ -18,7 +19,14 @@ from typing import Any
 import pytest
 from cfnlint.decode import decode
 
-from tools.build import RUNTIME_VERSION, build_environment, find_python, missing_python_message, wheelhouse_is_current
+from tools.build import (
+    RUNTIME_VERSION,
+    build_environment,
+    find_python,
+    locked,
+    missing_python_message,
+    wheelhouse_is_current,
+)
 
 from .conftest import ROOT, WHEELHOUSE, once_per_session, run_offline
 
@@ -149,7 +157,29 @@ def test_the_build_is_for_the_templates_runtime(source_template: dict[str, Any])
     assert source_template["Globals"]["Function"]["Runtime"] == runtime
     assert source_template["Globals"]["Function"]["Architectures"] == ["arm64"]
     layer = source_template["Resources"]["XnatUploadLayer"]
-    assert layer["Metadata"] == {"BuildMethod": runtime, "BuildArchitecture": "arm64"}
+    # The layer's Makefile installs the lock for python3.12 on arm64 (tests/unit/test_build_tool.py checks its options).
+    assert layer["Metadata"] == {"BuildMethod": "makefile", "BuildArchitecture": "arm64"}
+
+
+def test_the_layer_holds_exactly_the_locked_packages(built: Path) -> None:
+    """Every package of requirements.lock at its pinned version, and nothing the lock does not pin."""
+    site = built / "XnatUploadLayer" / "python"
+    installed = {}
+    for info in site.glob("*.dist-info"):
+        name, version = info.name.removesuffix(".dist-info").rsplit("-", 1)
+        installed[re.sub(r"[-_.]+", "-", name).lower()] = version
+    assert installed == {name: version for name, (version, _) in locked().items()}
+
+
+def test_the_wheelhouse_holds_only_wheels_the_lock_names_by_hash() -> None:
+    """The offline build's wheels are the lock's: prefetch downloads them with --require-hashes."""
+    if not WHEELHOUSE.is_dir():
+        pytest.skip(f"no wheelhouse at {WHEELHOUSE}")
+    hashes = {digest for _, digests in locked().values() for digest in digests}
+    wheels = sorted(WHEELHOUSE.glob("*.whl"))
+    assert wheels
+    for wheel in wheels:
+        assert hashlib.sha256(wheel.read_bytes()).hexdigest() in hashes, wheel.name
 
 
 # ---------------------------------------------------------------- nothing else

@@ -40,6 +40,7 @@ MAKE_SERVE_EXPORTS = {
     "AWS_DEFAULT_REGION": REGION,
     "DATA_BUCKET": "xnat-upload-data-local",
     "JOB_QUEUE_URL": f"http://127.0.0.1:{serve.DEFAULT_S3_PORT}/123456789012/xnat-upload-jobs.fifo",
+    "JOBS_TABLE": "xnat-upload-jobs",
 }
 # Which sample events fit which function: (event source, what its records come from).
 EVENT_SOURCE = {

@@ -28,6 +28,26 @@ EVERY_OPTION_ON = {
     "VpcSecurityGroupIds": "sg-0123456789abcdef0",
     "CreateApiGatewayAccountRole": "true",
     "LogKmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/0123abcd-4567-89ab-cdef-0123456789ab",
+    # ---- deployment
+    "ImagesBucketName": "hospital-pacs-export",
+    "ImagesBucketKmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/89abcdef-0123-4567-89ab-cdef01234567",
+    "ImagesPrefix": "images/",
+    "ConfineToNet": "true",
+    "XnatCaBundleS3Object": "hospital-config/xnat/ca-bundle.pem",
+    "ImagesExpirationDays": 0,
+    "ManifestsExpirationDays": 0,
+    "ResultsExpirationDays": 0,
+    "DataBucketEncryption": "SSE-KMS",
+    "AuditTrail": "true",
+}
+# Retention on the stack's own bucket with an images prefix (the images rule applies), and KMS alone.
+IMAGES_EXPIRE = {"ImagesPrefix": "images/", "ImagesExpirationDays": 14, "ResultsExpirationDays": 90}
+KMS_ONLY = {"DataBucketEncryption": "SSE-KMS"}
+VARIANTS = {
+    "defaults": {},
+    "every option on": EVERY_OPTION_ON,
+    "images expire in the data bucket": IMAGES_EXPIRE,
+    "customer-managed key only": KMS_ONLY,
 }
 # The stack's own alarm topic with an e-mail subscription (the defaults cover it without, "every option on" a given
 # topic); a reservation equal to the job queue's maximum concurrency, the least the template's rules accept.
@@ -41,19 +61,23 @@ def _template() -> dict[str, Any]:
     return template
 
 
-@pytest.fixture(params=sorted(VARIANTS), ids=str)
-def variant(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
-    """The template with the variant's parameter defaults, as JSON, its code paths made absolute."""
+def render(options: dict[str, Any], path: Path) -> Path:
+    """The template with `options` as its parameters' defaults, as JSON at `path`, its code paths made absolute."""
     template = _template()
-    for name, value in VARIANTS[request.param].items():
+    for name, value in options.items():
         template["Parameters"][name]["Default"] = value
     for resource in template["Resources"].values():
         for key in ("CodeUri", "ContentUri"):
             if isinstance(resource.get("Properties", {}).get(key), str):
                 resource["Properties"][key] = str(ROOT / resource["Properties"][key])
-    path = tmp_path / "template.json"
     path.write_text(json.dumps(template, indent=1))
     return path
+
+
+@pytest.fixture(params=sorted(VARIANTS), ids=str)
+def variant(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """The template with the variant's parameter defaults, as JSON, its code paths made absolute."""
+    return render(VARIANTS[request.param], tmp_path / "template.json")
 
 
 def test_every_option_is_exercised() -> None:

@@ -15,10 +15,12 @@ from typing import Any
 
 import pytest
 
-from devserver.stack import DEMO_ACCESSION, DEMO_PROJECT, JOBS_TABLE, LocalStack
+from devserver.stack import DEMO_ACCESSION, DEMO_PROJECT, LocalStack
+from xnat_upload import Settings
 from xnat_upload.cli import render
+from xnat_upload.cli.jobs import since_time
 from xnat_upload.cli.main import ProgressDisplay, aws_error_message, main
-from xnat_upload.job.ledger import DynamoDBLedger
+from xnat_upload.job.ledger import JobRecord, ledger_for
 
 from .conftest import make_manifest
 
@@ -157,7 +159,10 @@ def test_submit_wait_uploads_and_status_shows_the_table(
 
     other = write_manifest(tmp_path, "other.json", exist_ok=True)
     assert main(["submit", other, "--job-id", "cli-ok"]) == 1
-    assert capsys.readouterr().err.strip() == "error: job 'cli-ok' was already submitted with a different manifest"
+    assert capsys.readouterr().err.strip() == (
+        "error: job 'cli-ok' was already submitted with a different manifest: use a new job ID "
+        "(--job-id, or job_id in the request) for a different job"
+    )
 
 
 def test_a_job_with_a_failure_exits_1(stack: LocalStack, running: LocalStack, tmp_path: Path) -> None:
@@ -205,21 +210,91 @@ def test_pending_job_status_and_wait_timeout(
     assert status.stdout.strip() == "queued: waiting for the job to start"
 
     version = stack.s3().head_object(Bucket=stack.bucket, Key="manifests/cli-slow.json")["VersionId"]
-    ledger = DynamoDBLedger(stack.aws.client("dynamodb"), JOBS_TABLE)
-    ledger.update("cli-slow", version, 0, state="running", files_total=4, files_done=1, files_failed=0,
-                  bytes_total=4096, bytes_done=1024)  # fmt: skip
+    ledger = ledger_for(Settings.from_env())
+    ledger.open(JobRecord("cli-slow", version, files_total=4, bytes_total=4096))
+    ledger.update("cli-slow", version, 0, state="running", files_done=1, bytes_done=1024, attempt=1)
     assert main(["status", "cli-slow"]) == 4
     assert capsys.readouterr().out.strip() == "running: 1/4 files, 1.0 KiB of 4.0 KiB, 0 failed"
     assert main(["status", "cli-slow", "--json"]) == 4
-    answer = json.loads(capsys.readouterr().out)
-    assert (answer["job_id"], answer["state"]) == ("cli-slow", "pending")
-    assert answer["progress"]["state"] == "running" and answer["progress"]["files_done"] == 1
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["job_id"], shown["state"]) == ("cli-slow", "pending")
+    assert {k: shown["progress"][k] for k in ("state", "files_done", "files_total")} == {
+        "state": "running", "files_done": 1, "files_total": 4}  # fmt: skip
+
+    retry_at = "2026-12-06T12:00:00+00:00"
+    ledger.update("cli-slow", version, 0, state="waiting_for_xnat", retry_at=retry_at, attempt=3)
+    assert main(["status", "cli-slow"]) == 4
+    assert capsys.readouterr().out.strip() == (
+        f"waiting_for_xnat: 1/4 files, 1.0 KiB of 4.0 KiB, 0 failed; XNAT unavailable, next try at {retry_at} "
+        "(after delivery 3)"
+    )
+
+
+def test_jobs_lists_the_ledger_newest_first_and_status_problems_shows_only_files_not_in_xnat(
+    stack: LocalStack, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack.put_image("net-1", "ct.nii", b"ct")
+    stack.put_image("net-1", "seg.nii", b"ours")
+    stack.xnat.add_file(DEMO_PROJECT, DEMO_ACCESSION, "1", "NIFTI", "seg.nii", b"theirs")
+    for job_id, files in (("ok-1", ["ct.nii"]), ("bad-1", ["nowhere.nii"]), ("part-1", ["ct.nii", "seg.nii"])):
+        stack.put_manifest(job_id, make_manifest(files_relative_paths_to_upload=files))
+        stack.drain()
+    capsys.readouterr()  # the functions' log lines
+
+    proc = run_cli("jobs", "--status", "failed", "--since", "1d", env=stack.environment())
+    assert proc.returncode == 0, proc.stderr
+    header, row = proc.stdout.strip().splitlines()
+    assert header.split() == ["JOB", "ID", "STATE", "FILES", "SUBMITTED", "SUBMITTED", "BY", "ERROR"]
+    assert row.split()[:3] == ["bad-1", "finished/failed", "0/1"] and row.endswith("object_not_found")
+
+    assert main(["jobs", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [job["job_id"] for job in listed["jobs"]] == ["part-1", "bad-1", "ok-1"] and listed["next"] is None
+    assert main(["jobs", "--limit", "2"]) == 0
+    *rows, more = capsys.readouterr().out.strip().splitlines()
+    assert [r.split()[0] for r in rows[1:]] == ["part-1", "bad-1"] and more.startswith("(more: --next ")
+    assert main(["jobs", "--next", more.removeprefix("(more: --next ").rstrip(")")]) == 0
+    assert [r.split()[0] for r in capsys.readouterr().out.strip().splitlines()[1:]] == ["ok-1"]
+    assert main(["jobs", "--state", "queued"]) == 0
+    assert capsys.readouterr().out.strip() == "no jobs"
+
+    assert main(["status", "part-1", "--problems"]) == 1
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3 and lines[1].startswith("seg.nii") and "already_exists" in lines[1]
+    assert lines[2].startswith("job part-1 partial: 1/2 files in XNAT")
+    assert main(["status", "ok-1", "--problems"]) == 0
+    assert capsys.readouterr().out.strip().splitlines() == ["job ok-1 succeeded: 1/1 files in XNAT (2 B); uploaded 1"]
+    assert main(["status", "part-1", "--problems", "--json"]) == 1
+    assert [f["path"] for f in json.loads(capsys.readouterr().out)["files"]] == ["seg.nii"]
+
+    assert main(["jobs", "--next", "bm90LWEtdG9rZW4"]) == 2
+    assert "--next" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:
+        main(["jobs", "--since", "yesterday"])
+    assert usage.value.code == 2 and "not a time: 'yesterday'" in capsys.readouterr().err
+    monkeypatch.delenv("JOBS_TABLE")
+    assert main(["jobs"]) == 2
+    assert capsys.readouterr().err.strip() == "error: no jobs table: set JOBS_TABLE (the stack's JobsTableName output)"
+
+
+def test_since_takes_a_span_ago_or_an_iso_time() -> None:
+    from datetime import UTC, datetime
+
+    now = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+    assert since_time("30m", now) == "2026-12-06T11:30:00.000+00:00"
+    assert since_time("12h", now) == "2026-12-06T00:00:00.000+00:00"
+    assert since_time("7d", now) == "2026-11-29T12:00:00.000+00:00"
+    assert since_time("2026-12-01T08:00:00+02:00") == "2026-12-01T06:00:00.000+00:00"
+    assert since_time("2026-12-01") == "2026-12-01T00:00:00.000+00:00"
 
 
 def test_unknown_job_and_bad_job_id(stack: LocalStack, capsys: pytest.CaptureFixture[str]) -> None:
     proc = run_cli("status", "never-submitted", env=stack.environment())
     assert proc.returncode == 5
-    assert proc.stderr.strip() == f"unknown job 'never-submitted': no manifest and no result in s3://{stack.bucket}"
+    assert proc.stderr.strip() == (
+        f"unknown job 'never-submitted': no manifest and no result in s3://{stack.bucket} "
+        "(check the job ID, and --bucket or DATA_BUCKET)"
+    )
 
     assert main(["status", "../etc"]) == 2
     assert capsys.readouterr().err.startswith("error: job_id '../etc' must match")

@@ -265,3 +265,77 @@ def test_a_message_of_an_older_manifest_version_leaves_the_newer_ones_ledger_ite
     current = stack.s3().head_object(Bucket=stack.bucket, Key="manifests/reput.json")["VersionId"]
     assert item is not None and item["manifest_version"] == current and item["status"] == "succeeded"
     assert [e["detail"]["manifest_version"] for e in _events_of(stack, "reput")] == [current]
+
+
+# -- the sweeper judges only what is dead ----------------------------------------------------------------
+
+
+def test_the_sweeper_leaves_alone_a_continued_job_and_a_job_still_waiting_for_its_first_delivery(
+    stack: LocalStack,
+) -> None:
+    ledger = _ledger(stack)
+    past = (datetime.now(UTC) - timedelta(hours=2)).isoformat(timespec="milliseconds")
+    # The last allowed delivery continued the job: the next level's message waits for a free worker.
+    assert ledger.open(JobRecord("continued", "v1"))
+    ledger.update("continued", "v1", 3, state="running", attempt=8, lease_until=past)
+    ledger.update("continued", "v1", 4, state="running", attempt=None, lease_until=None)
+    # A job queued behind its XNAT resource's other jobs for a day.
+    assert ledger.open(JobRecord("waiting", "v1"))
+    settings = Settings.from_env()
+    s3 = s3_client(settings)
+
+    assert sweep(settings=settings, s3=s3, now=datetime.now(UTC) + timedelta(days=1)).ended == []
+
+    # Past the queue's retention, a message that never reached a worker is gone: the job ends, saying so.
+    swept = sweep(settings=settings, s3=s3, now=datetime.now(UTC) + timedelta(days=15))
+    assert sorted(swept.ended) == ["continued", "waiting"]
+    assert {e["detail"]["error"]["code"] for e in stack.job_events()} == {"job_stalled"}
+
+
+def test_a_refused_manifest_quoting_megabytes_still_gets_its_ledger_item_and_event(stack: LocalStack) -> None:
+    huge = make_manifest(central_hub_project_id="P" * 500_000)  # refused by the schema; quoted nowhere whole
+    stack.run("huge-id", huge)
+
+    item = stack.read_job("huge-id")
+    assert item is not None and (item["state"], item["status"]) == ("finished", "failed")
+    assert "project" not in item["xnat"] and item["xnat"]["session"] == "ACC0001"
+    assert [e["detail"]["status"] for e in _events_of(stack, "huge-id")] == ["failed"]
+
+
+def test_a_worker_opens_the_item_of_a_version_whose_intake_has_not_run_yet(stack: LocalStack) -> None:
+    from xnat_upload.job.queue import JobQueue
+    from xnat_upload.manifest import JobManifest
+    from xnat_upload.submission import enqueue_job
+
+    stack.put_image("net-1", "ct_scan.nii.gz", IMAGE)
+    stack.run("again", make_manifest())
+    first = stack.read_job("again")
+    assert first is not None and first["status"] == "succeeded"
+    settings = Settings.from_env()
+    queue = JobQueue(stack.sqs(), stack.queue_urls["jobs"])
+
+    # The upload route puts a new version and sends its message itself; the worker gets it first.
+    version = enqueue_job(JobManifest.from_data(make_manifest(exist_ok=True)), job_id="again", settings=settings,
+                          s3=s3_client(settings), queue=queue)  # fmt: skip
+    assert stack.worker is not None and stack.worker.poll_once()
+
+    item = stack.read_job("again")
+    assert item is not None and (item["manifest_version"], item["state"]) == (version, "finished")
+    stack.drain()  # the intake's own event of that version: nothing more
+    assert [e["detail"]["manifest_version"] for e in _events_of(stack, "again")] == [first["manifest_version"],
+                                                                                      version]  # fmt: skip
+
+
+def test_an_end_is_noted_as_announced_only_for_that_end(stack: LocalStack) -> None:
+    ledger = _ledger(stack)
+    assert ledger.open(JobRecord("noted", "v1"))
+    first = ledger.finish("noted", "v1", 0, status="failed", given_up=True)
+    assert first is not None
+    ledger.update("noted", "v1", 0, state="running")  # a redrive reopens it
+    second = ledger.finish("noted", "v1", 0, status="succeeded", given_up=False)
+    assert second is not None and second.finished_at != first.finished_at
+
+    ledger.mark_event_sent("noted", "v1", first.finished_at)  # a slow announcer of the first end
+
+    record = ledger.get("noted")
+    assert record is not None and record.event_sent is False and record.given_up is False and record.error is None

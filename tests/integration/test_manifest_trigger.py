@@ -99,7 +99,10 @@ def test_exist_ok_false_keeps_the_file_in_xnat_and_says_already_exists(stack: Lo
     by_path = {f["path"]: f for f in result["files"]}
     assert by_path["ct_scan.nii.gz"]["status"] == "already_exists"
     assert by_path["ct_scan.nii.gz"]["error_code"] == "already_exists"
-    assert "exist_ok" in by_path["ct_scan.nii.gz"]["error"]
+    assert by_path["ct_scan.nii.gz"]["error"] == (
+        "'ct_scan.nii.gz' is already in XNAT with other content and exist_ok is false: XNAT's copy was kept; "
+        'to replace it, submit again with "exist_ok": true'
+    )
     assert by_path["seg/ct seg.nii.gz"]["status"] == by_path["reports/2026/report.json"]["status"] == "uploaded"
     assert result["status"] == "partial"
     assert xnat_files(stack)["ct_scan.nii.gz"] == b"older version"
@@ -475,3 +478,27 @@ def test_a_scan_named_files_does_not_confuse_the_listing(stack: LocalStack) -> N
 
     assert result["files"][0]["status"] == "already_exists"
     assert stack.xnat.get_file(DEMO_PROJECT, DEMO_ACCESSION, "files", "NIFTI", "ct_scan.nii.gz") == b"older version"
+
+
+def test_a_project_id_given_as_the_central_hub_project_id_is_named_with_the_secondary_id_to_use(
+    stack: LocalStack,
+) -> None:
+    # The demo project's XNAT ID is PRJ001; its secondary ID, the central hub project ID, is CHP-001.
+    seed(stack)
+    result = run(stack, make_manifest(central_hub_project_id="PRJ001"))
+
+    assert result["error"]["code"] == "project_not_found"
+    assert result["error"]["message"] == (
+        "no XNAT project has secondary ID 'PRJ001', but 'PRJ001' is the XNAT project ID of the project whose "
+        "secondary ID is 'CHP-001': set central_hub_project_id to 'CHP-001'"
+    )
+
+
+def test_an_unknown_project_says_the_central_hub_project_id_is_the_secondary_id(stack: LocalStack) -> None:
+    seed(stack)
+    result = run(stack, make_manifest(central_hub_project_id="CHP-404"))
+
+    assert result["error"]["message"] == (
+        "no XNAT project has secondary ID 'CHP-404'; central_hub_project_id must be the project's secondary ID "
+        "(its 'Running Title' in XNAT), not its project ID"
+    )

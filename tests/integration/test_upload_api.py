@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from devserver.local_api import LocalApiServer
+from devserver.handlers import load_handler_module
+from devserver.lambda_context import LocalLambdaContext
+from devserver.local_api import LocalApiServer, proxy_event
 from devserver.stack import DEMO_ACCESSION, DEMO_PROJECT, DEMO_SECONDARY_ID, LocalStack
 
 from .conftest import make_manifest, wait_for_job
@@ -127,6 +129,9 @@ def test_an_existing_file_with_exist_ok_false_is_409(running_api: str, stack: Lo
 
     assert response.status_code == 409
     assert response.json()["error"] == "already_exists"
+    assert response.json()["message"].endswith(
+        '(exist_ok is false; to replace them, submit again with "exist_ok": true)'
+    )
     assert xnat_files(stack) == {"a.nii": b"old"}
 
 
@@ -157,7 +162,7 @@ def test_a_job_that_does_not_end_in_time_answers_202_and_keeps_running(
 
     assert response.status_code == 202
     body = response.json()
-    assert body["job_id"].startswith("sync-") and body["status_url"] == f"/jobs/{body['job_id']}"
+    assert body["job_id"].startswith("sync-") and body["status_url"] == f"/v1/jobs/{body['job_id']}"
     assert response.headers["Location"] == body["status_url"]
     done = wait_for_job(running_api, body["job_id"])
     assert done.status_code == 200 and done.json()["status"] == "succeeded"
@@ -172,7 +177,8 @@ def test_a_submitted_job_is_queued_then_answers_with_its_result(api: str, stack:
 
     assert submitted.status_code == 202
     assert submitted.json()["job_id"] == "job-42"
-    assert submitted.json()["status_url"] == "/jobs/job-42"
+    assert submitted.json()["status_url"] == "/v1/jobs/job-42", "the stage is part of the URL API Gateway serves"
+    assert submitted.headers["Location"] == "/v1/jobs/job-42"
     queued = requests.get(f"{api}/jobs/job-42", timeout=30)
     assert queued.status_code == 202 and queued.json()["status"] == "queued"
 
@@ -191,6 +197,30 @@ def test_a_submitted_job_is_queued_then_answers_with_its_result(api: str, stack:
     assert body["files"] == [], "by default only the files that need attention are listed"
     everything = requests.get(f"{api}/jobs/job-42", params={"files": "all"}, timeout=30).json()
     assert everything["files"][0]["url"].endswith("/files/ct_scan.nii.gz")
+
+
+@pytest.mark.parametrize(
+    ("requested_path", "stage", "status_url"),
+    [
+        ("/prod/jobs", "prod", "/prod/jobs/job-7"),  # the execute-api URL: the stage comes first
+        ("/uploads/jobs", "v1", "/uploads/jobs/job-7"),  # a custom domain's base path mapping
+        ("/jobs", "v1", "/jobs/job-7"),  # a custom domain mapped at its root
+        (None, "v1", "/v1/jobs/job-7"),  # no requested path in the event: the stage is the best guess
+    ],
+    ids=["stage", "custom-domain-base-path", "custom-domain-root", "stage-only"],
+)
+def test_status_url_is_the_path_the_caller_used_with_its_stage(
+    stack: LocalStack, requested_path: str | None, stage: str, status_url: str
+) -> None:
+    body = json.dumps({**make_manifest(), "job_id": "job-7"}).encode()
+    event = proxy_event("POST", "/jobs", {"Content-Type": "application/json"}, body, "127.0.0.1")
+    event["requestContext"].update(stage=stage, path=requested_path)
+
+    response = load_handler_module("upload_api").lambda_handler(event, LocalLambdaContext("upload-api", 29))
+
+    assert response["statusCode"] == 202, response["body"]
+    assert json.loads(response["body"])["status_url"] == status_url
+    assert response["multiValueHeaders"]["Location"] == [status_url]
 
 
 def test_a_job_id_is_generated_when_none_is_given(api: str) -> None:
@@ -268,8 +298,8 @@ def test_a_path_that_matches_no_route_is_404_not_a_crash(bare_api: str, path: st
     [
         ("DELETE", "/jobs/job-1", "GET"),
         ("POST", "/jobs/job-1", "GET"),
-        ("GET", "/jobs", "POST"),
-        ("PATCH", "/jobs", "POST"),
+        ("DELETE", "/jobs", "GET, POST"),
+        ("PATCH", "/jobs", "GET, POST"),
         ("GET", "/upload/images/net-1", "PUT"),
         ("OPTIONS", "/upload/images/net-1", "PUT"),
         ("TRACE", "/jobs/job-1", "GET"),
@@ -303,6 +333,7 @@ def test_a_body_that_is_not_application_json_is_415(bare_api: str, method: str, 
 
     assert response.status_code == 415, response.text
     assert response.json()["error"] == "unsupported_media_type"
+    assert "send the header 'Content-Type: application/json'" in response.json()["message"]
 
 
 def test_json_with_a_charset_is_json(api: str) -> None:

@@ -6,6 +6,7 @@ does when its version is not selected).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,28 @@ def test_wheelhouse_files_name_their_package(filename: str, expected: str, pure:
     name, version = build._name_and_version(filename)
     assert name == expected and version[0].isdigit()
     assert build._is_pure_wheel(filename) is pure
+
+
+# ---------------------------------------------------------------- the lock
+
+
+def test_the_lock_pins_every_requirement_with_hashes() -> None:
+    pins = build.locked()
+    for line in build.REQUIREMENTS.read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        name, version = line.split("==")
+        name = build._canonical(name.split("[")[0])
+        assert pins[name][0] == version.strip(), f"{name}: run `make lock` after changing requirements.txt"
+    for name, (_, hashes) in pins.items():
+        assert hashes and all(len(h) == 64 for h in hashes), name
+
+
+def test_the_layer_makefile_installs_the_lock_with_hashes_for_lambdas_platform() -> None:
+    makefile = build.LAYER_MAKEFILE.read_text()
+    options = re.search(r"^LAMBDA_PIP_OPTIONS := (.*?)\n\n", makefile, re.MULTILINE | re.DOTALL)
+    assert options is not None
+    assert options[1].replace("\\\n", " ").split() == build.lambda_platform_args()
+    install = re.search(r"pip install (.*?)-r (\S+)", makefile.replace("\\\n", " "), re.DOTALL)
+    assert install is not None and install[2] == "requirements.lock"
+    assert "--require-hashes" in install[1].split() and "--no-compile" in install[1].split()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from xnat_upload.config import Settings
-from xnat_upload.exceptions import ConfigurationError
+from xnat_upload.exceptions import ConfigurationError, NetConfinementError
 
 BASE = {"XNAT_URL": "https://xnat.example.org/", "DATA_BUCKET": "data"}
 
@@ -70,3 +70,34 @@ def test_a_net_cannot_read_from_the_manifests_or_results_prefix(net_id: str) -> 
     with pytest.raises(KeyOutsidePrefixError):
         Settings.from_env(BASE).upload_prefix(net_id)
     assert Settings.from_env({**BASE, "IMAGES_PREFIX": "images/"}).upload_prefix(net_id) == f"images/{net_id}/upload/"
+
+
+def test_images_are_read_from_the_data_bucket_unless_another_is_named() -> None:
+    assert Settings.from_env(BASE).images_bucket == "data"
+    assert Settings(xnat_url="https://x", data_bucket="data").images_bucket == "data"
+    assert Settings.from_env({**BASE, "IMAGES_BUCKET": "pacs"}).images_bucket == "pacs"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"CONFINE_TO_NET": "yes"}, "CONFINE_TO_NET"),
+        ({"XNAT_CA_BUNDLE_S3_URI": "bucket/key.pem"}, "XNAT_CA_BUNDLE_S3_URI"),
+        ({"XNAT_CA_BUNDLE_S3_URI": "s3://bucket/"}, "XNAT_CA_BUNDLE_S3_URI"),
+    ],
+)
+def test_bad_deployment_settings_name_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        Settings.from_env({**BASE, **env})
+
+
+def test_confined_jobs_belong_to_the_net_their_key_names() -> None:
+    confined = Settings.from_env({**BASE, "CONFINE_TO_NET": "true"})
+    assert confined.net_of("net-1/ab12") == "net-1"
+    assert confined.net_of("ab12") == ""
+    confined.check_net("net-1/ab12", "net-1")
+    with pytest.raises(NetConfinementError, match="manifests/net-1/"):
+        confined.check_net("net-2/ab12", "net-1")
+    free = Settings.from_env(BASE)
+    assert free.net_of("net-1/ab12") is None
+    free.check_net("net-2/ab12", "net-1")

@@ -120,3 +120,18 @@ def test_each_function_gets_the_configuration_its_code_reads(
         if "XNAT_SECRET_ARN" in declared_variables(template, function):  # the one that logs in to XNAT
             assert service_credentials(settings) == ("svc-uploader", "local-only-password")
             assert secrets_read == [env_file[function]["XNAT_SECRET_ARN"]]
+
+
+def test_make_serve_on_other_ports_writes_the_env_file_with_only_its_addresses_moved(env_file: dict[str, Any]) -> None:
+    # .local/env.json, for make serve ARGS='--s3-port 4567 --xnat-port 8081': sam local must reach those ports.
+    assert serve.sam_local_env(serve.DEFAULT_S3_PORT, serve.DEFAULT_XNAT_PORT) == env_file
+    moved = serve.sam_local_env(4567, 8081)
+    assert set(moved) == set(env_file)
+    for function, variables in moved.items():
+        assert set(variables) == set(env_file[function]), function
+        assert variables["AWS_ENDPOINT_URL"] == "http://host.docker.internal:4567", function
+        assert variables["XNAT_URL"] == "http://host.docker.internal:8081", function
+        assert variables["JOB_QUEUE_URL"] == f"http://host.docker.internal:4567/{MOTO_ACCOUNT}/{JOB_QUEUE}", function
+        for name, value in variables.items():
+            if name not in ("AWS_ENDPOINT_URL", "XNAT_URL", "JOB_QUEUE_URL"):
+                assert value == env_file[function][name], (function, name)

@@ -98,8 +98,23 @@ def _s3_statements(resources: dict[str, Any], function: str) -> list[dict[str, A
     return statements
 
 
+IMAGES_BUCKET_ARN = "arn:${AWS::Partition}:s3:::${ImagesBucket}"
+
+
+def _images_bucket(resource: Any) -> bool:
+    """Whether a !Sub names the images bucket: ImagesBucketName when given, else the data bucket."""
+    if not (isinstance(resource, dict) and isinstance(resource.get("Fn::Sub"), list)):
+        return False
+    variables = resource["Fn::Sub"][1]
+    return variables.get("ImagesBucket", {}).get("Fn::If", [None])[:2] == [
+        "HasImagesBucket",
+        {"Ref": "ImagesBucketName"},
+    ]
+
+
 def _object_paths(resources: dict[str, Any], function: str, action: str) -> set[str]:
-    """Key patterns (the part after `<bucket>/`) on which `function` may perform `action`."""
+    """Key patterns (the part after `<bucket>/`) on which `function` may perform `action`; in the images
+    bucket, prefixed `images-bucket:`."""
     prefix = f"arn:${{AWS::Partition}}:s3:::{_bucket_name(resources)}/"
     paths = set()
     for statement in _s3_statements(resources, function):
@@ -108,6 +123,9 @@ def _object_paths(resources: dict[str, Any], function: str, action: str) -> set[
             continue
         for resource in _as_list(statement["Resource"]):
             arn = _text(resource)
+            if _images_bucket(resource) and arn.startswith(IMAGES_BUCKET_ARN + "/"):
+                paths.add("images-bucket:" + arn[len(IMAGES_BUCKET_ARN) + 1 :])
+                continue
             assert arn.startswith(prefix), f"{function}: {action} on {arn} is not inside the data bucket"
             paths.add(arn[len(prefix) :])
     return paths
@@ -197,22 +215,47 @@ def test_bucket_is_versioned_encrypted_and_private(resources: dict[str, Any]) ->
     props = _props(resources, "DataBucket")
     assert props["VersioningConfiguration"]["Status"] == "Enabled"
     (rule,) = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
-    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == {"Fn::If": ["UseBucketKms", "aws:kms", "AES256"]}
     block = props["PublicAccessBlockConfiguration"]
     for flag in ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"):
         assert block[flag] is True, flag
 
 
-def test_bucket_lifecycle_only_expires_noncurrent_versions(resources: dict[str, Any]) -> None:
-    rules = _props(resources, "DataBucket")["LifecycleConfiguration"]["Rules"]
-    assert any(r.get("NoncurrentVersionExpiration", {}).get("NoncurrentDays") == 30 for r in rules)
-    for rule in rules:
-        assert "ExpirationInDays" not in rule and "ExpirationDate" not in rule, rule
+def test_bucket_lifecycle_expires_each_prefix_after_its_parameter(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    rules = {r["Id"]: r for r in _props(resources, "DataBucket")["LifecycleConfiguration"]["Rules"]}
+    noncurrent = rules["expire-noncurrent-versions"]["NoncurrentVersionExpiration"]["NoncurrentDays"]
+    assert noncurrent == {"Ref": "NoncurrentVersionExpirationDays"}
+    params = template["Parameters"]
+    # An optional rule is Disabled (with a placeholder of 1 day) when its days are 0.
+    for rule_id, parameter, condition, prefix in [
+        ("expire-manifests", "ManifestsExpirationDays", "ManifestsExpire", "manifests/"),
+        ("expire-results", "ResultsExpirationDays", "ResultsExpire", "results/"),
+    ]:
+        rule = rules[rule_id]
+        assert rule["Prefix"] == prefix
+        assert rule["Status"] == {"Fn::If": [condition, "Enabled", "Disabled"]}
+        assert rule["ExpirationInDays"] == {"Fn::If": [condition, {"Ref": parameter}, 1]}
+        assert template["Conditions"][condition] == {"Fn::Not": [{"Fn::Equals": [{"Ref": parameter}, "0"]}]}
+        assert params[parameter]["Default"] == 365
+    # Images expire under their prefix only when they are in this stack's bucket and have a prefix.
+    images = rules["expire-images"]
+    assert images["ExpirationInDays"] == {"Fn::If": ["ImagesExpire", {"Ref": "ImagesExpirationDays"}, 1]}
+    assert images["Prefix"]["Fn::If"][:2] == ["ImagesExpire", {"Ref": "ImagesPrefix"}]
+    conditions = json.dumps(template["Conditions"]["ImagesExpire"])
+    assert '"ImagesPrefix"' in conditions and '"HasImagesBucket"' in conditions
+    # Progress and checkpoints outlive the job dead-letter queue's 14 days: a redriven job resumes.
+    dlq_days = _props(resources, "JobDeadLetterQueue")["MessageRetentionPeriod"] / 86400
+    assert params["JobStateExpirationDays"]["MinValue"] > dlq_days
+    for rule_id, prefix in [("expire-journal", "results/.journal/"), ("expire-checkpoints", "results/.checkpoints/")]:
+        assert rules[rule_id]["Prefix"] == prefix and rules[rule_id]["Status"] == "Enabled"
+        assert rules[rule_id]["ExpirationInDays"] == {"Ref": "JobStateExpirationDays"}
 
 
 def test_bucket_policy_denies_requests_without_tls(resources: dict[str, Any]) -> None:
-    policies = [r for r in resources.values() if r["Type"] == "AWS::S3::BucketPolicy"]
-    assert len(policies) == 1
+    policies = [r for r in resources.values() if r["Type"] == "AWS::S3::BucketPolicy" and "Condition" not in r]
+    assert len(policies) == 1, "one policy on the data bucket (the audit log bucket's is optional)"
     props = policies[0]["Properties"]
     assert props["Bucket"] == {"Ref": "DataBucket"}
     denies = [
@@ -353,10 +396,10 @@ def test_every_producer_may_send_to_the_job_queue_and_only_the_worker_may_defer(
 
 def test_the_intake_reads_manifests_and_results_heads_images_and_writes_only_results(resources: dict[str, Any]) -> None:
     reads = _object_paths(resources, "ManifestTriggerFunction", "s3:GetObject")
-    assert reads == {"manifests/*", "results/*", "${ImagesPrefix}*/upload/*"}, (
+    assert reads == {"manifests/*", "results/*", "images-bucket:${ImagesPrefix}*/upload/*"}, (
         "images: their HEAD, a missing one refused"
     )
-    assert "${ImagesPrefix}*/upload/*" not in _object_paths(resources, "ManifestTriggerFunction", "s3:GetObjectVersion")
+    assert not any("upload" in p for p in _object_paths(resources, "ManifestTriggerFunction", "s3:GetObjectVersion"))
     # The S3 event names a version: reading that exact version needs GetObjectVersion on the manifests.
     assert "manifests/*" in _object_paths(resources, "ManifestTriggerFunction", "s3:GetObjectVersion")
     assert _object_paths(resources, "ManifestTriggerFunction", "s3:PutObject") == {"results/*"}
@@ -364,7 +407,7 @@ def test_the_intake_reads_manifests_and_results_heads_images_and_writes_only_res
 
 def test_the_worker_reads_manifests_images_and_results_and_writes_only_results(resources: dict[str, Any]) -> None:
     reads = _object_paths(resources, "UploadWorkerFunction", "s3:GetObject")
-    assert reads == {"manifests/*", "${ImagesPrefix}*/upload/*", "results/*"}
+    assert reads == {"manifests/*", "images-bucket:${ImagesPrefix}*/upload/*", "results/*"}
     assert "manifests/*" in _object_paths(resources, "UploadWorkerFunction", "s3:GetObjectVersion")
     assert _object_paths(resources, "UploadWorkerFunction", "s3:PutObject") == {"results/*"}
 
@@ -387,7 +430,9 @@ def test_functions_can_list_the_bucket(resources: dict[str, Any]) -> None:
             if "s3:ListBucket" in _as_list(s["Action"])
             for r in _as_list(s["Resource"])
         }
-        assert listed == {bucket_arn}, function
+        # The intake and the worker list the images' prefix too (many files: one listing, not a HEAD each).
+        images = {IMAGES_BUCKET_ARN} if function in ("ManifestTriggerFunction", "UploadWorkerFunction") else set()
+        assert listed == {bucket_arn} | images, function
 
 
 def test_only_the_intake_touches_the_idempotency_table(template: dict[str, Any], resources: dict[str, Any]) -> None:
@@ -428,10 +473,11 @@ def test_handlers_point_at_the_fixed_entry_points(resources: dict[str, Any], fun
 def test_shared_layer_is_built_by_sam(template: dict[str, Any], resources: dict[str, Any]) -> None:
     layer = resources["XnatUploadLayer"]
     assert layer["Type"] == "AWS::Serverless::LayerVersion"
-    assert re.fullmatch(r"python3\.\d+", layer["Metadata"]["BuildMethod"])
+    # Its Makefile installs requirements.lock with --require-hashes (tests/unit/test_build_tool.py).
+    assert layer["Metadata"]["BuildMethod"] == "makefile"
     assert layer["Metadata"]["BuildArchitecture"] == "arm64"
     content = ROOT / layer["Properties"]["ContentUri"]
-    assert (content / "requirements.txt").is_file()
+    assert (content / "requirements.lock").is_file() and (content / "Makefile").is_file()
     assert (content / "xnat_upload" / "__init__.py").is_file()
     assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
     assert template["Globals"]["Function"]["Architectures"] == ["arm64"]
@@ -442,7 +488,8 @@ def test_layer_claims_only_the_runtime_it_is_built_for(template: dict[str, Any],
     """Its native wheels are built for one CPython (pydantic_core's cp312 build does not import under 3.13)."""
     layer = resources["XnatUploadLayer"]
     runtime = template["Globals"]["Function"]["Runtime"]
-    assert layer["Metadata"]["BuildMethod"] == runtime
+    makefile = (ROOT / layer["Properties"]["ContentUri"] / "Makefile").read_text()
+    assert f"--python-version {runtime.removeprefix('python')}" in makefile
     assert layer["Properties"]["CompatibleRuntimes"] == [runtime]
 
 
@@ -674,7 +721,11 @@ def test_api_routes(resources: dict[str, Any]) -> None:
     assert routes == {
         ("PUT", "/upload/images/{net_id}"),
         ("POST", "/jobs"),
+        ("GET", "/jobs"),
         ("GET", "/jobs/{job_id}"),
+        ("POST", "/nets/{net_id}/jobs"),
+        ("GET", "/nets/{net_id}/jobs"),
+        ("GET", "/nets/{net_id}/jobs/{job_id}"),
         ("GET", "/openapi.json"),
     }
 
@@ -686,10 +737,12 @@ def test_api_function_fits_the_gateway_timeout(template: dict[str, Any], resourc
 
 
 def test_api_function_s3_permissions(resources: dict[str, Any]) -> None:
+    """Only what the API calls: manifests (put, read back), results and progress (status). No image: it checks
+    paths as text. No write under results/: it could forge a result manifest."""
     reads = _object_paths(resources, "UploadApiFunction", "s3:GetObject")
-    assert "*" not in reads
-    assert {"${ImagesPrefix}*/upload/*", "results/*", "manifests/*"} == reads
-    assert _object_paths(resources, "UploadApiFunction", "s3:PutObject") == {"manifests/*", "results/*"}
+    assert reads == {"results/*", "manifests/*"}
+    assert not any("upload" in path for path in reads), "the API never reads an image"
+    assert _object_paths(resources, "UploadApiFunction", "s3:PutObject") == {"manifests/*"}
     assert not _object_paths(resources, "UploadApiFunction", "s3:DeleteObject")
 
 
@@ -701,6 +754,16 @@ def test_outputs(template: dict[str, Any]) -> None:
     assert outputs["AlarmTopicArn"]["Value"] == ALARM_TOPIC
     assert "#dashboards:name=${OperationsDashboard}" in _text(outputs["OperationsDashboardUrl"]["Value"])
     assert _text(outputs["UploadApiUrl"]["Value"]).endswith("/v1")
+
+
+def test_outputs_name_both_queues_and_both_dead_letter_queues_for_a_redrive(template: dict[str, Any]) -> None:
+    """docs/operations.md redrives with `start-message-move-task --source-arn <DLQ> --destination-arn <queue>`."""
+    outputs = template["Outputs"]
+    for queue in ("IntakeQueue", "IntakeDeadLetterQueue", "JobQueue", "JobDeadLetterQueue"):
+        assert outputs[f"{queue}Arn"]["Value"] == {"Fn::GetAtt": [queue, "Arn"]}
+    operations = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    for name in ("IntakeQueueArn", "IntakeDeadLetterQueueArn", "JobQueueArn", "JobDeadLetterQueueArn"):
+        assert name in operations, f"docs/operations.md says where the redrive's {name} comes from"
 
 
 # ---------------------------------------------------------------- environment and documentation
@@ -802,3 +865,119 @@ def test_sample_post_job_body_is_a_manifest_with_a_job_id() -> None:
     body = json.loads(_load_event("api_post_job.json")["body"])
     assert body.pop("job_id") == "demo-job-2"
     assert body == _load_event("manifest.json")
+
+
+# ---------------------------------------------------------------- deployment options
+
+
+def _conditional_statements(resources: dict[str, Any], function: str, condition: str) -> list[dict[str, Any]]:
+    """The statements of a function's policy that exist only under `condition` (a `!If` policy)."""
+    found = []
+    for policy in _props(resources, function).get("Policies", []):
+        branches = policy.get("Fn::If") if isinstance(policy, dict) else None
+        if branches and branches[0] == condition:
+            assert branches[2] == {"Ref": "AWS::NoValue"}
+            found.extend(_as_list(branches[1]["Statement"]))
+    return found
+
+
+def test_images_may_live_in_an_existing_bucket_read_only(template: dict[str, Any], resources: dict[str, Any]) -> None:
+    param = template["Parameters"]["ImagesBucketName"]
+    assert param["Default"] == "", "the stack's own bucket stays the default"
+    assert template["Conditions"]["HasImagesBucket"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "ImagesBucketName"}, ""]}]}
+    env = template["Globals"]["Function"]["Environment"]["Variables"]["IMAGES_BUCKET"]
+    assert env["Fn::If"][:2] == ["HasImagesBucket", {"Ref": "ImagesBucketName"}]
+    assert _text(env["Fn::If"][2]) == _bucket_name(resources)
+    for function in ("ManifestTriggerFunction", "UploadWorkerFunction"):
+        for action in ("s3:PutObject", "s3:DeleteObject"):
+            assert not any(p.startswith("images-bucket:") for p in _object_paths(resources, function, action))
+    # An images bucket encrypted with its own key: the worker (the only reader of the bytes) may decrypt.
+    (decrypt,) = _conditional_statements(resources, "UploadWorkerFunction", "HasImagesBucketKmsKey")
+    assert decrypt["Action"] == "kms:Decrypt" and decrypt["Resource"] == {"Ref": "ImagesBucketKmsKeyArn"}
+
+
+def test_the_data_bucket_may_use_a_customer_managed_key_with_a_bucket_key(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    assert template["Parameters"]["DataBucketEncryption"]["Default"] == "SSE-S3"
+    (rule,) = _props(resources, "DataBucket")["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"]["KMSMasterKeyID"]["Fn::If"][:2] == [
+        "UseBucketKms",
+        {"Fn::GetAtt": ["DataBucketKey", "Arn"]},
+    ]
+    assert rule["BucketKeyEnabled"] == {"Fn::If": ["UseBucketKms", True, False]}
+    key = resources["DataBucketKey"]
+    assert key["Condition"] == "UseBucketKms" and key["Properties"]["EnableKeyRotation"] is True
+    assert key["DeletionPolicy"] == "Retain", "the bucket outlives the stack: so must the key of its objects"
+    for function in FUNCTIONS:
+        (use,) = _conditional_statements(resources, function, "UseBucketKms")
+        assert set(use["Action"]) == {"kms:Decrypt", "kms:GenerateDataKey"}
+        assert use["Resource"] == {"Fn::GetAtt": ["DataBucketKey", "Arn"]}
+        assert "kms:ViaService" in use["Condition"]["StringEquals"], "through S3 only"
+
+
+def test_an_optional_trail_records_the_data_buckets_object_calls(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    assert template["Parameters"]["AuditTrail"]["Default"] == "false"
+    trail = resources["DataEventTrail"]
+    assert trail["Type"] == "AWS::CloudTrail::Trail" and trail["Condition"] == "CreateAuditTrail"
+    props = trail["Properties"]
+    assert props["S3BucketName"] == {"Ref": "AuditLogBucket"} and props["IsLogging"] is True
+    assert props["EnableLogFileValidation"] is True
+    (selector,) = props["AdvancedEventSelectors"]
+    fields = {f["Field"]: f for f in selector["FieldSelectors"]}
+    assert fields["resources.type"]["Equals"] == ["AWS::S3::Object"]
+    (arn,) = fields["resources.ARN"]["StartsWith"]
+    assert _text(arn) == f"arn:${{AWS::Partition}}:s3:::{_bucket_name(resources)}/"
+    assert resources["AuditLogBucket"]["Condition"] == "CreateAuditTrail"
+    assert resources["AuditLogBucketPolicy"]["Condition"] == "CreateAuditTrail"
+
+
+def test_functions_publish_an_alias_that_their_event_sources_and_the_api_call(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    assert template["Globals"]["Function"]["AutoPublishAlias"] == "live"
+    for function in FUNCTIONS:
+        assert _props(resources, function)["AutoPublishAliasAllProperties"] is True, function
+
+
+def test_the_worker_reads_a_private_ca_bundle_named_by_a_parameter(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    env = _environment(template, "UploadWorkerFunction")
+    assert env["XNAT_CA_BUNDLE_S3_URI"]["Fn::If"][0] == "HasCaBundle"
+    (read,) = _conditional_statements(resources, "UploadWorkerFunction", "HasCaBundle")
+    assert read["Action"] == "s3:GetObject"
+    assert _text(read["Resource"]) == "arn:${AWS::Partition}:s3:::${XnatCaBundleS3Object}"
+
+
+def test_deploy_time_settings_reach_the_functions(template: dict[str, Any]) -> None:
+    expected = {
+        "XNAT_CONNECT_TIMEOUT": "XnatConnectTimeout",
+        "XNAT_READ_TIMEOUT": "XnatReadTimeout",
+        "XNAT_RETRY_WINDOW_SECONDS": "XnatRetryWindowSeconds",
+        "XNAT_UNAVAILABLE_RETRY_SECONDS": "XnatUnavailableRetrySeconds",
+        "XNAT_UNAVAILABLE_MAX_RETRY_SECONDS": "XnatUnavailableMaxRetrySeconds",
+        "ZIP_BATCH_MAX_BYTES": "ZipBatchMaxBytes",
+        "ZIP_BATCH_MAX_FILES": "ZipBatchMaxFiles",
+        "MAX_MANIFEST_FILES": "MaxManifestFiles",
+        "MAX_MANIFEST_BYTES": "MaxManifestBytes",
+        "PROGRESS_INTERVAL_SECONDS": "ProgressIntervalSeconds",
+        "CONFINE_TO_NET": "ConfineToNet",
+    }
+    env = _environment(template, "UploadWorkerFunction")
+    for variable, parameter in expected.items():
+        assert env[variable] == {"Ref": parameter}, variable
+    # The limits every function checks a manifest against are the same everywhere.
+    for function in FUNCTIONS:
+        for variable in ("MAX_MANIFEST_FILES", "MAX_MANIFEST_BYTES", "CONFINE_TO_NET", "IMAGES_BUCKET"):
+            assert variable in _environment(template, function), (function, variable)
+    assert template["Parameters"]["ConfineToNet"]["Default"] == "false"
+
+
+def test_the_access_log_names_the_request_for_support_and_says_why_it_failed(resources: dict[str, Any]) -> None:
+    fields = json.loads(_props(resources, "UploadApi")["AccessLogSetting"]["Format"])
+    assert fields["extendedRequestId"] == "$context.extendedRequestId"
+    assert fields["errorMessage"] == "$context.error.message"
+    assert fields["integrationErrorMessage"] == "$context.integrationErrorMessage"

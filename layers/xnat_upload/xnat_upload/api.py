@@ -29,7 +29,7 @@ from .exceptions import (
     error_for_code,
 )
 from .job.queue.sender import MessageSender
-from .submission import enqueue_job, validated_manifest, wait_for_result
+from .submission import enqueue_job, net_job_id, validated_manifest, wait_for_result
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -66,7 +66,8 @@ def upload_data_to_xnat(
         },
         settings,
     )
-    job_id = job_id or f"{SYNC_JOB_PREFIX}{uuid.uuid4().hex}"
+    # A net's own job when jobs are confined to nets: `manifests/<net_id>/sync-<id>.json`.
+    job_id = job_id or net_job_id(net_id, f"{SYNC_JOB_PREFIX}{uuid.uuid4().hex}", settings)
     version = enqueue_job(manifest, job_id=job_id, settings=settings, s3=s3, queue=queue, submitted_by=submitted_by)
     result = wait_for_result(job_id, version, settings=settings, s3=s3, seconds=wait_seconds)
     if result is None:
@@ -99,7 +100,8 @@ def _outcome_error(result: dict[str, Any]) -> XnatUploadError | None:
         kept_by_xnat = any(f.get("error_code") == "xnat_kept_existing_file" for f in existing)
         return AlreadyExistsError(
             f"{len(existing)} files are already in XNAT with other content and were kept: "
-            f"{[f.get('path') for f in existing][:10]}" + ("" if kept_by_xnat else " (exist_ok is false)")
+            f"{[f.get('path') for f in existing][:10]}"
+            + ("" if kept_by_xnat else ' (exist_ok is false; to replace them, submit again with "exist_ok": true)')
         )
     pending = [f for f in files if f.get("status") == "pending"]
     if pending:

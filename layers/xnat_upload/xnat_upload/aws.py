@@ -7,6 +7,9 @@ Example::
 
 from __future__ import annotations
 
+import os
+import tempfile
+from dataclasses import replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
@@ -66,3 +69,23 @@ def sqs_client(settings: Settings) -> SQSClient:
     from botocore.config import Config
 
     return boto3.client("sqs", config=Config(retries={"mode": "standard", "max_attempts": 5}))
+
+
+def with_ca_bundle(settings: Settings, s3: S3Client) -> Settings:
+    """The settings with XNAT_CA_BUNDLE pointing at a local copy of XNAT_CA_BUNDLE_S3_URI's object (a
+    hospital's private CA), read once per container; the settings as they are without one."""
+    if not settings.ca_bundle_s3_uri or settings.ca_bundle:
+        return settings
+    return replace(settings, ca_bundle=_ca_bundle_file(settings.ca_bundle_s3_uri, s3))
+
+
+@lru_cache(maxsize=2)
+def _ca_bundle_file(uri: str, s3: S3Client) -> str:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    # Lambda's only writable place; the file outlives the invocation, as the container does.
+    path = os.path.join(tempfile.gettempdir(), "xnat-ca-bundle.pem")
+    with open(path + ".part", "wb") as out:
+        out.write(body)
+    os.replace(path + ".part", path)
+    return path

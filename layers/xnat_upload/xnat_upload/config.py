@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .exceptions import ConfigurationError, KeyOutsidePrefixError
+from .exceptions import ConfigurationError, KeyOutsidePrefixError, NetConfinementError
 
 UploadMode = Literal["auto", "zip", "per_file"]
 
@@ -43,6 +43,16 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     return value
 
 
+def _s3_uri(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    bucket, _, key = raw.removeprefix("s3://").partition("/")
+    if not raw.startswith("s3://") or not bucket or not key or key.endswith("/"):
+        raise ConfigurationError(f"{name} must be an s3://bucket/key URL of one object, got {raw!r}")
+    return raw
+
+
 def _optional_int(env: Mapping[str, str], name: str) -> int | None:
     return _int(env, name, -1) if env.get(name, "").strip() else None
 
@@ -55,6 +65,15 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         return float(raw)
     except ValueError as exc:
         raise ConfigurationError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in ("true", "false"):
+        raise ConfigurationError(f"{name} must be true or false, got {raw!r}")
+    return raw == "true"
 
 
 def _prefix(env: Mapping[str, str], name: str, default: str) -> str:
@@ -70,6 +89,8 @@ class Settings:
 
     xnat_url: str
     data_bucket: str
+    # Where images are read (never written): the data bucket unless an existing one is named.
+    images_bucket: str = ""
     xnat_secret_arn: str | None = None
     xnat_user: str | None = field(default=None, repr=False)
     xnat_password: str | None = field(default=None, repr=False)
@@ -78,6 +99,7 @@ class Settings:
     results_prefix: str = "results/"
     scan_xsi_type: str = "xnat:mrScanData"
     ca_bundle: str | None = None
+    ca_bundle_s3_uri: str | None = None  # s3://bucket/key of a PEM bundle fetched once per container
     connect_timeout: float = 10.0
     read_timeout: float = 120.0
     max_retries: int | None = None  # no cap on the count: the retry window decides
@@ -107,6 +129,13 @@ class Settings:
     crash_retry_seconds: float = 10.0
     crash_max_retry_seconds: float = 300.0
     dead_letter_grace_seconds: float = 120.0
+    # Each job belongs to the net its key starts with (manifests/<net_id>/<job>.json): IAM on key
+    # prefixes and API paths then confines a producer to its own net.
+    confine_to_net: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.images_bucket:
+            object.__setattr__(self, "images_bucket", self.data_bucket)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -124,6 +153,7 @@ class Settings:
         return cls(
             xnat_url=xnat_url,
             data_bucket=bucket,
+            images_bucket=env.get("IMAGES_BUCKET", "").strip() or bucket,
             xnat_secret_arn=env.get("XNAT_SECRET_ARN", "").strip() or None,
             xnat_user=env.get("XNAT_SERVICE_USER") or None,
             xnat_password=env.get("XNAT_SERVICE_PASSWORD") or None,
@@ -132,6 +162,7 @@ class Settings:
             results_prefix=_prefix(env, "RESULTS_PREFIX", "results/"),
             scan_xsi_type=env.get("XNAT_SCAN_XSI_TYPE", "").strip() or "xnat:mrScanData",
             ca_bundle=env.get("XNAT_CA_BUNDLE", "").strip() or None,
+            ca_bundle_s3_uri=_s3_uri(env, "XNAT_CA_BUNDLE_S3_URI"),
             connect_timeout=_float(env, "XNAT_CONNECT_TIMEOUT", 10.0),
             read_timeout=_float(env, "XNAT_READ_TIMEOUT", 120.0),
             max_retries=_optional_int(env, "XNAT_MAX_RETRIES"),
@@ -161,6 +192,7 @@ class Settings:
             crash_retry_seconds=_float(env, "CRASH_RETRY_SECONDS", 10.0),
             crash_max_retry_seconds=_float(env, "CRASH_MAX_RETRY_SECONDS", 300.0),
             dead_letter_grace_seconds=_float(env, "DEAD_LETTER_GRACE_SECONDS", 120.0),
+            confine_to_net=_bool(env, "CONFINE_TO_NET", False),
         )
 
     def require_job_queue(self) -> str:
@@ -185,6 +217,24 @@ class Settings:
         if not job_id or any(not segment or segment.startswith(".") for segment in job_id.split("/")):
             return None
         return job_id
+
+    def net_of(self, job_id: str) -> str | None:
+        """The net a job belongs to when jobs are confined to nets: its key's first segment
+        (`manifests/net-1/ab12.json` -> job `net-1/ab12` -> `net-1`); None when they are not."""
+        if not self.confine_to_net:
+            return None
+        net, slash, _ = job_id.partition("/")
+        return net if slash else ""
+
+    def check_net(self, job_id: str, net_id: str) -> None:
+        """Refuse a manifest put under another net's prefix (or under none) when jobs are confined."""
+        net = self.net_of(job_id)
+        if net is not None and net != net_id:
+            where = f"{self.manifests_prefix}{net}/" if net else f"directly under {self.manifests_prefix}"
+            raise NetConfinementError(
+                f"manifest of net {net_id!r} put {'under ' if net else ''}{where}: with CONFINE_TO_NET=true a "
+                f"manifest must be put under {self.manifests_prefix}{net_id}/ (its own net's prefix)"
+            )
 
     def manifest_key(self, job_id: str) -> str:
         return f"{self.manifests_prefix}{job_id}.json"

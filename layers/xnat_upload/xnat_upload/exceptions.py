@@ -89,6 +89,14 @@ class KeyOutsidePrefixError(ManifestError):
     error_code = "key_outside_prefix"
 
 
+class NetConfinementError(ManifestError):
+    """With CONFINE_TO_NET on, a job may only name the net its manifest key (or API path) names:
+    IAM on those prefixes and paths is what confines a producer to its own net."""
+
+    error_code = "net_mismatch"
+    http_status = 403
+
+
 class PathCollisionError(ManifestError):
     """Two requested paths would be stored as the same XNAT file."""
 

@@ -15,11 +15,18 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from .clipping import clip
 from .config import Settings
-from .exceptions import JobConflictError, JobNotFoundError, ManifestError, UnversionedBucketError
+from .exceptions import (
+    JobConflictError,
+    JobNotFoundError,
+    ManifestError,
+    NetConfinementError,
+    UnversionedBucketError,
+)
 from .job.ledger import JobRecord, Progress, ledger_for
 from .job.queue import JobMessage, message_group_id
 from .job.queue.sender import MessageSender
@@ -52,6 +59,12 @@ def check_job_id(job_id: str) -> str:
     return job_id
 
 
+def net_job_id(net_id: str, job_id: str, settings: Settings) -> str:
+    """The job ID a net's route names: `<net_id>/<job_id>` when jobs are confined to nets (their
+    manifests lie under `manifests/<net_id>/`), the job ID itself otherwise."""
+    return f"{net_id}/{job_id}" if settings.confine_to_net else job_id
+
+
 def validated_manifest(manifest_data: Any, settings: Settings) -> JobManifest:
     """What the intake would refuse, refused now, with the intake's error: the schema and the number of
     files, the size of the manifest as it will be stored (the intake measures those bytes), then the
@@ -73,12 +86,26 @@ def submit_job(
     settings: Settings,
     s3: S3Client,
     job_id: str | None = None,
+    net_id: str | None = None,
     submitted_by: str | None = None,
 ) -> Submission:
     """Validate fully (the intake would refuse it anyway), then put `manifests/<job_id>.json` once.
-    `submitted_by` (the API's caller) travels with the manifest to the ledger."""
+
+    `net_id`: the net the caller's route names (`POST /nets/{net_id}/jobs`); the manifest must name
+    the same one. With CONFINE_TO_NET on, the job is that net's (`manifests/<net_id>/<job_id>.json`)
+    and a submission without a net is refused. `submitted_by` (the API's caller) travels with the
+    manifest to the ledger."""
     manifest = validated_manifest(manifest_data, settings)
     job_id = check_job_id(job_id) if job_id else uuid.uuid4().hex
+    if net_id is not None and manifest.net_id != net_id:
+        raise NetConfinementError(f"the manifest names net {manifest.net_id!r}, the route net {net_id!r}")
+    if settings.confine_to_net:
+        if net_id is None:
+            raise NetConfinementError(
+                "this deployment confines jobs to their net (CONFINE_TO_NET): submit to the net's own route "
+                "(POST /nets/{net_id}/jobs) or put the manifest under manifests/<net_id>/"
+            )
+        job_id = net_job_id(net_id, job_id, settings)
     store = JobStore(s3, settings)
     document = manifest.model_dump(exclude_none=True)
     key = settings.manifest_key(job_id)
@@ -90,7 +117,10 @@ def submit_job(
     except ManifestError:
         same = False
     if not same:
-        raise JobConflictError(f"job {job_id!r} was already submitted with a different manifest")
+        raise JobConflictError(
+            f"job {job_id!r} was already submitted with a different manifest: use a new job ID "
+            "(--job-id, or job_id in the request) for a different job"
+        )
     previous = store.read_result(job_id)
     current = store.manifest_version(job_id)
     if previous is not None and _same_version(previous, current) and previous.get("status") != "succeeded":
@@ -101,25 +131,63 @@ def submit_job(
     return Submission(job_id, key, created=False)
 
 
-def job_status(job_id: str, *, settings: Settings, s3: S3Client) -> tuple[JobState, dict[str, Any] | None]:
-    """`done` with the result manifest of the current manifest version; else `pending` with where the
-    job is (the ledger item of that version: `state` queued, running or waiting_for_xnat). A result
-    or ledger item of another version is not this job's answer yet. A deleted manifest's last result
-    still answers; with neither, JobNotFoundError."""
+@dataclass(frozen=True)
+class JobLookup:
+    """Where a job of the current manifest version is, from its ledger item whenever it has one.
+
+    Exactly one is set: `pending` (the ledger item's summary while it is queued, running or waiting),
+    `record` (its finished ledger item: the answer, without reading the result), or `result` (the
+    result manifest, for a job the ledger does not know: no JOBS_TABLE, or ended before the ledger)."""
+
+    job_id: str
+    pending: dict[str, Any] | None = None
+    record: JobRecord | None = None
+    result: dict[str, Any] | None = None
+
+
+def find_job(job_id: str, *, settings: Settings, s3: S3Client, net_id: str | None = None) -> JobLookup:
+    """The job of the current manifest version: its ledger item (one small read; a finished job's
+    result is not read), else its result. A result or ledger item of another version is not this
+    job's answer yet. A deleted manifest's last result still answers; with neither, JobNotFoundError.
+    `net_id`: the net the caller's route names (`GET /nets/{net_id}/jobs/{job_id}`), that net's job
+    when confined (`lookup.job_id` is then the net's job id)."""
     check_job_id(job_id)
+    if net_id is not None:
+        job_id = net_job_id(net_id, job_id, settings)
     store = JobStore(s3, settings)
     current = store.manifest_version(job_id)
     record = job_record(job_id, settings)
-    if record is not None and _same_version(record.to_item(), current) and record.state != "finished":
-        return "pending", record.summary()
+    if record is not None and current is not MISSING and _same_version(record.to_item(), current):
+        if record.state != "finished":
+            return JobLookup(job_id, pending=record.summary())
+        return JobLookup(job_id, record=record)
     result = store.read_result(job_id)
     if current is MISSING:
         if result is not None:
-            return "done", result
+            return JobLookup(job_id, result=result)
         raise JobNotFoundError(f"no job {job_id!r}")
     if result is not None and _same_version(result, current):
+        return JobLookup(job_id, result=result)
+    return JobLookup(job_id, pending={"job_id": job_id, "manifest_version": current, "state": "queued"})
+
+
+def job_status(
+    job_id: str, *, settings: Settings, s3: S3Client, net_id: str | None = None
+) -> tuple[JobState, dict[str, Any] | None]:
+    """`done` with the result manifest of the current manifest version; else `pending` with where the
+    job is (the ledger item of that version: `state` queued, running or waiting_for_xnat). Reads the
+    result only once the ledger says the job finished (`find_job`)."""
+    lookup = find_job(job_id, settings=settings, s3=s3, net_id=net_id)
+    job_id = lookup.job_id
+    if lookup.pending is not None:
+        return "pending", lookup.pending
+    if lookup.record is not None:
+        result = JobStore(s3, settings).read_result(job_id)
+        if result is None or (result.get("manifest_version") or "") != (lookup.record.manifest_version or ""):
+            # the result is written before the ledger's end (ending.py): only a deleted result gets here
+            raise JobNotFoundError(f"job {job_id!r} finished, but its result is gone")
         return "done", result
-    return "pending", {"job_id": job_id, "manifest_version": current, "state": "queued"}
+    return "done", lookup.result
 
 
 def job_record(job_id: str, settings: Settings) -> JobRecord | None:
@@ -143,7 +211,9 @@ def enqueue_job(
     """Put the (validated) manifest, open its ledger item (queued) and send its job message straight
     to the job queue, without waiting for the intake; returns the manifest version. The S3 event of
     the same put reaches the intake too, which sends the very same message: SQS drops it as a
-    duplicate, and the ledger already knows the version."""
+    duplicate, and the ledger already knows the version.
+
+    Nothing is written under results/: the API may not write there (it could forge a result)."""
     store = JobStore(s3, settings)
     key = settings.manifest_key(job_id)
     version = store.put_manifest(job_id, manifest.model_dump(exclude_none=True), submitted_by)
@@ -265,6 +335,78 @@ def result_summary(
     }
 
 
+def finished_summary(
+    record: JobRecord,
+    *,
+    store: JobStore,
+    files: FilesFilter = "problems",
+    offset: int = 0,
+    limit: int = 500,
+) -> dict[str, Any]:
+    """A finished job as `result_summary` shows it, from its ledger item: the summary never reads the
+    result, and neither does the page of problem files of a job whose every file is in XNAT (the
+    ledger counts them: `files_done` of `files_total`). Other pages come from the result."""
+    summary: dict[str, Any] = {
+        "job_id": record.job_id,
+        "manifest_version": record.manifest_version or None,
+        "status": record.status,
+        "state": record.state,
+        "mode": record.mode,
+        "counts": record.counts,
+        "error": _clipped_error(record.error),
+        "upload_mode": record.upload_mode,
+        "xnat": record.xnat or None,
+        "submitted_by": record.submitted_by,
+        "submitted_at": record.submitted_at,
+        "started_at": record.started_at,
+        "finished_at": record.finished_at,
+        "duration_seconds": _seconds_between(record.started_at, record.finished_at),
+        "invocations": record.invocations,
+        **{name: value for name, value in record.progress().fields().items() if name != "counts"},
+        "given_up": record.given_up or None,
+    }
+    location = store.result_location(record.job_id)
+    if files == "problems" and record.files_total - record.files_done <= 0:
+        page: dict[str, Any] = {"files_filter": files, "files_matching": 0, "offset": offset, "files": []}
+        page["next_offset"] = None
+    else:
+        result = store.read_result(record.job_id) or {}
+        if (result.get("manifest_version") or "") != (record.manifest_version or ""):
+            result = {}  # a result of another version is not this job's (it is written before the ledger's end)
+        shown = result_summary(result, location=location, files=files, offset=offset, limit=limit)
+        page = {name: shown[name] for name in ("files_filter", "files_matching", "offset", "files", "next_offset")}
+    return {**{k: v for k, v in summary.items() if v is not None}, "result_location": location, **page}
+
+
+def _clipped_error(error: dict[str, str] | None) -> dict[str, str] | None:
+    if not isinstance(error, dict) or not isinstance(error.get("message"), str):
+        return error
+    return {**error, "message": clip(error["message"], SUMMARY_TEXT_MAX_CHARS)}
+
+
+def _seconds_between(start: str | None, end: str | None) -> float | None:
+    if not start or not end:
+        return None
+    try:
+        return round((parse_timestamp(end) - parse_timestamp(start)).total_seconds(), 3)
+    except ValueError:
+        return None
+
+
+def parse_timestamp(text: str) -> datetime:
+    """An ISO-8601 date or date-time (`2026-12-01`, `2026-12-01T08:00`, `...Z`, `...+02:00`), in UTC;
+    without an offset it is UTC. ValueError when it is none of these."""
+    moment = datetime.fromisoformat(text.strip())
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def ledger_time(moment: datetime) -> str:
+    """A time as the ledger writes its own (UTC, milliseconds): they compare as text."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
 def _clipped(entry: dict[str, Any]) -> dict[str, Any]:
     """A file entry with every long text clipped (`clipped: true`): a refused path may be megabytes
     long, and the page must stay under its limit. The full result keeps it whole."""
@@ -282,10 +424,16 @@ def _in_place(entry: dict[str, Any]) -> bool:
 __all__ = [
     "JOB_ID_NOT_JSON",
     "JOB_ID_PATTERN",
+    "JobLookup",
     "Submission",
     "check_job_id",
     "enqueue_job",
+    "find_job",
+    "finished_summary",
     "job_status",
+    "ledger_time",
+    "net_job_id",
+    "parse_timestamp",
     "result_summary",
     "submit_job",
     "validated_manifest",

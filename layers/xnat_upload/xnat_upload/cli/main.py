@@ -12,6 +12,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
@@ -26,6 +27,7 @@ from ..exceptions import (
 from ..manifest import JobManifest, confined_keys, decode_json
 from ..submission import check_job_id, job_status, submit_job
 from . import render
+from .upload import MAX_CONCURRENCY, LocalFilesError, UploadProgress, local_files, upload_files
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -40,14 +42,14 @@ EXIT_AWS = 6
 EXIT_INTERRUPTED = 130
 
 EXIT_CODES = f"""exit codes:
-  {EXIT_OK}    success: manifest valid, job submitted, or job succeeded
+  {EXIT_OK}    success: manifest valid, job submitted, job succeeded, or jobs listed
   {EXIT_FAILED}    manifest invalid or refused, or the job finished partial or failed
   {EXIT_USAGE}    usage error: bad arguments, unreadable manifest file, bad configuration
   {EXIT_TIMEOUT}    submit --wait or check --wait timed out (the job may still be running: see `status`)
   {EXIT_PENDING}    status: the job is submitted but has no result yet
   {EXIT_UNKNOWN_JOB}    status: no manifest and no result for this job ID
-  {EXIT_AWS}    S3 could not be used: endpoint unreachable, no or refused credentials,
-       access denied, bucket missing
+  {EXIT_AWS}    S3 (or the jobs table) could not be used: endpoint unreachable, no or refused
+       credentials, access denied, bucket or table missing
   {EXIT_INTERRUPTED}  interrupted (Ctrl-C); a submitted job keeps running"""
 
 DESCRIPTION = """Validate, submit and follow XNAT upload jobs (job manifests in S3).
@@ -56,7 +58,8 @@ Talks to S3 only, as the service does: a submitted manifest is put at
 s3://BUCKET/<MANIFESTS_PREFIX><job_id>.json and the function writes
 s3://BUCKET/<RESULTS_PREFIX><job_id>.json. Honours the usual AWS settings (AWS_PROFILE,
 AWS_REGION, AWS_ENDPOINT_URL for a local server such as `make serve`) and the service's
-DATA_BUCKET, IMAGES_PREFIX, MANIFESTS_PREFIX, RESULTS_PREFIX, MAX_MANIFEST_BYTES, MAX_MANIFEST_FILES."""
+DATA_BUCKET, IMAGES_PREFIX, MANIFESTS_PREFIX, RESULTS_PREFIX, MAX_MANIFEST_BYTES, MAX_MANIFEST_FILES,
+and JOBS_TABLE (the jobs ledger in DynamoDB: `jobs`, and where a running job is)."""
 
 _CREDENTIAL_CODES = {
     "InvalidAccessKeyId",
@@ -127,7 +130,8 @@ def _s3_client() -> S3Client:
     import boto3
     from botocore.config import Config
 
-    options: dict[str, Any] = {"connect_timeout": 10, "read_timeout": 60}
+    # One pooled connection per transfer thread of --from-dir (boto3's default pool is 10).
+    options: dict[str, Any] = {"connect_timeout": 10, "read_timeout": 60, "max_pool_connections": MAX_CONCURRENCY}
     if not os.environ.get("AWS_MAX_ATTEMPTS") and not os.environ.get("AWS_RETRY_MODE"):
         options["retries"] = {"mode": "standard", "max_attempts": 3}
     return boto3.session.Session().client("s3", config=Config(**options))
@@ -226,7 +230,7 @@ def wait_for_result(
     poll_interval: float,
     display: ProgressDisplay,
 ) -> dict[str, Any] | None:
-    """Poll the result (and the progress object meanwhile); None when `timeout` passes first."""
+    """Poll the job's ledger item, then read its result once it finished; None when `timeout` passes first."""
     started = time.monotonic()
     deadline = started + timeout
     try:
@@ -246,13 +250,46 @@ def wait_for_result(
         display.finish()
 
 
+def upload_from_dir(folder: str, manifest: JobManifest, *, settings: Settings, s3: S3Client) -> None:
+    """Every file of the manifest from `folder` to its key under the net's upload prefix, with progress on
+    stderr; nothing is sent unless every file is there."""
+    try:
+        files = local_files(Path(folder), manifest.files_relative_paths_to_upload)
+    except LocalFilesError as exc:
+        raise CliError(exc.message, EXIT_USAGE) from None
+    prefix = settings.upload_prefix(manifest.net_id)
+    live = sys.stderr.isatty()
+    display = ProgressDisplay(sys.stderr, live=live)
+    started = time.monotonic()
+    shown_at = float("-inf")
+
+    def show(progress: UploadProgress) -> None:
+        nonlocal shown_at
+        now = time.monotonic()
+        if live or now - shown_at >= 5 or progress.files_done == progress.files_total:
+            display.update(progress.line(), now - started)
+            shown_at = now
+
+    try:
+        done = upload_files(s3, settings.data_bucket, prefix, files, on_progress=show)
+    finally:
+        display.finish()
+    _err(
+        f"uploaded {done.files_total} file{'s' if done.files_total != 1 else ''} "
+        f"({render.human_bytes(done.bytes_total)}) to s3://{settings.data_bucket}/{prefix} "
+        f"in {time.monotonic() - started:.1f}s"
+    )
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     settings = make_settings(_bucket(args))
     if args.job_id:
         _check_job_id(args.job_id)
-    _validated(args.manifest, settings)
+    manifest = _validated(args.manifest, settings)
     data = decode_json(read_manifest(args.manifest, settings.max_manifest_bytes))
     s3 = _s3_client()
+    if args.from_dir is not None:
+        upload_from_dir(args.from_dir, manifest, settings=settings, s3=s3)
     submission = submit_job(data, settings=settings, s3=s3, job_id=args.job_id)
     _out(submission.job_id)
     where = f"s3://{settings.data_bucket}/{submission.manifest_key}"
@@ -335,7 +372,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     except JobNotFoundError:
         if args.json:
             _out(json.dumps({"job_id": job_id, "state": "unknown"}))
-        _err(f"unknown job {job_id!r}: no manifest and no result in s3://{settings.data_bucket}")
+        _err(
+            f"unknown job {job_id!r}: no manifest and no result in s3://{settings.data_bucket} "
+            "(check the job ID, and --bucket or DATA_BUCKET)"
+        )
         return EXIT_UNKNOWN_JOB
     if state == "pending" or document is None:
         if args.json:
@@ -343,12 +383,26 @@ def cmd_status(args: argparse.Namespace) -> int:
         else:
             _out(render.progress_line(document))
         return EXIT_PENDING
+    if args.problems:
+        return _print_problems(document, as_json=args.json)
     if args.json:
         _out(json.dumps(document, indent=2))
     else:
         _out(render.result_table(document))
         _out(render.summary_line(document))
     return EXIT_OK if document.get("status") == "succeeded" else EXIT_FAILED
+
+
+def _print_problems(result: dict[str, Any], *, as_json: bool) -> int:
+    """`status --problems`: only the files not in XNAT as requested, then the summary line."""
+    problems = render.problem_files(result)
+    if as_json:
+        _out(json.dumps({"job_id": result.get("job_id"), "status": result.get("status"), "files": problems}, indent=2))
+    else:
+        if problems:
+            _out(render.result_table({**result, "files": problems}))
+        _out(render.summary_line(result))
+    return EXIT_OK if result.get("status") == "succeeded" else EXIT_FAILED
 
 
 # -- plumbing -----------------------------------------------------------------------------------
@@ -403,13 +457,20 @@ def build_parser() -> argparse.ArgumentParser:
         "submit",
         help="validate, then put the manifest in the bucket (prints the job ID)",
         description="Validate a manifest, put it at s3://BUCKET/manifests/<job_id>.json (once: the same "
-        "manifest under the same job ID is not put again) and print the job ID. With --wait, follow the "
-        "job and print the XNAT URLs of its files.",
+        "manifest under the same job ID is not put again) and print the job ID. With --from-dir, upload its "
+        "images from a local folder first. With --wait, follow the job and print the XNAT URLs of its files.",
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     submit.add_argument("manifest", metavar="MANIFEST", help="path of the manifest JSON file ('-' for stdin)")
     submit.add_argument("--bucket", help="data bucket (default: $DATA_BUCKET)")
+    submit.add_argument(
+        "--from-dir",
+        metavar="DIR",
+        help="first upload the manifest's files from DIR (DIR/<path> for each of files_relative_paths_to_upload) "
+        "to s3://BUCKET/<IMAGES_PREFIX><net_id>/upload/<path>: parallel, multipart for big files, progress on "
+        "stderr; nothing is sent unless every file is there",
+    )
     submit.add_argument("--job-id", help="job ID (default: a random one); resubmitting the same manifest is safe")
     submit.add_argument("--wait", action="store_true", help="wait for the result, showing progress on stderr")
     submit.add_argument("--timeout", type=_positive, default=900.0, help="seconds --wait waits (default 900)")
@@ -448,7 +509,14 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("job_id", metavar="JOB_ID")
     status.add_argument("--bucket", help="data bucket (default: $DATA_BUCKET)")
     status.add_argument("--json", action="store_true", help="print the result manifest (or the state) as JSON")
+    status.add_argument(
+        "--problems", action="store_true", help="only the files not in XNAT as requested (failed, missing, ...)"
+    )
     status.set_defaults(handler=cmd_status)
+
+    from .jobs import add_jobs_command  # its own module: it imports this one
+
+    add_jobs_command(commands)
     return parser
 
 

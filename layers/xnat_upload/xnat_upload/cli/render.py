@@ -1,4 +1,4 @@
-"""Plain-text views of progress objects and result manifests (pure functions, no I/O).
+"""Plain-text views of ledger items (where a job is) and result manifests (pure functions, no I/O).
 
 Example::
 
@@ -48,7 +48,7 @@ def _int(value: object) -> int:
 
 
 def progress_line(progress: dict[str, Any] | None) -> str:
-    """One line for a job that has not finished, from its progress object: its state, then counts."""
+    """One line for a job that has not finished, from its ledger item: its state, then counts."""
     if not progress:
         return "queued: waiting for the job to start"
     state = clean(progress.get("state") or "running")
@@ -60,10 +60,15 @@ def progress_line(progress: dict[str, Any] | None) -> str:
     bytes_done = human_bytes(_int(progress.get("bytes_done")))
     bytes_total = human_bytes(_int(progress.get("bytes_total")))
     line = f"{state}: {done}/{total} files, {bytes_done} of {bytes_total}, {failed} failed"
+    attempt = _int(progress.get("attempt"))
     if state == "waiting_for_xnat":
         line += f"; XNAT unavailable, next try at {clean(progress.get('retry_at', '?'))}"
-        if progress.get("attempt") and progress.get("max_attempts"):
-            line += f" (delivery {_int(progress['attempt'])} of {_int(progress['max_attempts'])})"
+        if attempt and progress.get("max_attempts"):
+            line += f" (delivery {attempt} of {_int(progress['max_attempts'])})"
+        elif attempt:
+            line += f" (after delivery {attempt})"
+    elif progress.get("retry_at"):  # the worker crashed: its message comes back then
+        line += f"; retrying at {clean(progress['retry_at'])}"
     elif _int(progress.get("continuation")):
         line += f" (invocation {_int(progress['continuation']) + 1})"
     return line
@@ -113,6 +118,11 @@ def summary_line(result: dict[str, Any]) -> str:
 def url_lines(result: dict[str, Any]) -> list[str]:
     urls = result.get("urls")
     return [clean(u) for u in urls if isinstance(u, str)] if isinstance(urls, list) else []
+
+
+def problem_files(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The entries of the files that are not in XNAT as requested, in manifest order."""
+    return [f for f in _files(result) if not in_place(f)]
 
 
 def problem_lines(result: dict[str, Any]) -> list[str]:

@@ -90,6 +90,10 @@ def end_fields(result: JobResult, settings: Settings) -> dict[str, object]:
         "error": job_error(result),
         "result_key": settings.results_key(result.job_id or "unknown"),
         "finished_at": now_iso(),
+        # what GET /jobs/{id} says of a finished job without reading its result
+        "started_at": result.started_at,
+        "invocations": result.invocations,
+        "upload_mode": result.upload_mode,
         **Progress.of(result).fields(),
     }
 
@@ -114,7 +118,7 @@ def end_job(
             result.job_id or "unknown",
             result.manifest_version,
             continuation,
-            given_up=given_up or None,
+            given_up=given_up,
             **end_fields(result, settings),
         )
     if record is None:

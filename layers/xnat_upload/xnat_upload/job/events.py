@@ -65,7 +65,7 @@ def announce_job_end(record: JobRecord, *, settings: Settings) -> bool:
             raise RuntimeError(
                 f"EventBridge refused the event: {failure.get('ErrorCode')} {failure.get('ErrorMessage')}"
             )
-        ledger_for(settings).mark_event_sent(record.job_id, record.manifest_version)
+        ledger_for(settings).mark_event_sent(record.job_id, record.manifest_version, record.finished_at)
     except Exception:
         logger.exception("the job-end event was not put; the sweeper puts it later", extra={"job_id": record.job_id})
         return False

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Literal
 from ..config import Settings
 from ..exceptions import IntakeFailedError, ManifestDeletedError, ManifestError, UnversionedBucketError
 from ..manifest import JobManifest, decode_json
+from ..manifest.models import IDENTIFIER_MAX_LENGTH
 from ..observability import logger
 from ..result import JobResult
 from ..store import MISSING, SUBMITTED_BY_METADATA, JobStore
@@ -95,10 +96,10 @@ def accept_manifest(
     if version is None:  # an unversioned bucket: re-puts, late events and results cannot be told apart
         result = JobResult(job_id)
         result.fail_job(UnversionedBucketError())
-        return _refused(store, result, key)
+        return _refused(store, result, key, JobRecord(job_id, None, submitted_by=submitted_by))
     if version_id is not None and current is not None and version_id != current:
         return Intake(job_id, "ignored", "a newer version of the manifest exists; its own event runs it", version)
-    if version is not None and result_version.result() == version:
+    if version is not None and result_version.result() == version and _ledger_knows(settings, job_id, version):
         return Intake(job_id, "ignored", "this manifest version already has its result", version)
 
     opening = JobRecord(job_id, version, submitted_by=submitted_by, manifest_seq=_padded(sequencer))
@@ -169,7 +170,14 @@ def _queue(
 
 
 def intake_crashed(
-    key: str, *, version_id: str | None, error: BaseException, settings: Settings, s3: S3Client, last: bool
+    key: str,
+    *,
+    version_id: str | None,
+    error: BaseException,
+    settings: Settings,
+    s3: S3Client,
+    last: bool,
+    sequencer: str = "",
 ) -> None:
     """The intake raised on this manifest's event. On the event's last delivery (it goes to the intake's
     dead-letter queue next) the job ends here: a failed result, a ledger item and an event naming the
@@ -191,10 +199,11 @@ def intake_crashed(
         result.fail_job(
             IntakeFailedError(
                 f"the intake failed on every delivery of this manifest's S3 event ({type(error).__name__}: {error}); "
-                "the event is in the intake's dead-letter queue: fix the cause (see the logs), then redrive it"
+                "the event is in the intake's dead-letter queue: fix the cause (see the logs), then re-put the manifest "
+                "(a redrive of the event finds this result and does nothing)"
             )
         )
-        _refused(store, result, key, JobRecord(job_id, version))
+        _refused(store, result, key, JobRecord(job_id, version, manifest_seq=_padded(sequencer)))
     except Exception:
         logger.exception("could not record the intake's failure", extra={"job_id": job_id})
 
@@ -233,18 +242,32 @@ def _deleted(store: JobStore, job_id: str, version_id: str | None) -> Intake:
 
 
 def _describe(record: JobRecord, data: object) -> None:
-    """What the ledger says of the job from the manifest alone, valid or not (as far as it can read it)."""
+    """What the ledger says of the job from the manifest alone, valid or not, as far as it can read it:
+    only values the schema could accept (a refused manifest may quote megabytes where an ID goes)."""
     if not isinstance(data, dict):
         return
+
+    def identifier(key: str) -> str | None:
+        value = data.get(key)
+        return value if isinstance(value, str) and 0 < len(value) <= IDENTIFIER_MAX_LENGTH else None
+
     fields = {
         "project": "central_hub_project_id",
         "session": "accession_id",
         "scan": "scan_id",
         "resource": "resource_id",
     }
-    record.xnat = {name: data[key] for name, key in fields.items() if isinstance(data.get(key), str)}
-    record.net_id = data["net_id"] if isinstance(data.get("net_id"), str) else None
-    record.mode = data["mode"] if isinstance(data.get("mode"), str) else "upload"
+    record.xnat = {name: value for name, key in fields.items() if (value := identifier(key)) is not None}
+    record.net_id = identifier("net_id")
+    record.mode = "check" if data.get("mode") == "check" else "upload"
+
+
+def _ledger_knows(settings: Settings, job_id: str, version: str) -> bool:
+    """The ledger holds this version's item (or there is no ledger): a refusal was recorded whole."""
+    if not settings.jobs_table:
+        return True
+    known = ledger_for(settings).get(job_id)
+    return known is not None and known.manifest_version == version
 
 
 def _padded(sequencer: str) -> str:

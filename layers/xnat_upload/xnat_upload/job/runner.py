@@ -89,6 +89,8 @@ def admit(
             note = unlisted_note(data, len(result.files))
             raise type(exc)(exc.message + note) if note else exc from None
         result.files = [FileResult(p) for p in manifest.files_relative_paths_to_upload]
+        if job_id is not None:
+            settings.check_net(job_id, manifest.net_id)
         prefix = settings.upload_prefix(manifest.net_id)
         _, refused = confined_keys(prefix, manifest.files_relative_paths_to_upload)
         if refused:
@@ -98,7 +100,7 @@ def admit(
             rejected = [f for f in result.files if f.status is FileStatus.REJECTED]
             error_type = refusal_type(refused)
             raise error_type(f"{len(rejected)} of {len(result.files)} paths refused; nothing was uploaded")
-        result.source = {"bucket": settings.data_bucket, "prefix": prefix}
+        result.source = {"bucket": settings.images_bucket, "prefix": prefix}
         if s3 is not None and manifest.mode != "check":  # a check reports missing objects, file by file
             reached = find_sources(manifest, result, settings, s3, quick=True)
             if found is not None:
@@ -246,14 +248,14 @@ def find_sources(
     the worker's full lookup and are not in the answer. `allow_missing` (check mode): a missing
     object is that file's `source_missing`, and the others go on."""
     keys = {path: settings.upload_prefix(manifest.net_id) + path for path in manifest.files_relative_paths_to_upload}
-    found = find_objects(s3, settings.data_bucket, keys, head_unreached=not quick)
+    found = find_objects(s3, settings.images_bucket, keys, head_unreached=not quick)
     for file in result.files:
         if file.path not in found:
             continue
         source = found[file.path]
         if source is None:
             status = FileStatus.SOURCE_MISSING if allow_missing else FileStatus.MISSING
-            file.fail(status, ObjectNotFoundError(f"s3://{settings.data_bucket}/{keys[file.path]} does not exist"))
+            file.fail(status, ObjectNotFoundError(f"s3://{settings.images_bucket}/{keys[file.path]} does not exist"))
         else:
             file.bytes, file.source_etag = source.size, source.etag
             file.status = FileStatus.PENDING
@@ -262,7 +264,11 @@ def find_sources(
         for file in result.files:
             if file.status is FileStatus.PENDING:
                 file.status = FileStatus.SKIPPED
-        raise ObjectNotFoundError(f"{len(missing)} of {len(result.files)} objects not found; nothing was uploaded")
+        raise ObjectNotFoundError(
+            f"{len(missing)} of {len(result.files)} objects not found under "
+            f"s3://{settings.data_bucket}/{settings.upload_prefix(manifest.net_id)}; nothing was uploaded: put them "
+            "there first (xnat-upload submit --from-dir DIR does), then submit again"
+        )
     return {path: source for path, source in found.items() if source is not None}
 
 
@@ -346,7 +352,7 @@ def _upload(
                 remaining_seconds, settings.time_budget_margin_seconds, state.throughput, invocation_seconds
             )
             engine = TransferEngine(
-                xnat, s3, settings.data_bucket, experiment, manifest.scan_id, manifest.resource_id, settings, budget,
+                xnat, s3, settings.images_bucket, experiment, manifest.scan_id, manifest.resource_id, settings, budget,
                 on_progress=progress, exist_ok=manifest.exist_ok,
                 journal=journal.bind(result.xnat) if journal is not None else None, prefetch=prefetch,
             )  # fmt: skip
@@ -514,7 +520,10 @@ def _decided_by_listing(
         file.bytes = source.size
         file.error = file.error_code = None
         if not identical:
-            error = AlreadyExistsError(f"{file.path!r} is already in XNAT and exist_ok is false")
+            error = AlreadyExistsError(
+                f"{file.path!r} is already in XNAT with other content and exist_ok is false: XNAT's copy was kept; "
+                'to replace it, submit again with "exist_ok": true'
+            )
             file.error, file.error_code = error.message, error.error_code
         return True
     return False
@@ -560,7 +569,7 @@ def _with_md5_where_xnat_has_the_file(
     }
     if not unknown:
         return sources, {}
-    refreshed = head_objects(s3, settings.data_bucket, {path: source.key for path, source in unknown.items()})
+    refreshed = head_objects(s3, settings.images_bucket, {path: source.key for path, source in unknown.items()})
     sources = dict(sources)
     for path, source in unknown.items():
         fresh = refreshed.get(path)
@@ -582,7 +591,7 @@ def _with_md5_where_xnat_has_the_file(
         problem: XnatUploadError = TimeBudgetExceededError("its MD5 was not read before the time budget ran out")
         for _ in range(MD5_READ_ATTEMPTS):
             try:
-                digest = object_md5(s3, settings.data_bucket, source, in_time)
+                digest = object_md5(s3, settings.images_bucket, source, in_time)
             except SourceReadError as exc:  # passing: read it again from the first byte
                 problem = exc
                 continue

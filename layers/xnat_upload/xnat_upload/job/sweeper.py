@@ -37,13 +37,15 @@ if TYPE_CHECKING:
 
     from ..config import Settings
 
-EVENT_LOOKBACK = timedelta(days=1)  # ends older than this without their event are left alone (logged once a run)
+EVENT_LOOKBACK = timedelta(days=1)  # ends older than this without their event are counted and logged, not put
+QUEUE_RETENTION = timedelta(days=14)  # the job queue keeps a message this long (SQS's maximum, template.yaml)
 
 
 @dataclass
 class Sweep:
     ended: list[str] = field(default_factory=list)  # jobs given up (message in the dead-letter queue)
     announced: list[str] = field(default_factory=list)  # job ends whose event was put late
+    failed: list[str] = field(default_factory=list)  # jobs it could not end this time (logged; the next run tries)
 
 
 def sweep(*, settings: Settings, s3: S3Client, now: datetime | None = None) -> Sweep:
@@ -53,14 +55,23 @@ def sweep(*, settings: Settings, s3: S3Client, now: datetime | None = None) -> S
     quiet_since = _iso(now - grace)
     swept = Sweep()
     for record in ledger.open_jobs_quiet_since(quiet_since):
-        error = abandonment(record, settings, now)
-        if error is not None and _give_up(record, error, settings, s3):
-            swept.ended.append(record.job_id)
+        try:  # one job that cannot be ended (an unreadable checkpoint, S3 refusing) stops no other
+            error = abandonment(record, settings, now)
+            if error is not None and _give_up(record, error, settings, s3):
+                swept.ended.append(record.job_id)
+        except Exception:
+            swept.failed.append(record.job_id)
+            logger.exception("could not end an abandoned job", extra={"job_id": record.job_id})
     for record in ledger.finished_without_event(_iso(now - EVENT_LOOKBACK), quiet_since):
         if announce_job_end(record, settings=settings):
             swept.announced.append(record.job_id)
-    if swept.ended or swept.announced:
-        logger.info("sweep", extra={"ended": swept.ended, "announced": swept.announced})
+    unannounced = [
+        r.job_id for r in ledger.finished_without_event(_iso(now - EVENT_LOOKBACK * 30), _iso(now - EVENT_LOOKBACK))
+    ]
+    if unannounced:  # EventBridge refused them for a day: an operator decides (docs/ledger.md)
+        logger.error("job ends older than a day were never announced", extra={"jobs": unannounced[:100]})
+    if swept.ended or swept.announced or swept.failed:
+        logger.info("sweep", extra={"ended": swept.ended, "announced": swept.announced, "failed": swept.failed})
     return swept
 
 
@@ -74,9 +85,15 @@ def abandonment(record: JobRecord, settings: Settings, now: datetime) -> JobEnde
             f"of its {record.attempt} deliveries, which ended without a word; the job message is in the job "
             "dead-letter queue: fix the cause (memory, timeout, batch size), then redrive it to resume the job"
         )
-    # Nobody wrote for longer than every delivery the queue allows could take: a worker that died before
-    # it could say it started (at its cold start), every time.
-    lifetime = timedelta(seconds=settings.job_max_receive_count * settings.job_queue_visibility_seconds) + grace
+    # Nobody wrote for longer than its message can live: every delivery the queue allows, once one started
+    # (a worker that died each time before it could write); else the queue's retention, since a message
+    # may wait that long behind its XNAT resource's other jobs before its first delivery.
+    delivered = bool(record.attempt)
+    lifetime = (
+        timedelta(seconds=settings.job_max_receive_count * settings.job_queue_visibility_seconds)
+        if delivered
+        else QUEUE_RETENTION
+    ) + grace
     if record.updated_at is not None and _parse(record.updated_at) + lifetime < now:
         return JobStalledError(
             f"no worker reported on the job since {record.updated_at} ({record.state}), longer than its message "
@@ -89,9 +106,18 @@ def abandonment(record: JobRecord, settings: Settings, now: datetime) -> JobEnde
 def _give_up(record: JobRecord, error: JobEndedAbnormallyError, settings: Settings, s3: S3Client) -> bool:
     """End the job as the worker would have (result first, then the ledger's end, then the event)."""
     store = JobStore(s3, settings)
+    ledger = ledger_for(settings)
     result = abandoned_result(store, record.job_id, record.manifest_version or None, error)
+    # A redriven message's worker may have reopened the job since the listing: never write over its result.
+    now = ledger.get(record.job_id)
+    if now is None or (now.manifest_version, now.state, now.updated_at) != (
+        record.manifest_version,
+        record.state,
+        record.updated_at,
+    ):
+        return False
     store.write_result(result)
-    ended = ledger_for(settings).give_up(record, **end_fields(result, settings))
+    ended = ledger.give_up(record, **end_fields(result, settings))
     if ended is None:
         logger.info("a worker moved the job meanwhile: not given up", extra={"job_id": record.job_id})
         return False

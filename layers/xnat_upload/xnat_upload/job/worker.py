@@ -58,7 +58,7 @@ from ..xnat.session import XnatConnector, open_xnat
 from .checkpoint import JobState
 from .ending import abandoned_result, end_job, stopped_result, with_totals
 from .journal import Journal, open_journal
-from .ledger import Progress, StaleWriteError, error_entry, job_error, ledger_for
+from .ledger import JobRecord, Progress, StaleWriteError, error_entry, job_error, ledger_for
 from .progress import ProgressReporter
 from .queue import JobMessage, message_group_id, redelivery_delay
 from .queue.sender import MessageSender
@@ -164,6 +164,11 @@ def _work(
         dropped, state = state, None
     if state is not None and state.state == "done":
         return Skipped("the job already finished")
+    # The ledger hears of this delivery first, before anything that could exhaust the invocation (a 16 MiB
+    # manifest, a 100,000-file checkpoint): a worker killed later still leaves its attempt and lease.
+    current_level = state is None or message.continuation >= state.continuation
+    if current_level and not _mark_running(settings, message, receive_count, lease_seconds):
+        return Skipped("the jobs ledger holds a later continuation or the job's end")
     try:
         manifest = JobManifest.from_json(
             reads.manifest(message.manifest_key, message.manifest_version),
@@ -190,8 +195,6 @@ def _work(
         reading.enter_context(s3_deadline(remaining_seconds() - margin if remaining_seconds else None))
         ahead = reading.enter_context(zip_prefetch(list(found.values()), settings, s3))
     state = state or JobState.new(job_id, message.manifest_version)
-    if not _mark_running(settings, message, receive_count, lease_seconds):
-        return Skipped("the jobs ledger holds a newer manifest version, a later continuation or the job's end")
     state.continuation = message.continuation
     state.invocations += 1
     started = time.monotonic()
@@ -255,7 +258,7 @@ def _manifest_gone(store: JobStore, job_id: str, message: JobMessage, state: Job
         error = ManifestDeletedError("the manifest was deleted while its job ran; the files not yet sent were not")
         end_job(store, with_totals(stopped_result(state, error), state, store), settings=store.settings,
                 continuation=message.continuation)  # fmt: skip
-    elif not began and store.result_version(job_id) is MISSING:
+    elif not began and store.result_version(job_id) != message.manifest_version:
         result = JobResult(job_id, manifest_version=message.manifest_version)
         result.fail_job(ManifestDeletedError("the manifest was deleted before its job ran; nothing was uploaded"))
         end_job(store, result, settings=store.settings, continuation=message.continuation)
@@ -315,22 +318,31 @@ def _previous_outcomes(
 
 def _mark_running(settings: Settings, message: JobMessage, attempt: int, lease_seconds: float | None) -> bool:
     """This delivery starts: the ledger says so, with when the message comes back if it dies. False
-    when the ledger's condition refuses the write (a newer version or a later continuation holds
-    the item, or the job ended): this message is stale."""
+    when the ledger's condition refuses the write (a later continuation holds the item, or the job
+    ended): this message is stale.
+
+    The caller checked that the message's version is the manifest's current one (S3 says so). An
+    item of another version is then behind, not ahead: this version's intake has not opened it yet
+    (the API's upload route sends the message itself). The worker opens it, conditional on the item
+    still being the one it read."""
     if not settings.jobs_table:
         return True
+    ledger = ledger_for(settings)
     lease = lease_seconds if lease_seconds is not None else settings.job_queue_visibility_seconds
+    running = {"state": "running", "attempt": attempt, "lease_until": _iso_in(lease)}
     try:
-        ledger_for(settings).update(
-            message.job_id,
-            message.manifest_version,
-            message.continuation,
-            state="running",
-            attempt=attempt,
-            lease_until=_iso_in(lease),
-        )
+        ledger.update(message.job_id, message.manifest_version, message.continuation, **running)
     except StaleWriteError:
-        return False
+        known = ledger.get(message.job_id)
+        if known is None or known.manifest_version == (message.manifest_version or ""):
+            return False
+        opening = JobRecord(message.job_id, message.manifest_version, manifest_seq=known.manifest_seq)
+        if not ledger.open(opening):
+            return False
+        try:
+            ledger.update(message.job_id, message.manifest_version, message.continuation, **running)
+        except StaleWriteError:
+            return False
     return True
 
 
@@ -402,8 +414,10 @@ def _continue(
     state.state = "running"
     state.continuation = following.continuation
     store.write_checkpoint(state.job_id, state.to_bytes())
-    # The ledger at the next level before the message: this level's late writes can no longer move it.
-    _ledger_update(store.settings, state, state="running", **Progress.of(result).fields())
+    # The ledger at the next level before the message: this level's late writes can no longer move it. The next
+    # level's delivery has not started: no attempt, no lease (the sweeper judges only delivered messages).
+    _ledger_update(store.settings, state, state="running", attempt=None, lease_until=None,
+                   **Progress.of(result).fields())  # fmt: skip
     queue.send(following, message_group_id(manifest))
     logger.info(
         "job continues in a new invocation",
@@ -477,8 +491,8 @@ def crashed(
             crash = error_entry(WorkerCrashedError.error_code, summary)
             _ledger_update(settings, job, retry_at=_iso_in(delay), lease_until=_iso_in(delay), error=crash)
             return delay
-        if _superseded(store, job):
-            return None
+        if _superseded(store, job) or _already_ended(store, message):
+            return None  # a newer version runs, or this delivery crashed after its job had ended
         final = abandoned_result(
             store,
             message.job_id,
@@ -494,6 +508,24 @@ def crashed(
         logger.exception("could not record the crash", extra={"job_id": message.job_id})
         return None if receive_count >= settings.job_max_receive_count else settings.crash_retry_seconds
     return None
+
+
+def _already_ended(store: JobStore, message: JobMessage) -> bool:
+    """The job of this message's version ended (its checkpoint says done, or the ledger says finished and
+    not given up): nothing to end again, and its result must not be overwritten."""
+    saved = store.read_checkpoint(message.job_id)
+    state = JobState.from_bytes(saved) if saved else None
+    if state is not None and state.manifest_version == message.manifest_version and state.state == "done":
+        return True
+    if not store.settings.jobs_table:
+        return False
+    record = ledger_for(store.settings).get(message.job_id)
+    return (
+        record is not None
+        and record.manifest_version == (message.manifest_version or "")
+        and record.state == "finished"
+        and not record.given_up
+    )
 
 
 def _iso_in(seconds: float) -> str:

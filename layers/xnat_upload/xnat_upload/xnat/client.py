@@ -355,17 +355,53 @@ class XnatClient:
         rows = self._result_rows(response, "list projects")
         matches = [row["ID"] for row in rows if row.get("secondary_ID") == secondary_id and row.get("ID")]
         if not matches:
-            raise ProjectNotFoundError(f"no XNAT project has secondary ID {secondary_id!r}")
+            raise ProjectNotFoundError(self._no_project_message(secondary_id))
         if len(matches) > 1:
             raise ProjectNotFoundError(f"several XNAT projects have secondary ID {secondary_id!r}: {sorted(matches)}")
         return matches[0]
+
+    def _no_project_message(self, secondary_id: str) -> str:
+        """Why no project matched, with the likely remedy: a central hub project ID that is in fact an XNAT
+        project ID (`GET /data/projects/{X}` finds a project by its ID, never by its secondary ID) is named so."""
+        message = f"no XNAT project has secondary ID {secondary_id!r}"
+        remedy = (
+            "central_hub_project_id must be the project's secondary ID (its 'Running Title' in XNAT), "
+            "not its project ID"
+        )
+        try:
+            response = self.request(
+                "GET",
+                urls.join("data", "projects", secondary_id),
+                "look the central hub project ID up as a project ID",
+                ok=(200, 403, 404),
+                params={"format": "json"},
+            )
+            if response.status_code != 200:
+                return f"{message}; {remedy}"
+            fields = self._json(response, "project document")["items"][0]["data_fields"]
+            secondary = fields.get("secondary_ID")
+        except XnatError as exc:
+            if isinstance(exc, XnatAuthError) or exc.retryable:
+                raise  # not an answer about the project: the job waits or fails as for any other lookup
+            return f"{message}; {remedy}"
+        except (KeyError, IndexError, TypeError):
+            return f"{message}; {remedy}"
+        if secondary and isinstance(secondary, str):
+            return (
+                f"{message}, but {secondary_id!r} is the XNAT project ID of the project whose secondary ID is "
+                f"{secondary!r}: set central_hub_project_id to {secondary!r}"
+            )
+        return f"{message}, but {secondary_id!r} is the XNAT project ID of a project without one; {remedy}"
 
     def get_experiment(self, project_id: str, label: str) -> Experiment:
         """The session labelled with the accession ID, and the subject it belongs to."""
         path = urls.join("data", "projects", project_id, "experiments", label)
         response = self.request("GET", path, "find the experiment", ok=(200, 404), params={"format": "json"})
         if response.status_code == 404:
-            raise ExperimentNotFoundError(f"no experiment labelled {label!r} in XNAT project {project_id!r}")
+            raise ExperimentNotFoundError(
+                f"no experiment labelled {label!r} in XNAT project {project_id!r}: accession_id must be the label "
+                "of a session that exists in the project (the service creates scans and resources, not sessions)"
+            )
         document = self._json(response, "experiment document")
         try:
             fields = document["items"][0]["data_fields"]

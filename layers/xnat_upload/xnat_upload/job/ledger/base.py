@@ -21,7 +21,7 @@ class Ledger(Protocol):
     def give_up(self, seen: JobRecord, **changes: Any) -> JobRecord | None:
         """End a job nobody works on, if it is still as seen; the item as written, else None."""
 
-    def mark_event_sent(self, job_id: str, version: str | None) -> None: ...
+    def mark_event_sent(self, job_id: str, version: str | None, finished_at: str | None) -> None: ...
 
     def get(self, job_id: str) -> JobRecord | None: ...
 
@@ -33,6 +33,7 @@ class Ledger(Protocol):
         since: str | None = None,
         limit: int = 50,
         next_token: str | None = None,
+        net_id: str | None = None,
     ) -> tuple[list[JobRecord], str | None]: ...
 
     def open_jobs_quiet_since(self, cutoff: str) -> Iterator[JobRecord]: ...

@@ -32,6 +32,7 @@ MAX_PAGES_PER_LIST = 10  # a filtered listing reads at most this many pages per 
 _TOKEN_KEYS = {"job_id", "kind", "status", "state", "submitted_at", "updated_at"}
 _CLEARED_WHEN_REOPENED = ("status", "finished_at", "error", "retry_at", "given_up", "event_sent")
 
+_BAD_TOKEN = "`next` is not a page token of this listing: pass the one the last page gave"
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
@@ -122,7 +123,7 @@ class DynamoDBLedger:
         """A running job's writer (its worker) records where the job is. Raises `StaleWriteError` when
         the item belongs to another manifest version, a later continuation, or a job that ended
         (a job given up, its message in the dead-letter queue, is reopened by its redriven message)."""
-        if self._write(job_id, version, continuation, changes) is None:
+        if self._write(job_id, version, continuation, changes, returned=False) is None:
             raise StaleWriteError(f"job {job_id!r}: version {version!r}, continuation {continuation} is stale")
 
     def finish(self, job_id: str, version: str | None, continuation: int, **changes: Any) -> JobRecord | None:
@@ -145,12 +146,18 @@ class DynamoDBLedger:
         )
         return self._update(seen.job_id, changes, (), condition, expression)
 
-    def mark_event_sent(self, job_id: str, version: str | None) -> None:
+    def mark_event_sent(self, job_id: str, version: str | None, finished_at: str | None) -> None:
+        """Note that the end of `finished_at` was announced (not a later end of the same job, after a redrive)."""
         expression = _Expression()
-        condition = f"{expression.name('manifest_version')} = {expression.value(version or '')}"
-        self._update(job_id, {"event_sent": True}, (), condition, expression, touch=False)
+        condition = (
+            f"{expression.name('manifest_version')} = {expression.value(version or '')} AND "
+            f"{expression.name('finished_at')} = {expression.value(finished_at or '')}"
+        )
+        self._update(job_id, {"event_sent": True}, (), condition, expression, touch=False, returned=False)
 
-    def _write(self, job_id: str, version: str | None, continuation: int, changes: dict[str, Any]) -> JobRecord | None:
+    def _write(
+        self, job_id: str, version: str | None, continuation: int, changes: dict[str, Any], returned: bool = True
+    ) -> JobRecord | None:
         expression = _Expression()
         state = expression.name("state")
         level = expression.name("continuation")
@@ -163,7 +170,7 @@ class DynamoDBLedger:
         changes = {"manifest_version": version or "", "continuation": continuation, **changes}
         reopened = changes.get("state") in OPEN_STATES
         removed = _CLEARED_WHEN_REOPENED if reopened else ()
-        return self._update(job_id, changes, removed, condition, expression)
+        return self._update(job_id, changes, removed, condition, expression, returned=returned)
 
     def _update(
         self,
@@ -173,7 +180,10 @@ class DynamoDBLedger:
         condition: str,
         expression: _Expression,
         touch: bool = True,
+        returned: bool = True,
     ) -> JobRecord | None:
+        # A change to None removes the attribute (a finished job has no error; a continued one, no lease yet).
+        removed = tuple(dict.fromkeys([*removed, *(name for name, value in changes.items() if value is None)]))
         changes = {name: value for name, value in changes.items() if value is not None}
         if touch:
             changes = {**changes, "updated_at": now_iso(), "kind": KIND, "expires_at": self._expiry()}
@@ -191,13 +201,15 @@ class DynamoDBLedger:
                 Key={"job_id": _dynamo(job_id)},
                 UpdateExpression=update,
                 ConditionExpression=condition,
-                ReturnValues="ALL_NEW",
+                ReturnValues="ALL_NEW" if returned else "NONE",
                 **expression.arguments(),
             )
         except ClientError as exc:
             if _condition_failed(exc):
                 return None
             raise
+        if not returned:
+            return JobRecord(job_id, None)  # written; the caller does not need the item
         return JobRecord.from_item(_plain_item(written["Attributes"]))
 
     def _expiry(self) -> int:
@@ -218,8 +230,10 @@ class DynamoDBLedger:
         since: str | None = None,
         limit: int = 50,
         next_token: str | None = None,
+        net_id: str | None = None,
     ) -> tuple[list[JobRecord], str | None]:
-        """Jobs newest first (by submission), filtered; `next_token` pages on (None on the last page)."""
+        """Jobs newest first (by submission), filtered (`net_id`: one net's jobs only); `next_token`
+        pages on (None on the last page)."""
         expression = _Expression()
         if status is not None:
             index = INDEX_STATUS
@@ -230,10 +244,18 @@ class DynamoDBLedger:
         if since is not None:
             key += f" AND {expression.name('submitted_at')} >= {expression.value(since)}"
         arguments: dict[str, Any] = {"KeyConditionExpression": key}
-        if state is not None:
-            arguments["FilterExpression"] = f"{expression.name('state')} = {expression.value(state)}"
+        filters = [(name, value) for name, value in (("state", state), ("net_id", net_id)) if value is not None]
+        if filters:
+            arguments["FilterExpression"] = " AND ".join(
+                f"{expression.name(name)} = {expression.value(value)}" for name, value in filters
+            )
         start = _decode_token(next_token, index) if next_token else None
-        records, last = self._query(index, arguments, expression, limit, start, forward=False)
+        try:
+            records, last = self._query(index, arguments, expression, max(1, min(limit, 1000)), start, forward=False)
+        except ClientError as exc:  # a token of another listing (its key outside this one's condition)
+            if start is not None and exc.response.get("Error", {}).get("Code") == "ValidationException":
+                raise InvalidRequestError(_BAD_TOKEN) from None
+            raise
         return records, _encode_token(index, last) if last else None
 
     def open_jobs_quiet_since(self, cutoff: str) -> Iterator[JobRecord]:
@@ -314,5 +336,5 @@ def _decode_token(token: str, index: str) -> dict[str, Any]:
     except (ValueError, TypeError, KeyError, binascii.Error):
         valid = False
     if not valid:
-        raise InvalidRequestError("`next` is not a page token of this listing: pass the one the last page gave")
+        raise InvalidRequestError(_BAD_TOKEN)
     return key

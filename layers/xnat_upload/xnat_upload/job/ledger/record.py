@@ -89,6 +89,9 @@ class JobRecord:
     submitted_at: str | None = None
     updated_at: str | None = None
     finished_at: str | None = None
+    started_at: str | None = None  # when a worker first took the job (a finished job's, from its result)
+    invocations: int | None = None  # worker invocations the job took (a finished job's, from its result)
+    upload_mode: str | None = None  # how its files went to XNAT: zip or per_file (a finished job's)
     error: dict[str, str] | None = None
     continuation: int = 0
     attempt: int | None = None  # the delivery of the job's message now running (SQS ApproximateReceiveCount)
