@@ -129,7 +129,9 @@ def end_job(
         announce_job_end(record, settings=settings)
         return record
     ended = record
-    announcing = threading.Thread(target=lambda: announce_job_end(ended, settings=settings), name="announce")
+    announcing = threading.Thread(
+        target=lambda: announce_job_end(ended, settings=settings), name=f"{threading.current_thread().name}-announce"
+    )
     announcing.start()
     try:
         alongside()

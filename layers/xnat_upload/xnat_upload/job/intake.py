@@ -84,7 +84,7 @@ def accept_manifest(
         return Intake(None, "ignored", "not a manifest key")
     store = JobStore(s3, settings)
     # The three reads go out side by side: each needs only the event (its version id, when it has one).
-    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="intake-read")
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"{threading.current_thread().name}-read")
     result_version = pool.submit(store.result_version, job_id)
     manifest_read = pool.submit(store.read_manifest, key, version_id) if version_id is not None else None
     pool.shutdown(wait=False)
@@ -120,7 +120,9 @@ def accept_manifest(
     # What the lookup found goes to the worker (before its message: S3 reads after writes are
     # consistent), so that the objects are looked up once and read from the worker's first moment.
     rows = found_rows(manifest, found)
-    handing = threading.Thread(target=_hand_over, args=(store, job_id, version, rows), name="found")
+    handing = threading.Thread(
+        target=_hand_over, args=(store, job_id, version, rows), name=f"{threading.current_thread().name}-found"
+    )
     if rows is not None:  # written while the ledger is, both before the message
         handing.start()
     try:

@@ -29,6 +29,7 @@ Example::
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -280,7 +281,8 @@ class _StartReads:
 
     def __init__(self, store: JobStore, message: JobMessage) -> None:
         job_id = message.job_id
-        pool = ThreadPoolExecutor(max_workers=6, thread_name_prefix="start-read")
+        # Named after the invocation's thread: a log line or a profile tells whose reads they are.
+        pool = ThreadPoolExecutor(max_workers=6, thread_name_prefix=f"{threading.current_thread().name}-start-read")
         try:
             self.found: Future[dict[str, Any] | None] = pool.submit(store.read_found, job_id)
             self.current: Future[Any] = pool.submit(store.manifest_version, job_id)
