@@ -29,6 +29,7 @@ from ..manifest import JobManifest
 from ..result import FileResult, FileStatus, JobResult, Verified
 from ..transfer.sources import SourceObject
 from ..xnat import Experiment, RemoteFile, XnatClient
+from ..xnat.models import target_names
 
 LEVELS = ("project", "session", "scan", "resource")
 
@@ -48,13 +49,7 @@ def find_target(xnat: XnatClient, manifest: JobManifest, result: JobResult) -> E
         result.xnat = {"project": project_id}
         result.xnat_missing = list(LEVELS[1:])
         return None
-    result.xnat = {
-        "project": project_id,
-        "subject": experiment.subject_id,
-        "experiment": experiment.experiment_id,
-        "scan": manifest.scan_id,
-        "resource": manifest.resource_id,
-    }
+    result.xnat = target_names(project_id, experiment, manifest.scan_id, manifest.resource_id)
     if not xnat.scan_exists(experiment, manifest.scan_id):
         result.xnat_missing = list(LEVELS[2:])
         return None

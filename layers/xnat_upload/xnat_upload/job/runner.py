@@ -47,7 +47,8 @@ from ..transfer.engine import ZIP_ENTRY_MAX_BYTES, ZIP_MIN_FILES, TransferEngine
 from ..transfer.prefetch import Prefetcher
 from ..transfer.s3_deadline import carry_context, s3_deadline
 from ..transfer.sources import SourceObject, find_objects, head_objects, object_md5
-from ..xnat import RemoteFile
+from ..xnat import RemoteFile, XnatClient
+from ..xnat.models import target_names
 from ..xnat.session import XnatConnector, open_xnat
 from . import check
 from .checkpoint import JobState
@@ -300,13 +301,7 @@ def _upload(
                 prefetch = reading.enter_context(_prefetch(result, sources, settings, s3))
             project_id = xnat.find_project_by_secondary_id(manifest.central_hub_project_id)
             experiment = xnat.get_experiment(project_id, manifest.accession_id)
-            result.xnat = {
-                "project": project_id,
-                "subject": experiment.subject_id,
-                "experiment": experiment.experiment_id,
-                "scan": manifest.scan_id,
-                "resource": manifest.resource_id,
-            }
+            result.xnat = target_names(project_id, experiment, manifest.scan_id, manifest.resource_id)
             xnat.create_xnat_scan(experiment, manifest.scan_id, manifest.scan_xsi_type or settings.scan_xsi_type)
             xnat.create_xnat_resource(
                 experiment, manifest.scan_id, manifest.resource_id, manifest.resource_format, manifest.resource_content
@@ -381,9 +376,7 @@ def _upload(
                     file.error = file.error or "not started before the time budget ran out; the job continues it"
                 raise TimeBudgetExceededError(f"{len(pending)} files not finished before the time budget ran out")
     finally:
-        result.xnat_requests = state.xnat_requests + client.requests_made
-        result.xnat_retries = state.xnat_retries + client.retries
-        state.xnat_requests, state.xnat_retries = result.xnat_requests, result.xnat_retries
+        _count_xnat_calls(result, state, client)
 
 
 def _prefetch(result: JobResult, sources: Mapping[str, SourceObject], settings: Settings, s3: S3Client) -> Prefetcher:
@@ -444,6 +437,13 @@ def _use_found(result: JobResult, found: Mapping[str, SourceObject]) -> dict[str
     return {file.path: found[file.path] for file in result.files}
 
 
+def _count_xnat_calls(result: JobResult, state: JobState, client: XnatClient) -> None:
+    """The job's XNAT requests and retries so far: earlier invocations' and this one's."""
+    result.xnat_requests = state.xnat_requests + client.requests_made
+    result.xnat_retries = state.xnat_retries + client.retries
+    state.xnat_requests, state.xnat_retries = result.xnat_requests, result.xnat_retries
+
+
 def _check(
     manifest: JobManifest,
     result: JobResult,
@@ -482,9 +482,7 @@ def _check(
             if pending:
                 raise TimeBudgetExceededError(f"{len(pending)} files not compared before the time budget ran out")
     finally:
-        result.xnat_requests = state.xnat_requests + client.requests_made
-        result.xnat_retries = state.xnat_retries + client.retries
-        state.xnat_requests, state.xnat_retries = result.xnat_requests, result.xnat_retries
+        _count_xnat_calls(result, state, client)
 
 
 def _decided_by_listing(
